@@ -1,0 +1,1 @@
+"""The `marsbench` command: a thin layer over the library API."""

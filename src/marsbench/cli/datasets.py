@@ -1,0 +1,146 @@
+"""`marsbench datasets list | info | check | synth | download`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..catalog import get_card, list_cards
+
+app = typer.Typer(no_args_is_help=True, help="The 20 Mars-Bench datasets: list, inspect, "
+                                            "download, validate, synthesise.")
+console = Console()
+
+RootOption = Annotated[Optional[Path], typer.Option(
+    "--root", help="data root (default: $MARSBENCH_DATA or the user cache dir)")]
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command("list")
+def list_command(
+    task: Annotated[Optional[str], typer.Option(help="classification|segmentation|detection")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per dataset")] = False,
+) -> None:
+    """List the datasets of the catalog."""
+    cards = list_cards(task)
+    if as_json:
+        typer.echo(json.dumps([c.to_dict() for c in cards], indent=2))
+        return
+    table = Table(title=f"Mars-Bench datasets ({len(cards)})")
+    for col in ("name", "task", "kind", "platform", "instrument", "px", "bands", "classes",
+                "train/val/test"):
+        table.add_column(col)
+    for c in cards:
+        s = c.split_sizes
+        table.add_row(c.name, str(c.task), str(c.kind), str(c.platform), c.instrument,
+                      str(c.image_size), str(c.bands), str(c.num_classes),
+                      f"{s['train']}/{s['val']}/{s['test']}")
+    console.print(table)
+
+
+@app.command("info")
+def info_command(name: str, root: RootOption = None) -> None:
+    """Show a dataset's card and whether (and where) its data is present locally."""
+    from ..catalog import UnknownDatasetError
+    from ..sources.cache import find_local, local_path
+
+    try:
+        card = get_card(name)
+    except UnknownDatasetError as exc:
+        _fail(str(exc))
+    info = card.to_dict()
+    table = Table(show_header=False, title=card.name)
+    for key in ("task", "kind", "platform", "mission", "instrument", "image_size", "bands",
+                "num_classes", "class_names", "known_class_names", "splits", "variants",
+                "headline_metric", "hf_repo", "zenodo_record", "license", "notes", "citation"):
+        value = info[key]
+        if key == "zenodo_record" and value is None:
+            value = "resolved by name in the Zenodo community 'mars-bench'"
+        if key == "class_names" and value is None:
+            value = "read from the data (mapping.json / HF label feature)"
+        table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    present = find_local(card.name, root)
+    for source in ("zenodo", "hf"):
+        where = present.get(source)
+        table.add_row(f"local ({source})", f"[green]{where}[/green]" if where else
+                      f"absent (would be {local_path(card.name, source, root)})")
+    console.print(table)
+
+
+@app.command("check")
+def check_command(
+    name: Annotated[str, typer.Argument(help="dataset name or folder")],
+    root: RootOption = None,
+    source: Annotated[str, typer.Option(help="auto|folder|hf")] = "auto",
+    ignore_index: Annotated[Optional[int], typer.Option(
+        "--ignore-index", help="mask value to ignore (e.g. 255)")] = None,
+) -> None:
+    """Validate a local copy in one pass and list every problem; exit 1 if any."""
+    from ..sources import DataError
+    from ..sources.check import check_dataset
+
+    try:
+        report = check_dataset(name, root=root, source=source, ignore_index=ignore_index)
+    except DataError as exc:
+        _fail(str(exc))
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+    console.print(f"{report.dataset} ({report.source}, {report.location}): {counts}")
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    if report.ok:
+        console.print("[green]clean: no problems found[/green]")
+        return
+    table = Table(title=f"{len(report.problems)} problems")
+    for col in ("split", "file", "problem"):
+        table.add_column(col, overflow="fold")
+    for p in report.problems:
+        table.add_row(p.split, p.path, p.message)
+    console.print(table)
+    raise typer.Exit(1)
+
+
+@app.command("synth")
+def synth_command(
+    name: Annotated[str, typer.Argument(help="dataset name, or 'all' for the 20")],
+    out: Annotated[Path, typer.Option("--out", help="output folder")],
+    fmt: Annotated[str, typer.Option("--format", help="folder (Zenodo layout) or hf")] = "folder",
+    seed: int = 0,
+) -> None:
+    """Write a small SYNTHETIC dataset mirroring a card, in its exact public format."""
+    from ..sources.synth import generate, generate_suite
+
+    if fmt not in ("folder", "hf"):
+        _fail(f"--format must be folder or hf, not {fmt!r}")
+    paths = (generate_suite(out, fmt, seed=seed) if name == "all"
+             else [generate(get_card(name), out, fmt, seed=seed)])
+    for path in paths:
+        console.print(f"wrote synthetic {path.name} ({fmt}) to {path}")
+
+
+@app.command("download")
+def download_command(
+    name: str,
+    source: Annotated[str, typer.Option(help="hf or zenodo")] = "hf",
+    root: RootOption = None,
+    zenodo_record: Annotated[Optional[str], typer.Option(help="Zenodo record id")] = None,
+    force: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Download a dataset (resumable, integrity-checked) into the data root."""
+    from ..sources.download import DownloadError, download
+
+    try:
+        path = download(name, source, root, progress=not quiet, zenodo_record=zenodo_record,
+                        force=force)
+    except DownloadError as exc:
+        _fail(str(exc))
+    console.print(f"{name} is in {path}")

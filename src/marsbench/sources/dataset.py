@@ -1,0 +1,62 @@
+"""`MarsDataset`: a lazy sequence of canonical samples, whatever format it was read from."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..catalog import DatasetCard, Variant
+from .samples import Sample
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class MarsDataset(Sequence):
+    """One split of one dataset. Items are decoded on access; nothing is held in RAM.
+
+    ``entries`` are whatever the reader needs to load one sample (paths, row numbers);
+    ``load`` turns one entry into a canonical sample. ``notes`` lists what the reader noticed
+    about the data (e.g. a class count differing from the card).
+    """
+
+    card: DatasetCard
+    split: str
+    variant: Variant
+    class_names: list[str]
+    sample_ids: list[str]
+    entries: list[Any]
+    load: Callable[[Any], Sample]
+    source: str
+    location: str
+    ignore_index: int | None = None
+    fingerprint_parts: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    targets: list[Any] | None = None  # labels known without decoding images (for stratifying)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self.load(self.entries[index])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def fingerprint(self) -> str:
+        """A hash of what this split reads: ids, targets and the files' identities."""
+        h = hashlib.sha256()
+        for part in (self.card.name, self.split, str(self.variant), *self.sample_ids,
+                     *self.fingerprint_parts):
+            h.update(part.encode())
+            h.update(b"\0")
+        return h.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return (f"MarsDataset({self.card.name!r}, split={self.split!r}, variant='{self.variant}', "
+                f"n={len(self)}, classes={self.num_classes}, source={self.source!r})")

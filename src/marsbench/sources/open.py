@@ -1,0 +1,155 @@
+"""`open_dataset`: the one entry point from a name, a folder or a hub repo to a `MarsDataset`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..catalog import DatasetCard, Platform, Task, TaskKind, UnknownDatasetError, Variant, get_card
+from .dataset import SPLITS, MarsDataset
+from .errors import DataError
+from .folder import read_folder
+from .hf import read_hf
+
+SOURCES = ("auto", "folder", "hf")
+
+
+def detect_layout(path: Path) -> str | None:
+    """``"folder"`` (Zenodo layout), ``"hf"`` (parquet shards) or None."""
+    if (path / "annotation.csv").is_file() or any((path / "data" / s / d).is_dir()
+                                                   for s in SPLITS for d in ("images",)):
+        return "folder"
+    if (path / "data").is_dir() and any((path / "data").glob("*.parquet")):
+        return "hf"
+    return None
+
+
+def infer_card(path: Path) -> DatasetCard:
+    """A card for a user's own dataset in the Mars-Bench folder layout, read off the folder.
+
+    The task comes from the layout (annotation.csv: classification; masks/: segmentation;
+    labels/ or COCO/VOC files: detection); classes from mapping.json or the COCO categories.
+    """
+    import pandas as pd
+
+    from .classnames import names_from_mapping, read_mapping_file
+
+    mapping = read_mapping_file(path / "mapping.json")
+    names = names_from_mapping(mapping[0]) if mapping else []
+    ignore = mapping[1] if mapping else None
+    split_dirs = [path / "data" / s for s in SPLITS]
+    sizes: dict[str, int] = {}
+    if (path / "annotation.csv").is_file():
+        task = Task.CLASSIFICATION
+        df = pd.read_csv(path / "annotation.csv", dtype=str, keep_default_na=False)
+        sizes = {s: int((df.get("split") == s).sum()) for s in SPLITS}
+        labels = df.get("label", pd.Series(dtype=str))
+        if labels.str.startswith("[").any():
+            kind = TaskKind.MULTILABEL
+        elif df.get("file_id", pd.Series(dtype=str)).str.contains("before").any():
+            kind = TaskKind.IMAGE_PAIR
+        else:
+            kind = TaskKind.BINARY if len(names) == 2 else TaskKind.MULTICLASS
+    elif any((d / "masks").is_dir() for d in split_dirs):
+        task = Task.SEGMENTATION
+        kind = TaskKind.BINARY if len(names) == 2 else TaskKind.MULTICLASS
+    elif any((d / "labels").is_dir() or (d / "pascal_voc").is_dir()
+             or (d / "coco_annotations.json").is_file() for d in split_dirs):
+        task = Task.DETECTION
+        kind = TaskKind.MULTICLASS
+        coco = next((d / "coco_annotations.json" for d in split_dirs
+                     if (d / "coco_annotations.json").is_file()), None)
+        if coco and not names:
+            cats = json.loads(coco.read_text()).get("categories", [])
+            names = [c["name"] for c in sorted(cats, key=lambda c: c["id"])]
+    else:
+        raise DataError("not a Mars-Bench folder: no annotation.csv, data/<split>/masks, "
+                        "labels, pascal_voc or coco_annotations.json", path=path,
+                        fix="see the folder layout in docs/datasets.md")
+    if task is not Task.CLASSIFICATION:
+        sizes = {s: len([p for p in (d / "images").glob("*") if p.is_file()])
+                 for s, d in zip(SPLITS, split_dirs) if (d / "images").is_dir()}
+    return DatasetCard(
+        name=path.name, task=task, kind=kind, platform=Platform.UNKNOWN,
+        mission="unknown (user dataset)", instrument="unknown", image_size=0, bands=0,
+        num_classes=len(names), split_sizes=sizes, class_names=tuple(names) or None,
+        headline_metric={Task.CLASSIFICATION: "f1_weighted", Task.SEGMENTATION: "iou_reference",
+                         Task.DETECTION: "map_50_95"}[task],
+        ignore_index=ignore, license="see the dataset's own PROVENANCE/licence",
+        notes=f"user dataset read from {path}")
+
+
+def resolve(name_or_path: str | Path, *, root: str | Path | None = None,
+            source: str = "auto") -> tuple[DatasetCard, str, str]:
+    """(card, source, location) for a catalog name, a local folder, or a hub repo id."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
+    path = Path(name_or_path)
+    if path.is_dir():
+        layout = detect_layout(path)
+        if layout is None:
+            raise DataError("no Mars-Bench folder or Hugging Face layout found", path=path)
+        try:
+            card = get_card(path.name)
+        except UnknownDatasetError:
+            card = infer_card(path) if layout == "folder" else _hf_user_card(path)
+        return card, (layout if source == "auto" else source), str(path)
+    name = str(name_or_path)
+    if "/" in name and source in ("auto", "hf"):  # a hub repo id such as Mirali33/mb-domars16k
+        return get_card(name.split("/")[-1]), "hf", name
+    card = get_card(name)
+    from .cache import find_local
+
+    present = {("folder" if k == "zenodo" else k): v for k, v in find_local(card.name, root).items()}
+    if source == "auto":
+        for candidate in ("folder", "hf"):
+            if candidate in present:
+                return card, candidate, str(present[candidate])
+        raise DataError(
+            "not present locally", dataset=card.name,
+            fix=f"run `marsbench datasets download {card.name}` (or pass --root DIR holding "
+                f"{card.name}/), or use source='hf' to read {card.hf_repo} from the hub")
+    if source in present:
+        return card, source, str(present[source])
+    if source == "hf":
+        return card, "hf", card.hf_repo
+    raise DataError("no local copy in the folder layout", dataset=card.name,
+                    fix=f"run `marsbench datasets download {card.name} --source zenodo`")
+
+
+def _hf_user_card(path: Path) -> DatasetCard:
+    raise DataError("a Hugging Face layout folder must be named after a Mars-Bench dataset",
+                    path=path, fix="rename the folder to the dataset name, e.g. mb-domars16k")
+
+
+def open_dataset(name_or_path: str | Path, split: str = "train", *,
+                 root: str | Path | None = None, source: str = "auto",
+                 variant: str | Variant | None = None, annotation_format: str = "voc",
+                 drop_negatives: bool = False, ignore_index: int | None = None,
+                 subset_seed: int | None = None) -> MarsDataset:
+    """Open one split of a dataset as a lazy sequence of canonical samples.
+
+    ``name_or_path``: a catalog name (looked up under ``root``), a folder in the Zenodo or HF
+    layout (a user's own data included), or a hub repo id. ``variant``: ``full``,
+    ``few_shot:<k>`` or ``partition:<p>`` (only the train split changes). Where the dataset
+    lacks the variant's files, ``subset_seed`` draws a recorded stratified subset instead
+    (saved next to the data). Detection: ``annotation_format`` voc (as the reference), coco or
+    yolo; negatives (images without boxes) are kept unless ``drop_negatives``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    card, src, location = resolve(name_or_path, root=root, source=source)
+    variant = Variant.parse(variant)
+    options = dict(annotation_format=annotation_format, drop_negatives=drop_negatives,
+                   ignore_index=ignore_index)
+    if subset_seed is not None and split == "train" and not variant.is_full:
+        from .subsets import subset_ids
+
+        if src != "folder":
+            raise DataError("recorded subsets are supported for the folder layout only",
+                            dataset=card.name)
+        ids = subset_ids(card, Path(location), variant, subset_seed, options)
+        return read_folder(card, Path(location), split, variant, subset_ids=ids, **options)
+    if src == "folder":
+        return read_folder(card, Path(location), split, variant, **options)
+    return read_hf(card, location, split, variant, **options)
