@@ -70,9 +70,11 @@ def check_dataset(name_or_path: str | Path, *, root: str | Path | None = None,
             continue
         report.counts[split] = len(ds)
         report.notes += [n for n in ds.notes if n not in report.notes]
-        ids_by_split[split] = set(ds.sample_ids)
-        if len(ids_by_split[split]) != len(ds.sample_ids):
-            report.add(split, location, "sample ids repeated within the split")
+        keys = _identity(ds, src)
+        ids_by_split[split] = set(keys)
+        if len(ids_by_split[split]) != len(keys):
+            report.add(split, location, "sample ids repeated within the split"
+                       + (" (identical image bytes)" if src == "hf" else ""))
         for i in range(len(ds)):
             try:
                 ds[i]
@@ -83,10 +85,21 @@ def check_dataset(name_or_path: str | Path, *, root: str | Path | None = None,
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         dup = ids_by_split.get(a, set()) & ids_by_split.get(b, set())
         if dup:
+            what = "images" if src == "hf" else "ids"
             report.add(f"{a}+{b}", location,
-                       f"{len(dup)} ids appear in both splits, e.g. {sorted(dup)[:3]}")
+                       f"{len(dup)} {what} appear in both splits, e.g. {sorted(dup)[:3]}")
     _check_variant_leaks(card, src, location, ids_by_split, report)
     return report
+
+
+def _identity(ds, src: str) -> list[str]:
+    """What makes a sample the same sample: its id on disk, its image bytes in an HF table
+    (row numbers restart in every split, so they cannot tell a duplicate)."""
+    if src == "hf":
+        from .hf import content_hashes
+
+        return content_hashes(ds)
+    return list(ds.sample_ids)
 
 
 def _entry_path(entry) -> str:
@@ -187,12 +200,13 @@ def _check_variant_leaks(card, src: str, location: str, ids: dict[str, set[str]]
                 ds = read_hf(card, location, "train", variant)
         except DataError:
             continue  # variants are optional; `open_dataset` reports a missing one on use
-        leak = set(ds.sample_ids) & held_out
+        keys = set(_identity(ds, src))
+        leak = keys & held_out
         if leak:
             report.add(f"train[{variant}]", location,
-                       f"{len(leak)} val/test ids leak into the {variant} train split, "
+                       f"{len(leak)} val/test images leak into the {variant} train split, "
                        f"e.g. {sorted(leak)[:3]}")
-        extra = set(ds.sample_ids) - ids.get("train", set())
+        extra = keys - ids.get("train", set())
         if extra and not leak:
             report.add(f"train[{variant}]", location,
                        f"{len(extra)} ids are not in the full train split, e.g. {sorted(extra)[:3]}")

@@ -35,6 +35,7 @@ class MarsDataset(Sequence):
     fingerprint_parts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     targets: list[Any] | None = None  # labels known without decoding images (for stratifying)
+    arrow: Any = None  # the memory-mapped `datasets.Dataset` behind an HF split
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -80,12 +80,33 @@ def _hf_split_name(card: DatasetCard, split: str, variant: Variant,
 def _load_arrow(files: list[str]):
     import datasets
 
+    datasets.disable_progress_bars()
     ds = datasets.load_dataset("parquet", data_files={"split": files}, split="split")
     # Decode images ourselves so every reader returns the same (H, W, C) arrays.
     for column, feature in ds.features.items():
         if isinstance(feature, datasets.Image):
             ds = ds.cast_column(column, datasets.Image(decode=False))
     return ds
+
+
+def _rows(value) -> list[dict]:
+    """A sequence of structs as ``datasets`` stores it (dict of lists) or as a list of dicts."""
+    if not value:
+        return []
+    if isinstance(value, dict):
+        keys = list(value)
+        return [dict(zip(keys, items)) for items in zip(*(value[k] for k in keys))]
+    return list(value)
+
+
+def _decode_cell(cell, where: str) -> np.ndarray:
+    """An Image cell ({bytes, path}) or an array feature (e.g. MMLS 7-band Array3D)."""
+    if isinstance(cell, (list, np.ndarray)):
+        array = np.asarray(cell)
+        if array.dtype == np.float64:
+            array = array.astype(np.float32)  # Arrow lists come back as Python floats
+        return array[:, :, None] if array.ndim == 2 else array
+    return decode_image(_image_bytes(cell, where), name=where)
 
 
 def _image_bytes(cell: dict, where: str) -> bytes:
@@ -140,31 +161,67 @@ def read_hf(card: DatasetCard, location: str, split: str, variant: Variant, *,
         def load_seg(i: int) -> SegmentationSample:
             row = ds[i]
             rid = f"{where} row {i}"
-            image = decode_image(_image_bytes(row["image"], rid), name=rid)
+            image = _decode_cell(row["image"], rid)
             mask = decode_mask(_image_bytes(row["mask"], rid), name=rid + " mask")
             validate_mask(image, mask, num, ignore, rid)
-            return SegmentationSample(_row_id(row, i), image, mask)
+            return SegmentationSample(ids[i], image, mask)
 
-        ids = [_row_id_light(ds, i) for i in range(len(ds))]
-        return MarsDataset(card, split, variant, names, ids, list(range(len(ds))), load_seg,
-                           "hf", location, ignore_index=ignore, fingerprint_parts=fingerprint,
-                           notes=notes)
+        ids = _row_ids(ds, split, skip=("mask",))
+        out = MarsDataset(card, split, variant, names, ids, list(range(len(ds))), load_seg,
+                          "hf", location, ignore_index=ignore, fingerprint_parts=fingerprint,
+                          notes=notes)
+        out.arrow = ds
+        return out
     return _detection(card, ds, split, variant, location, where, fingerprint, annotation_format,
                       drop_negatives)
 
 
-def _row_id(row: dict, i: int) -> str:
-    for key in ("image_id", "file_id", "id"):
+def _row_id(row: dict, i: int, split: str) -> str:
+    """The image's file name where the repo kept it, else ``<split>-<row or image_id>``.
+
+    Row numbers and ``image_id`` restart in every split, so they are prefixed with the split.
+    """
+    for key in ("file_id", "file_name"):
         if row.get(key) not in (None, ""):
             return str(row[key])
-    cell = row.get("image")
-    if isinstance(cell, dict) and cell.get("path"):
-        return Path(cell["path"]).stem
-    return str(i)
+    for key in ("image", "image_before"):
+        cell = row.get(key)
+        if isinstance(cell, dict) and cell.get("path"):
+            return Path(cell["path"]).stem
+    voc = row.get("pascal_voc_annotation")
+    if isinstance(voc, dict) and voc.get("filename"):
+        return Path(voc["filename"]).stem
+    if row.get("image_id") not in (None, ""):
+        return f"{split}-{row['image_id']}"
+    return f"{split}-{i}"
 
 
-def _row_id_light(ds, i: int) -> str:
-    return _row_id({k: v for k, v in ds[i].items() if not isinstance(v, (bytes,))}, i)
+def _row_ids(ds, split: str, skip: tuple[str, ...] = ()) -> list[str]:
+    """Ids of every row, read column-wise from Arrow without touching image bytes."""
+    import datasets
+
+    image_cols = [c for c, f in ds.features.items() if isinstance(f, datasets.Image)]
+    light = [c for c in ds.column_names if c not in skip and c not in image_cols
+             and not isinstance(ds.features[c], (datasets.Array3D, datasets.Array2D))]
+    columns = ds.select_columns(light).to_dict() if light else {}
+    for c in image_cols[:1]:
+        columns[c] = [{"path": p} for p in ds.data.column(c).combine_chunks().field("path").to_pylist()]
+    rows = [{k: v[i] for k, v in columns.items()} for i in range(len(ds))]
+    return [_row_id(row, i, split) for i, row in enumerate(rows)]
+
+
+def content_hashes(data: MarsDataset) -> list[str]:
+    """sha1 of each row's raw image bytes: finds duplicates and leaks whatever the ids say."""
+    import hashlib
+
+    ds = data.arrow
+    column = next(c for c in ("image", "image_before") if c in ds.column_names)
+    out = []
+    for i in data.entries:
+        cell = ds[i][column]
+        raw = cell["bytes"] if isinstance(cell, dict) else np.asarray(cell).tobytes()
+        out.append(hashlib.sha1(raw or b"").hexdigest())
+    return out
 
 
 def _classification(card, ds, split, variant, names, location, where, fingerprint, notes):
@@ -193,18 +250,18 @@ def _classification(card, ds, split, variant, names, location, where, fingerprin
                 raise DataError(f"row {i}: label {value} out of range 0..{num - 1}",
                                 dataset=card.name, path=where)
             targets.append(int(value))
-    light = ds.select_columns([c for c in ds.column_names if c not in image_cols
-                               and c != label_col]) if len(ds.column_names) > len(image_cols) + 1 else None
-    ids = [_row_id(light[i] if light is not None else {}, i) for i in range(len(ds))]
+    ids = _row_ids(ds, split, skip=(label_col,))
 
     def load(i: int) -> ClassificationSample:
         row = ds[i]
         rid = f"{where} row {i}"
-        images = tuple(decode_image(_image_bytes(row[c], rid), name=rid) for c in image_cols)
+        images = tuple(_decode_cell(row[c], rid) for c in image_cols)
         return ClassificationSample(ids[i], images, targets[i])
 
-    return MarsDataset(card, split, variant, names, ids, list(range(len(ds))), load, "hf",
-                       location, fingerprint_parts=fingerprint, notes=notes, targets=targets)
+    out = MarsDataset(card, split, variant, names, ids, list(range(len(ds))), load, "hf",
+                      location, fingerprint_parts=fingerprint, notes=notes, targets=targets)
+    out.arrow = ds
+    return out
 
 
 def _detection(card, ds, split, variant, location, where, fingerprint, fmt, drop_negatives):
@@ -214,7 +271,7 @@ def _detection(card, ds, split, variant, location, where, fingerprint, fmt, drop
     def boxes_of(row: dict, width: int, height: int):
         boxes, labels = [], []
         if fmt == "coco":
-            for ann in (row.get("coco_annotation") or {}).get("annotations") or []:
+            for ann in _rows((row.get("coco_annotation") or {}).get("annotations")):
                 x, y, w, h = ann["bbox"]
                 boxes.append([x, y, x + w, y + h]); labels.append(int(ann["category_id"]))
         elif fmt == "yolo":
@@ -224,7 +281,7 @@ def _detection(card, ds, split, variant, location, where, fingerprint, fmt, drop
                               (cx + w / 2) * width, (cy + h / 2) * height])
                 labels.append(_category_id(cat, class_ids, where))
         else:
-            for obj in (row.get("pascal_voc_annotation") or {}).get("objects") or []:
+            for obj in _rows((row.get("pascal_voc_annotation") or {}).get("objects")):
                 bb = obj["bbox"]
                 boxes.append([bb["xmin"], bb["ymin"], bb["xmax"], bb["ymax"]])
                 labels.append(_category_id(obj["name"], class_ids, where))
@@ -237,19 +294,22 @@ def _detection(card, ds, split, variant, location, where, fingerprint, fmt, drop
     if drop_negatives:
         indices = [i for i in indices
                    if len(boxes_of(meta[i], meta[i].get("width") or 1, meta[i].get("height") or 1)[0])]
-    ids = [_row_id(meta[i], i) for i in indices]
+    all_ids = _row_ids(ds, split)
+    ids = [all_ids[i] for i in indices]
 
     def load(i: int) -> DetectionSample:
         row = ds[i]
         rid = f"{where} row {i}"
-        image = decode_image(_image_bytes(row["image"], rid), name=rid)
+        image = _decode_cell(row["image"], rid)
         h, w = image.shape[:2]
         boxes, labels = boxes_of(row, w, h)
         validate_boxes(boxes, labels, w, h, len(names), rid)
-        return DetectionSample(_row_id(row, i), image, boxes, labels)
+        return DetectionSample(all_ids[i], image, boxes, labels)
 
-    return MarsDataset(card, split, variant, names, ids, indices, load, "hf", location,
-                       fingerprint_parts=fingerprint)
+    out = MarsDataset(card, split, variant, names, ids, indices, load, "hf", location,
+                      fingerprint_parts=fingerprint)
+    out.arrow = ds
+    return out
 
 
 def _category_id(category, class_ids: dict[str, int], where: str) -> int:

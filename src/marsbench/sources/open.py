@@ -16,11 +16,11 @@ SOURCES = ("auto", "folder", "hf")
 
 def detect_layout(path: Path) -> str | None:
     """``"folder"`` (Zenodo layout), ``"hf"`` (parquet shards) or None."""
-    if (path / "annotation.csv").is_file() or any((path / "data" / s / d).is_dir()
-                                                   for s in SPLITS for d in ("images",)):
-        return "folder"
     if (path / "data").is_dir() and any((path / "data").glob("*.parquet")):
-        return "hf"
+        return "hf"  # an HF repo may also carry annotation.csv at its root
+    if (path / "annotation.csv").is_file() or any((path / "data" / s / "images").is_dir()
+                                                   for s in SPLITS):
+        return "folder"
     return None
 
 
