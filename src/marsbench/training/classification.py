@@ -1,0 +1,215 @@
+"""Train and score one classification run: three regimes, two feature-extraction paths."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..catalog import TaskKind
+from ..metrics.classification import classification_metrics, predictions_from_logits
+from ..models.preprocess import augment, normalize, prepare
+from ..runs.spec import RunSpec
+from ..sources import MarsDataset
+from .features import cached_features, compute_features, feature_key
+from .loop import fit
+
+FE_PATHS = ("cached", "online")
+
+
+class PreparedImages(Dataset):
+    """A split as model-sized ``uint8`` tensors (resized, channels matched, not normalised)."""
+
+    def __init__(self, data: MarsDataset, prep, kind: TaskKind) -> None:
+        self.data, self.prep, self.kind = data, prep, kind
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        sample = self.data[i]
+        images = sample.images if sample.is_pair else sample.image
+        return prepare(images, self.prep), target_tensor(sample.target, self.kind)
+
+
+def target_tensor(target, kind: TaskKind) -> torch.Tensor:
+    if kind is TaskKind.MULTILABEL:
+        return torch.as_tensor(np.asarray(target), dtype=torch.float32)
+    return torch.tensor(int(target))
+
+
+def make_loss(kind: TaskKind, loss: str, num_outputs: int) -> Callable:
+    """CE for multi-class (and two-logit binary); BCE for one-logit binary and multi-label."""
+    if kind is TaskKind.MULTILABEL:
+        if loss not in ("auto", "bce"):
+            raise ValueError(f"multi-label classification needs loss bce, not {loss!r}")
+        return nn.BCEWithLogitsLoss()
+    if num_outputs == 1:
+        bce = nn.BCEWithLogitsLoss()
+        return lambda logits, y: bce(logits.view(-1), y.float())
+    return nn.CrossEntropyLoss()
+
+
+def binary_outputs(kind: TaskKind, loss: str) -> int | None:
+    """Head width override: binary with loss=ce uses two logits, otherwise the default."""
+    if kind in (TaskKind.BINARY, TaskKind.IMAGE_PAIR) and loss == "ce":
+        return 2
+    if kind is TaskKind.MULTICLASS and loss == "bce":
+        raise ValueError("loss bce is for binary and multi-label tasks; use ce or auto")
+    return None
+
+
+@dataclass
+class ClassificationResult:
+    metrics: dict[str, dict]
+    best_epoch: int
+    epochs_run: int
+    val_loss: float
+    timings: dict[str, float]
+    predictions: dict[str, dict] = field(default_factory=dict)  # split -> ids, true, pred, probs
+    info: dict = field(default_factory=dict)
+
+
+def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=0)
+
+
+def train_classification(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
+                         device: torch.device, cache_dir: Path | None = None,
+                         progress: Callable | None = None) -> ClassificationResult:
+    """Train ``model`` on ``splits['train']`` with early stopping on ``splits['val']``, restore
+    the best weights, and score val and test."""
+    card = splits["train"].card
+    kind = card.kind
+    extra = dict(spec.extra)
+    fe_path = extra.get("fe_path", "cached")
+    if fe_path not in FE_PATHS:
+        raise ValueError(f"fe_path must be one of {FE_PATHS}, not {fe_path!r}")
+    prep = model.preprocessing
+    if "input_size" in extra:  # e.g. small synthetic images; recorded in the spec's identity
+        prep = dataclasses.replace(prep, input_size=int(extra["input_size"]))
+    criterion = make_loss(kind, spec.loss, model.num_outputs)
+    gen = torch.Generator().manual_seed(spec.seed)
+    model.to(device)
+    timings = {"feature_extraction_s": 0.0, "training_s": 0.0}
+    info = {"fe_path": fe_path if spec.regime == "feature_extraction" else None,
+            "augment_applied": spec.augment, "preprocessing": prep.to_dict(),
+            "weights_tag": model.weights_tag}
+
+    if spec.regime == "feature_extraction" and fe_path == "cached":
+        t0 = time.perf_counter()
+        feats, hits = {}, {}
+        for name, data in splits.items():
+            key = feature_key(model=spec.model, weights=str(model.weights_tag),
+                              dataset_fingerprint=data.fingerprint(), split=name,
+                              preprocessing=prep.key())
+            batches = (normalize(x, prep) for x, _ in
+                       _loader(PreparedImages(data, prep, kind), 64, False, 0))
+            feats[name], hits[name] = cached_features(
+                key, cache_dir, lambda b=batches: compute_features(model.backbone, b, device))
+        targets = {name: torch.stack([target_tensor(t, kind) for t in _targets(data)])
+                   for name, data in splits.items()}
+        timings["feature_extraction_s"] = time.perf_counter() - t0
+        info.update(feature_cache_hits=hits, augment_applied=False)
+        head = model.head
+
+        def head_epoch(opt) -> float:
+            head.train()
+            order = torch.randperm(len(feats["train"]), generator=gen)
+            total = 0.0
+            for start in range(0, len(order), spec.batch_size):
+                idx = order[start:start + spec.batch_size]
+                opt.zero_grad()
+                loss = criterion(head(feats["train"][idx].to(device)),
+                                 targets["train"][idx].to(device))
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            return total / max(1, len(order))
+
+        @torch.no_grad()
+        def head_logits(name: str) -> torch.Tensor:
+            head.eval()
+            return head(feats[name].to(device)).cpu()
+
+        t1 = time.perf_counter()
+        result = fit(head, train_epoch=head_epoch,
+                     val_loss=lambda: float(criterion(head_logits("val"), targets["val"])),
+                     optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay,
+                     scheduler=spec.scheduler, max_epochs=spec.max_epochs,
+                     patience=spec.patience, progress=progress)
+        timings["training_s"] = time.perf_counter() - t1
+        logits = {name: head_logits(name) for name in ("val", "test")}
+    else:
+        loaders = {name: _loader(PreparedImages(data, prep, kind), spec.batch_size,
+                                 name == "train", spec.seed)
+                   for name, data in splits.items()}
+        trainable = model.head if spec.regime == "feature_extraction" else model
+
+        def model_epoch(opt) -> float:
+            model.train()
+            total, n = 0.0, 0
+            for x, y in loaders["train"]:
+                if spec.augment:
+                    x = augment(x, gen)
+                x, y = normalize(x, prep).to(device), y.to(device)
+                opt.zero_grad()
+                out, aux = model.forward_with_aux(x)
+                loss = criterion(out, y)
+                if aux is not None:
+                    loss = loss + model.aux_loss_weight * criterion(aux, y)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(y)
+                n += len(y)
+            return total / max(1, n)
+
+        @torch.no_grad()
+        def model_logits(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+            model.eval()
+            outs, ys = [], []
+            for x, y in loaders[name]:
+                outs.append(model(normalize(x, prep).to(device)).cpu())
+                ys.append(y)
+            return torch.cat(outs), torch.cat(ys)
+
+        def val_loss() -> float:
+            out, y = model_logits("val")
+            return float(criterion(out, y))
+
+        t1 = time.perf_counter()
+        result = fit(trainable, train_epoch=model_epoch, val_loss=val_loss,
+                     optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay,
+                     scheduler=spec.scheduler, max_epochs=spec.max_epochs,
+                     patience=spec.patience, progress=progress)
+        timings["training_s"] = time.perf_counter() - t1
+        logits = {name: model_logits(name)[0] for name in ("val", "test")}
+
+    metrics, predictions = {}, {}
+    for name in ("val", "test"):
+        data = splits[name]
+        y_true = np.stack([np.asarray(t) for t in _targets(data)])
+        y_pred, probs = predictions_from_logits(logits[name].numpy(), str(kind))
+        metrics[name] = classification_metrics(y_true, y_pred, kind=str(kind),
+                                               num_classes=data.num_classes,
+                                               class_names=data.class_names)
+        predictions[name] = {"ids": data.sample_ids, "true": y_true, "pred": y_pred,
+                             "probs": probs}
+    metrics["val"]["loss"] = result.best_val_loss
+    return ClassificationResult(metrics, result.best_epoch, result.epochs_run,
+                                result.best_val_loss, timings, predictions,
+                                info | {"history": result.history})
+
+
+def _targets(data: MarsDataset) -> list:
+    if data.targets is not None:
+        return data.targets
+    return [data[i].target for i in range(len(data))]

@@ -1,0 +1,66 @@
+"""The frozen-feature cache: the fast path of the `feature_extraction` regime.
+
+With a frozen backbone in eval mode, the features of an un-augmented image never change, so they
+are computed once per (model, weights, dataset split and its fingerprint, preprocessing) and kept
+on disk (and in memory for the process). Every later run that shares them — other learning rates,
+optimisers, seeds — trains only the head on the cached tensors and never runs the backbone.
+
+Train-time augmentation cannot be applied to cached features; runs on this path train the head
+without augmentation, and the run record says so (``fe_path=cached``). ``fe_path=online`` runs
+the backbone every step with augmentation, as the reference does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+FEATURE_CACHE_VERSION = 1
+_MEMORY: dict[str, torch.Tensor] = {}
+
+
+def feature_key(*, model: str, weights: str, dataset_fingerprint: str, split: str,
+                preprocessing: str) -> str:
+    payload = json.dumps({"v": FEATURE_CACHE_VERSION, "model": model, "weights": weights,
+                          "data": dataset_fingerprint, "split": split, "prep": preprocessing},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+@torch.no_grad()
+def compute_features(backbone: nn.Module, batches, device: torch.device) -> torch.Tensor:
+    """Run the backbone (eval mode, no gradients) over ``batches`` of model-ready inputs."""
+    was_training = backbone.training
+    backbone.eval()
+    out = [backbone(x.to(device)).float().cpu() for x in batches]
+    backbone.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def cached_features(key: str, cache_dir: Path | None,
+                    compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
+    """The features for ``key`` and whether they came from the cache (memory or disk)."""
+    if key in _MEMORY:
+        return _MEMORY[key], True
+    path = cache_dir / f"{key}.pt" if cache_dir else None
+    if path is not None and path.is_file():
+        feats = torch.load(path, weights_only=True)
+        _MEMORY[key] = feats
+        return feats, True
+    feats = compute()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{torch.randint(0, 1 << 30, ()).item()}.tmp")
+        torch.save(feats, tmp)
+        tmp.replace(path)  # atomic: a concurrent reader sees the whole file or none
+    _MEMORY[key] = feats
+    return feats, False
+
+
+def clear_memory_cache() -> None:
+    _MEMORY.clear()

@@ -1,0 +1,126 @@
+"""`run_experiment`: one `RunSpec` in, one `RunRecord` out (and into the store, if given)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+import torch
+
+from ..catalog import Task
+from ..runs.record import RunRecord
+from ..runs.spec import RunSpec
+from ..sources import SPLITS, open_dataset
+
+
+def feature_cache_dir() -> Path:
+    env = os.environ.get("MARSBENCH_CACHE")
+    base = Path(env) if env else Path(platformdirs.user_cache_dir("marsbench"))
+    return base / "features"
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    if name and name != "auto":
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def open_splits(spec: RunSpec, subset_seed: int | None = None) -> dict:
+    return {split: open_dataset(spec.dataset, split, root=spec.data_root, source=spec.source,
+                                variant=spec.variant, subset_seed=subset_seed)
+            for split in SPLITS}
+
+
+def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
+                   device: str | None = None, out_dir: str | Path | None = None,
+                   store=None, subset_seed: int | None = None,
+                   progress: Callable | None = None) -> RunRecord:
+    """Run ``spec``: train with early stopping, restore the best weights, score val and test.
+
+    The record holds the resolved spec and its key, metrics, best epoch, epochs run, timings
+    (feature extraction / training / total), versions, git commit, device and data fingerprint.
+    Predictions go to ``out_dir/predictions/<key>.csv``. With ``store`` the record is written
+    there atomically; a failure is recorded too, then re-raised.
+    """
+    t0 = time.perf_counter()
+    torch_device = pick_device(device)
+    try:
+        seed_everything(spec.seed)
+        splits = open_splits(spec, subset_seed)
+        card = splits["train"].card
+        if card.task is not Task.CLASSIFICATION:
+            raise NotImplementedError(
+                f"{card.name} is a {card.task} dataset; segmentation and detection training "
+                "is not implemented yet (classification only in this release)")
+        from ..models.classifier import build_classifier
+        from .classification import binary_outputs, train_classification
+
+        model = build_classifier(spec.model, splits["train"].num_classes, spec.regime,
+                                 weights=weights_path, multilabel=card.multilabel,
+                                 num_outputs=binary_outputs(card.kind, spec.loss))
+        result = train_classification(spec, model, splits, device=torch_device,
+                                      cache_dir=feature_cache_dir(), progress=progress)
+    except Exception as exc:
+        if store is not None:
+            store.put(RunRecord.failure(spec, exc, task=_task_or_none(spec)),
+                      on_duplicate="replace")
+        raise
+    timings = result.timings | {"total_s": time.perf_counter() - t0}
+    data_fp = hashlib.sha256("".join(splits[s].fingerprint() for s in SPLITS).encode()).hexdigest()[:16]
+    info = dict(result.info)
+    info["notes"] = sorted({n for s in SPLITS for n in splits[s].notes})
+    info["split_sizes"] = {s: len(splits[s]) for s in SPLITS}
+    record = RunRecord.success(
+        spec, task=str(card.task), metrics=result.metrics, best_epoch=result.best_epoch,
+        epochs_run=result.epochs_run, val_loss=result.val_loss, timings=timings,
+        data_fingerprint=data_fp, device=str(torch_device), extra=info)
+    if out_dir is not None:
+        record.predictions_path = str(write_predictions(
+            Path(out_dir) / "predictions" / f"{spec.short_key}.csv", result.predictions,
+            splits["test"].class_names))
+    if store is not None:
+        store.put(record, on_duplicate="replace")
+    return record
+
+
+def _task_or_none(spec: RunSpec) -> str | None:
+    try:
+        from ..catalog import get_card
+
+        return str(get_card(Path(spec.dataset).name).task)
+    except KeyError:
+        return None
+
+
+def write_predictions(path: Path, predictions: dict, class_names: list[str]) -> Path:
+    """CSV with split, id, true, predicted and one probability column per class."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["split", "id", "true", "pred", *(f"p_{c}" for c in class_names)])
+        for split, p in predictions.items():
+            for i, sid in enumerate(p["ids"]):
+                probs = np.atleast_1d(p["probs"][i])
+                writer.writerow([split, sid, _fmt(p["true"][i]), _fmt(p["pred"][i]),
+                                 *(f"{v:.6f}" for v in probs)])
+    tmp.replace(path)
+    return path
+
+
+def _fmt(value) -> str:
+    arr = np.asarray(value)
+    return str(int(arr)) if arr.ndim == 0 else "[" + " ".join(str(int(v)) for v in arr) + "]"

@@ -1,0 +1,329 @@
+"""Train and score one segmentation run: input-size policies, losses, tiled inference, PNG export.
+
+Input-size policies (``RunSpec.extra["input_policy"]``; the record's ``extra["input_policy"]``
+says which one ran and with which sizes):
+
+- ``native`` (default): images at their own size, padded to a multiple of 32 (padding is
+  ignored by loss and metrics) — nothing of a 500-1200 px scene is thrown away.
+- ``tile``: training on random ``tile_size`` crops (default 512), inference by sliding windows
+  (``tile_overlap``, default 0.25, Gaussian-weighted, MONAI's ``sliding_window_inference``)
+  stitched back to the full-resolution mask; for scenes too large for memory at native size.
+- ``reference``: the reference's setting for comparisons: image and mask resized to
+  ``input_size`` (default the model's 224; masks by nearest neighbour) and scored there.
+
+Images go through the models' one preprocessing path (`marsbench.models.preprocess`): channels
+matched (grayscale replicated), then ``normalize`` with the spec's mean/std, once. Multi-band
+float images (MMLS, 7 bands) are first reduced to bands [2, 1, 0] stretched to 8 bits, the
+reference's choice (`marsbench.vlm.images.display_pixels`).
+
+Losses (``RunSpec.loss``): ``ce`` (default, ``auto``), ``dice`` (generalised Dice, MONAI's
+``GeneralizedDiceLoss``; class weights ``extra["dice_weighting"]`` = ``square`` (default),
+``simple`` or ``uniform``) and ``combined`` (``ce+dice``: their sum). The dataset's ignore value
+(e.g. 255) and padding are excluded from losses and metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from ..metrics.segmentation import SegmentationMeter
+from ..models.preprocess import AugmentConfig, augment, match_channels, normalize, resize, to_uint8_tensor
+from ..runs.spec import RunSpec
+from ..sources import MarsDataset
+from .loop import fit
+
+IGNORE = -100  # the label of ignored pixels (dataset ignore value, padding) inside training
+POLICIES = ("native", "tile", "reference")
+LOSSES = {"auto": ("ce",), "ce": ("ce",), "dice": ("dice",), "gdice": ("dice",),
+          "combined": ("ce", "dice"), "ce+dice": ("ce", "dice"), "ce_dice": ("ce", "dice")}
+DICE_WEIGHTINGS = ("square", "simple", "uniform")
+# The reference's segmentation augmentation: flips and rot90, geometric only.
+SEGMENTATION_AUGMENT = AugmentConfig(jitter_p=0.0, blur_p=0.0)
+STRIDE = 32
+
+
+@dataclass
+class DenseResult:
+    """What a segmentation or detection trainer returns to `run_experiment`."""
+
+    metrics: dict[str, dict]
+    best_epoch: int
+    epochs_run: int
+    val_loss: float
+    timings: dict[str, float]
+    predictions_path: Path | None = None
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    name: str = "native"
+    size: int = 224  # reference: resize target; tile: tile side
+    overlap: float = 0.25
+
+    @classmethod
+    def from_extra(cls, extra: dict, model_input_size: int) -> InputPolicy:
+        name = extra.get("input_policy", "native")
+        if name not in POLICIES:
+            raise ValueError(f"input_policy must be one of {', '.join(POLICIES)}, not {name!r}")
+        if name == "tile":
+            size, overlap = int(extra.get("tile_size", 512)), float(extra.get("tile_overlap", 0.25))
+            if size % STRIDE or size <= 0:
+                raise ValueError(f"tile_size must be a positive multiple of {STRIDE}, got {size}")
+            if not 0 <= overlap < 1:
+                raise ValueError(f"tile_overlap must be in [0, 1), got {overlap}")
+            return cls(name, size, overlap)
+        size = int(extra.get("input_size", model_input_size))
+        if name == "reference" and size % STRIDE:
+            raise ValueError(f"input_size must be a multiple of {STRIDE}, got {size}")
+        return cls(name, size if name == "reference" else 0, 0.0)
+
+    def describe(self) -> dict:
+        out = asdict(self)
+        if self.name == "native":
+            out.update(size=None, pad_to_multiple_of=STRIDE)
+        return out
+
+
+def model_image(image: np.ndarray) -> torch.Tensor:
+    """A canonical image as ``uint8`` ``(3, H, W)``: 1 or 3 uint8 bands as they are, anything
+    else (MMLS float bands) as bands [2, 1, 0] stretched to 8 bits."""
+    if image.dtype != np.uint8 or (image.ndim == 3 and image.shape[2] not in (1, 3)):
+        from ..vlm.images import display_pixels  # one definition of "show these bands as RGB"
+
+        image = display_pixels(image)
+    return match_channels(to_uint8_tensor(image), 3)
+
+
+class SegmentationImages(Dataset):
+    """``(uint8 image (3, H, W), int64 mask (H, W))`` with the ignore value mapped to `IGNORE`;
+    resized to the policy's size under ``reference``."""
+
+    def __init__(self, data: MarsDataset, policy: InputPolicy, prep) -> None:
+        self.data, self.policy, self.prep = data, policy, prep
+        self.ignore = data.ignore_index
+        self.num_classes = data.num_classes
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        sample = self.data[i]
+        image = model_image(sample.image)
+        mask = torch.as_tensor(np.asarray(sample.mask), dtype=torch.int64)
+        if mask.shape != image.shape[1:]:
+            raise ValueError(f"{self.data.card.name}/{self.data.split}/{sample.sample_id}: mask "
+                             f"{tuple(mask.shape)} and image {tuple(image.shape[1:])} differ")
+        if self.ignore is not None:
+            mask = torch.where(mask == self.ignore, IGNORE, mask)
+        bad = mask[(mask != IGNORE) & ((mask < 0) | (mask >= self.num_classes))]
+        if bad.numel():
+            raise ValueError(f"{self.data.card.name}/{self.data.split}/{sample.sample_id}: mask "
+                             f"value {int(bad[0])} is not a class (0..{self.num_classes - 1}) "
+                             f"nor the ignore value {self.ignore}")
+        if self.policy.name == "reference":
+            size = [self.policy.size, self.policy.size]
+            image = resize(image, _sized(self.prep, self.policy.size))
+            mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].long()
+        return image, mask, sample.sample_id
+
+
+def _sized(prep, size: int):
+    from dataclasses import replace
+
+    return replace(prep, input_size=size)
+
+
+def _collate(items):
+    return list(items)
+
+
+# -- losses ------------------------------------------------------------------------------------
+
+class SegmentationLoss:
+    """CE, generalised Dice or both, with `IGNORE` pixels left out; see the module doc."""
+
+    def __init__(self, name: str, num_classes: int, dice_weighting: str = "square") -> None:
+        if name not in LOSSES:
+            raise ValueError(f"segmentation loss must be one of {', '.join(LOSSES)}, not {name!r}")
+        if dice_weighting not in DICE_WEIGHTINGS:
+            raise ValueError(f"dice_weighting must be one of {', '.join(DICE_WEIGHTINGS)}, "
+                             f"not {dice_weighting!r}")
+        self.parts, self.num_classes = LOSSES[name], num_classes
+        self.dice = None
+        if "dice" in self.parts:
+            from monai.losses import GeneralizedDiceLoss
+
+            self.dice = GeneralizedDiceLoss(w_type=dice_weighting, batch=True)
+        self.description = "+".join(self.parts) + (f"({dice_weighting})" if self.dice else "")
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        valid = target != IGNORE
+        if not valid.any():
+            return logits.sum() * 0.0  # nothing labelled in this batch: no signal, no NaN
+        loss = logits.new_zeros(())
+        if "ce" in self.parts:
+            loss = loss + F.cross_entropy(logits, target, ignore_index=IGNORE)
+        if self.dice is not None:
+            # MONAI's loss has no ignore value: zeroing both sides at ignored pixels removes
+            # them from every sum it takes (intersection, prediction and target volumes)
+            keep = valid.unsqueeze(1).to(logits.dtype)
+            probs = logits.softmax(1) * keep
+            onehot = F.one_hot(target.clamp(min=0), self.num_classes).permute(0, 3, 1, 2)
+            loss = loss + self.dice(probs, onehot.to(logits.dtype) * keep)
+        return loss
+
+
+# -- batching and inference --------------------------------------------------------------------
+
+def pad_to_stride(x: torch.Tensor, value: float, stride: int = STRIDE,
+                  size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Pad ``(..., H, W)`` at the bottom/right to ``size`` or the next multiple of ``stride``."""
+    h, w = x.shape[-2:]
+    th, tw = size or (math.ceil(h / stride) * stride, math.ceil(w / stride) * stride)
+    return F.pad(x, (0, tw - w, 0, th - h), value=value) if (th, tw) != (h, w) else x
+
+
+def stack_padded(images: list[torch.Tensor], masks: list[torch.Tensor]):
+    """Normalised images padded with 0 (the mean) and masks with `IGNORE` to one common size."""
+    h = math.ceil(max(im.shape[-2] for im in images) / STRIDE) * STRIDE
+    w = math.ceil(max(im.shape[-1] for im in images) / STRIDE) * STRIDE
+    x = torch.stack([pad_to_stride(im, 0.0, size=(h, w)) for im in images])
+    y = torch.stack([pad_to_stride(m, IGNORE, size=(h, w)) for m in masks])
+    return x, y
+
+
+def random_tile(image: torch.Tensor, mask: torch.Tensor, size: int, g: torch.Generator):
+    """A ``size`` square crop at a random place (padded first if the image is smaller)."""
+    image = pad_to_stride(image, 0, size=(max(size, image.shape[-2]), max(size, image.shape[-1])))
+    mask = pad_to_stride(mask, IGNORE, size=image.shape[-2:])
+    top = int(torch.randint(0, image.shape[-2] - size + 1, (1,), generator=g))
+    left = int(torch.randint(0, image.shape[-1] - size + 1, (1,), generator=g))
+    return image[:, top:top + size, left:left + size], mask[top:top + size, left:left + size]
+
+
+def augment_pair(image: torch.Tensor, mask: torch.Tensor, g: torch.Generator):
+    """The same random flips / rot90 for image and mask: the mask rides along as an extra
+    ``uint8`` channel through the one augmentation function (255 stands for `IGNORE`)."""
+    if mask.max() >= 255:
+        raise ValueError("augment_pair: at most 255 classes")
+    m8 = torch.where(mask == IGNORE, 255, mask).to(torch.uint8)
+    out = augment(torch.cat([image, m8[None]]), g, SEGMENTATION_AUGMENT)
+    m = out[-1].long()
+    return out[:-1], torch.where(m == 255, IGNORE, m)
+
+
+@torch.no_grad()
+def predict_logits(model, image: torch.Tensor, prep, policy: InputPolicy,
+                   device: torch.device) -> torch.Tensor:
+    """Logits ``(K, H, W)`` at the input's full resolution for one ``uint8`` image."""
+    x = normalize(image, prep)[None].to(device)
+    if policy.name == "tile":
+        from monai.inferers import sliding_window_inference
+
+        return sliding_window_inference(
+            x, roi_size=(policy.size, policy.size), sw_batch_size=4, predictor=model.net,
+            overlap=policy.overlap, mode="gaussian", padding_mode="constant", cval=0.0)[0].cpu()
+    h, w = x.shape[-2:]
+    return model.net(pad_to_stride(x, 0.0))[0, :, :h, :w].cpu()
+
+
+# -- the trainer -------------------------------------------------------------------------------
+
+def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
+                       device: torch.device, predictions_dir: Path | None = None,
+                       progress: Callable | None = None) -> DenseResult:
+    """Train ``model`` (a `DenseModel`) with early stopping on the validation loss, restore the
+    best weights, score val and test; masks go to ``predictions_dir/<split>/<id>.png``."""
+    extra = dict(spec.extra)
+    policy = InputPolicy.from_extra(extra, model.spec.input_size)
+    prep = model.preprocessing
+    train_data = splits["train"]
+    num_classes = train_data.num_classes
+    criterion = SegmentationLoss(spec.loss, num_classes, extra.get("dice_weighting", "square"))
+    gen = torch.Generator().manual_seed(spec.seed)
+    model.to(device)
+    images = {name: SegmentationImages(data, policy, prep) for name, data in splits.items()}
+    loader = DataLoader(images["train"], batch_size=spec.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(spec.seed), collate_fn=_collate)
+
+    def train_epoch(opt) -> float:
+        model.train()
+        total, n = 0.0, 0
+        for batch in loader:
+            xs, ys = [], []
+            for image, mask, _ in batch:
+                if policy.name == "tile":
+                    image, mask = random_tile(image, mask, policy.size, gen)
+                if spec.augment:
+                    image, mask = augment_pair(image, mask, gen)
+                xs.append(normalize(image, prep))
+                ys.append(mask)
+            x, y = stack_padded(xs, ys)
+            opt.zero_grad()
+            loss = criterion(model.net(x.to(device)), y.to(device))
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(batch)
+            n += len(batch)
+        return total / max(1, n)
+
+    def evaluate(name: str, meter: SegmentationMeter | None = None,
+                 out: Path | None = None) -> float:
+        model.eval()
+        total, n = 0.0, 0
+        for i in range(len(images[name])):
+            image, mask, sample_id = images[name][i]
+            logits = predict_logits(model, image, prep, policy, device)
+            total += float(criterion(logits[None], mask[None]))
+            n += 1
+            if meter is not None:
+                pred = logits.argmax(0).numpy()
+                meter.update(mask.numpy(), pred)
+                if out is not None:
+                    write_mask_png(out / name, sample_id, pred)
+        return total / max(1, n)
+
+    t0 = time.perf_counter()
+    result = fit(model, train_epoch=train_epoch, val_loss=lambda: evaluate("val"),
+                 optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay,
+                 scheduler=spec.scheduler, max_epochs=spec.max_epochs, patience=spec.patience,
+                 progress=progress)
+    training_s = time.perf_counter() - t0
+    metrics = {}
+    for name in ("val", "test"):
+        meter = SegmentationMeter(num_classes, splits[name].class_names)
+        loss = evaluate(name, meter, predictions_dir)
+        metrics[name] = meter.compute() | ({"loss": loss} if name == "test" else {})
+    metrics["val"]["loss"] = result.best_val_loss
+    info = {"input_policy": policy.describe(), "loss": criterion.description,
+            "preprocessing": prep.to_dict(), "weights_tag": model.weights_tag,
+            "augment_applied": spec.augment, "ignore_index": train_data.ignore_index,
+            "frozen": [type(m).__name__ for m in model.frozen_modules],
+            "history": result.history}
+    return DenseResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss,
+                       {"feature_extraction_s": 0.0, "training_s": training_s},
+                       predictions_dir, info)
+
+
+def safe_name(sample_id: str) -> str:
+    return str(sample_id).replace("/", "__").replace("\\", "__")
+
+
+def write_mask_png(folder: Path, sample_id: str, pred: np.ndarray) -> Path:
+    """A predicted mask as a single-channel class-index PNG (8-bit; 16-bit above 255 classes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{safe_name(sample_id)}.png"
+    dtype = np.uint8 if pred.max(initial=0) < 256 else np.uint16
+    Image.fromarray(np.ascontiguousarray(pred.astype(dtype))).save(path)
+    return path
