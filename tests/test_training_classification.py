@@ -76,7 +76,7 @@ def test_feature_extraction_freezes_backbone_for_real(synth_suite):
     model = build_classifier("efficientnet_lite0", 8, "feature_extraction")
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     head_before = model.head.weight.clone()
-    train_classification(spec, model, splits, device=torch.device("cpu"))
+    train_classification(spec, lambda: model, splits, device=torch.device("cpu"))
     after = model.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # incl. running_mean/var
     assert not torch.equal(head_before, model.head.weight)
@@ -107,6 +107,16 @@ def test_same_spec_and_seed_give_identical_metrics(synth_suite, regime, fe_path)
     feature_cache.clear_memory_cache()
     b = run_experiment(spec)
     assert a.metrics == b.metrics and a.val_loss == b.val_loss
+
+
+def test_cached_and_fresh_features_give_the_same_run(synth_suite):
+    """A run that finds its features cached (and builds no backbone) equals one that computed
+    them: the head's init depends on the seed only."""
+    spec = spec_for(synth_suite, "mb-frost_cls", "feature_extraction")
+    fresh = run_experiment(spec)
+    cached = run_experiment(spec)
+    assert cached.extra["feature_cache_hits"]["train"] and not fresh.extra["feature_cache_hits"]["train"]
+    assert cached.metrics == fresh.metrics
 
 
 def test_run_cli_records_and_recognises_a_repeat(synth_suite, tmp_path):

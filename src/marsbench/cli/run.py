@@ -67,10 +67,13 @@ def run_command(
         console.print(f"already in {store} (spec {spec.short_key}); use --force to rerun")
         _print_record(existing)
         return
-    progress = None if quiet else _epoch_printer(spec.max_epochs)
+    import contextlib
+
+    bars = contextlib.nullcontext() if quiet else _ProgressBars(spec.max_epochs)
     try:
-        record = run_experiment(spec, weights_path=weights, device=device, out_dir=out,
-                                store=results, subset_seed=subset_seed, progress=progress)
+        with bars as progress:
+            record = run_experiment(spec, weights_path=weights, device=device, out_dir=out,
+                                    store=results, subset_seed=subset_seed, progress=progress)
     except Exception as exc:  # recorded as failed in the store by run_experiment
         console.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}", highlight=False)
         raise typer.Exit(1)
@@ -79,11 +82,32 @@ def run_command(
                   f"{record.predictions_path}")
 
 
-def _epoch_printer(max_epochs: int):
-    def show(epoch: int, train_loss: float, val_loss: float) -> None:
-        console.print(f"epoch {epoch:>3}/{max_epochs}  train loss {train_loss:.4f}  "
-                      f"val loss {val_loss:.4f}", highlight=False)
-    return show
+class _ProgressBars:
+    """Rich bars for epochs and batches; the trainer calls the object after each epoch and,
+    through ``.batch(done, total)``, after each training batch."""
+
+    def __init__(self, max_epochs: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+                             console=console, transient=False)
+        self.epochs = self.bars.add_task("epochs", total=max_epochs, losses="")
+        self.batches = self.bars.add_task("batches", total=None, losses="")
+
+    def __enter__(self):
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bars.stop()
+
+    def __call__(self, epoch: int, train_loss: float, val_loss: float) -> None:
+        self.bars.update(self.epochs, completed=epoch,
+                         losses=f"train {train_loss:.4f}  val {val_loss:.4f}")
+
+    def batch(self, done: int, total: int) -> None:
+        self.bars.update(self.batches, completed=done, total=total)
 
 
 def _print_record(record) -> None:

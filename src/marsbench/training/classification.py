@@ -82,44 +82,83 @@ def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoade
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=0)
 
 
-def train_classification(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
-                         device: torch.device, cache_dir: Path | None = None,
+def reset_head(head: nn.Module, seed: int) -> None:
+    """Initialise the head from the run's seed alone, so it does not depend on how much random
+    state building the backbone consumed (a run that finds its features cached builds none)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in head.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+
+def weights_identity(spec: RunSpec, model_spec) -> str:
+    """What the frozen features depend on besides the model name: the published weight file
+    or the user's checkpoint hash."""
+    if spec.weights != "default":
+        return spec.weights
+    w = model_spec.weights
+    return f"{w.kind}:{w.tag}:{w.filename or w.url or w.hf_hub_id}"
+
+
+def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
+                         splits: dict[str, MarsDataset], *, device: torch.device,
+                         cache_dir: Path | None = None,
                          progress: Callable | None = None) -> ClassificationResult:
-    """Train ``model`` on ``splits['train']`` with early stopping on ``splits['val']``, restore
-    the best weights, and score val and test."""
+    """Train on ``splits['train']`` with early stopping on ``splits['val']``, restore the best
+    weights, and score val and test. ``build_model()`` makes the `ClassifierModel`; on the
+    cached feature-extraction path it is called only if some split's features are not cached."""
+    from ..models.registry import get_spec
+
     card = splits["train"].card
     kind = card.kind
     extra = dict(spec.extra)
     fe_path = extra.get("fe_path", "cached")
     if fe_path not in FE_PATHS:
         raise ValueError(f"fe_path must be one of {FE_PATHS}, not {fe_path!r}")
-    prep = model.preprocessing
+    model_spec = get_spec(spec.model)
+    prep = model_spec.preprocessing
     if "input_size" in extra:  # e.g. small synthetic images; recorded in the spec's identity
         prep = dataclasses.replace(prep, input_size=int(extra["input_size"]))
-    criterion = make_loss(kind, spec.loss, model.num_outputs)
     gen = torch.Generator().manual_seed(spec.seed)
-    model.to(device)
     timings = {"feature_extraction_s": 0.0, "training_s": 0.0}
     info = {"fe_path": fe_path if spec.regime == "feature_extraction" else None,
             "augment_applied": spec.augment, "preprocessing": prep.to_dict(),
-            "weights_tag": model.weights_tag}
+            "weights": weights_identity(spec, model_spec)}
+    model = None
+
+    def get_model():
+        nonlocal model
+        if model is None:
+            model = build_model().to(device)
+        return model
 
     if spec.regime == "feature_extraction" and fe_path == "cached":
         t0 = time.perf_counter()
         feats, hits = {}, {}
         for name, data in splits.items():
-            key = feature_key(model=spec.model, weights=str(model.weights_tag),
+            key = feature_key(model=spec.model, weights=info["weights"],
                               dataset_fingerprint=data.fingerprint(), split=name,
                               preprocessing=prep.key())
-            batches = (normalize(x, prep) for x, _ in
-                       _loader(PreparedImages(data, prep, kind), 64, False, 0))
             feats[name], hits[name] = cached_features(
-                key, cache_dir, lambda b=batches: compute_features(model.backbone, b, device))
+                key, cache_dir, lambda d=data: compute_features(
+                    get_model().backbone,
+                    (normalize(x, prep) for x, _ in
+                     _loader(PreparedImages(d, prep, kind), 64, False, 0)), device))
         targets = {name: torch.stack([target_tensor(t, kind) for t in _targets(data)])
                    for name, data in splits.items()}
         timings["feature_extraction_s"] = time.perf_counter() - t0
         info.update(feature_cache_hits=hits, augment_applied=False)
-        head = model.head
+        if model is not None:
+            head = model.head
+        else:  # every split was cached: the head is all this run needs
+            from ..models.classifier import num_outputs_for
+
+            outputs = binary_outputs(kind, spec.loss) or num_outputs_for(
+                splits["train"].num_classes, card.multilabel)
+            head = nn.Linear(feats["train"].shape[1], outputs).to(device)
+        reset_head(head, spec.seed)
+        criterion = make_loss(kind, spec.loss, head.out_features)
 
         def head_epoch(opt) -> float:
             head.train()
@@ -133,6 +172,8 @@ def train_classification(spec: RunSpec, model, splits: dict[str, MarsDataset], *
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
+                if hasattr(progress, "batch"):
+                    progress.batch(start + len(idx), len(order))
             return total / max(1, len(order))
 
         @torch.no_grad()
@@ -149,6 +190,9 @@ def train_classification(spec: RunSpec, model, splits: dict[str, MarsDataset], *
         timings["training_s"] = time.perf_counter() - t1
         logits = {name: head_logits(name) for name in ("val", "test")}
     else:
+        model = get_model()
+        reset_head(model.head, spec.seed)
+        criterion = make_loss(kind, spec.loss, model.num_outputs)
         loaders = {name: _loader(PreparedImages(data, prep, kind), spec.batch_size,
                                  name == "train", spec.seed)
                    for name, data in splits.items()}
@@ -170,6 +214,8 @@ def train_classification(spec: RunSpec, model, splits: dict[str, MarsDataset], *
                 opt.step()
                 total += loss.item() * len(y)
                 n += len(y)
+                if hasattr(progress, "batch"):
+                    progress.batch(n, len(loaders["train"].dataset))
             return total / max(1, n)
 
         @torch.no_grad()

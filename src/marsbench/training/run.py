@@ -52,7 +52,9 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
 
     The record holds the resolved spec and its key, metrics, best epoch, epochs run, timings
     (feature extraction / training / total), versions, git commit, device and data fingerprint.
-    Predictions go to ``out_dir/predictions/<key>.csv``. With ``store`` the record is written
+    Predictions go to ``out_dir/predictions/<key>.csv`` (classification), or to the folder
+    ``out_dir/predictions/<key>/``: ``<split>/<id>.png`` masks (segmentation) or ``<split>.json``
+    COCO-style detections (detection). With ``store`` the record is written
     there atomically; a failure is recorded too, then re-raised.
     """
     t0 = time.perf_counter()
@@ -61,18 +63,35 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
         seed_everything(spec.seed)
         splits = open_splits(spec, subset_seed)
         card = splits["train"].card
-        if card.task is not Task.CLASSIFICATION:
-            raise NotImplementedError(
-                f"{card.name} is a {card.task} dataset; segmentation and detection training "
-                "is not implemented yet (classification only in this release)")
-        from ..models.classifier import build_classifier
-        from .classification import binary_outputs, train_classification
+        dense_dir = (Path(out_dir) / "predictions" / spec.short_key
+                     if out_dir is not None else None)
+        if card.task is Task.CLASSIFICATION:
+            from ..models.classifier import build_classifier
+            from .classification import binary_outputs, train_classification
 
-        model = build_classifier(spec.model, splits["train"].num_classes, spec.regime,
-                                 weights=weights_path, multilabel=card.multilabel,
-                                 num_outputs=binary_outputs(card.kind, spec.loss))
-        result = train_classification(spec, model, splits, device=torch_device,
-                                      cache_dir=feature_cache_dir(), progress=progress)
+            def build_model():  # lazy: a run whose features are all cached builds no backbone
+                return build_classifier(spec.model, splits["train"].num_classes, spec.regime,
+                                        weights=weights_path, multilabel=card.multilabel,
+                                        num_outputs=binary_outputs(card.kind, spec.loss))
+
+            result = train_classification(spec, build_model, splits, device=torch_device,
+                                          cache_dir=feature_cache_dir(), progress=progress)
+        elif card.task is Task.SEGMENTATION:
+            from ..models.segmentation import build_segmenter
+            from .segmentation import train_segmentation
+
+            model = build_segmenter(spec.model, splits["train"].num_classes, spec.regime,
+                                    weights=weights_path)
+            result = train_segmentation(spec, model, splits, device=torch_device,
+                                        predictions_dir=dense_dir, progress=progress)
+        else:
+            from ..models.detection import build_detector
+            from .detection import train_detection
+
+            model = build_detector(spec.model, splits["train"].num_classes, spec.regime,
+                                   weights=weights_path)
+            result = train_detection(spec, model, splits, device=torch_device,
+                                     predictions_dir=dense_dir, progress=progress)
     except Exception as exc:
         if store is not None:
             store.put(RunRecord.failure(spec, exc, task=_task_or_none(spec)),
@@ -87,7 +106,10 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
         spec, task=str(card.task), metrics=result.metrics, best_epoch=result.best_epoch,
         epochs_run=result.epochs_run, val_loss=result.val_loss, timings=timings,
         data_fingerprint=data_fp, device=str(torch_device), extra=info)
-    if out_dir is not None:
+    if card.task is not Task.CLASSIFICATION:
+        # masks (PNG, class index) or detections (COCO JSON), written by the trainer
+        record.predictions_path = str(result.predictions_path) if result.predictions_path else None
+    elif out_dir is not None:
         record.predictions_path = str(write_predictions(
             Path(out_dir) / "predictions" / f"{spec.short_key}.csv", result.predictions,
             splits["test"].class_names))
