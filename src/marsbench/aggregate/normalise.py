@@ -169,12 +169,14 @@ def default_normaliser() -> Normaliser:
 def headline_metrics(table: pd.DataFrame, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """The metric to aggregate for each dataset of ``table``.
 
-    Order of choice: ``overrides[dataset]``; the catalog card's headline metric when the table has
+    Order of choice: ``overrides[dataset]``; the catalog card's headline metric (for a dataset
+    outside the catalog, its task's: f1_weighted, iou_reference, map_50_95) when the table has
     it; the only metric the table has for that dataset. Otherwise a `ResultsTableError` lists the
     metrics and how to choose one.
     """
     overrides = dict(overrides or {})
     chosen: dict[str, str] = {}
+    tasks = table.groupby("dataset")["task"].first().to_dict() if "task" in table else {}
     for dataset, metrics in table.groupby("dataset")["metric"].unique().items():
         present = sorted(metrics)
         if dataset in overrides:
@@ -187,8 +189,8 @@ def headline_metrics(table: pd.DataFrame, overrides: Mapping[str, str] | None = 
             continue
         try:
             headline = get_card(dataset).headline_metric
-        except UnknownDatasetError:
-            headline = ""
+        except UnknownDatasetError:  # a user's own dataset: the headline of its task
+            headline = TASK_HEADLINES.get(str(tasks.get(dataset, "")), "")
         if headline in present:
             chosen[dataset] = headline
         elif len(present) == 1:
@@ -199,6 +201,10 @@ def headline_metrics(table: pd.DataFrame, overrides: Mapping[str, str] | None = 
                 f"them; choose one (Python: metrics={{{dataset!r}: ...}}; CLI: --metric {dataset}=NAME)"
             )
     return chosen
+
+
+TASK_HEADLINES = {"classification": "f1_weighted", "segmentation": "iou_reference",
+                  "detection": "map_50_95"}
 
 
 def select_headline(table: pd.DataFrame, overrides: Mapping[str, str] | None = None) -> pd.DataFrame:

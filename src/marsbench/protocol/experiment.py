@@ -1,0 +1,489 @@
+"""Experiment files: YAML in, a validated, frozen `Experiment` out.
+
+An experiment names datasets (with variants), models, regimes, a hyper-parameter grid, seeds,
+the selection rule and where the data lives; docs/protocol.md documents every key. Defaults are
+the paper's protocol (Mars-Bench, facts sheet section 4): the grid `PAPER_GRID`, selection by the
+lowest validation loss per (model, dataset, regime, variant) with the grid run at seed
+``grid_seed`` (0), then the winner retrained with `PAPER_SEEDS`.
+
+Errors name the file, the line and the key (``exp.yaml:12: grid.lr[1]: ...``). PyYAML reports
+no positions for parsed values, so the node tree is walked once to map key paths to lines.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..catalog import UnknownDatasetError, Variant, get_card, list_cards
+from ..runs.fingerprint import normalise_float
+
+FORMAT_VERSION = 1
+PAPER_SEEDS = (0, 1, 10, 42, 123, 1000, 1234)
+GRID_SEED = 0
+# The grid of the paper, in the order the product is taken (its first point is grid index 0).
+PAPER_GRID: dict[str, tuple[Any, ...]] = {
+    "lr": (1e-3, 1e-4, 1e-5),
+    "batch_size": (16, 32, 64),
+    "optimizer": ("adam", "adamw", "sgd"),
+    "weight_decay": (0.05,),
+    "scheduler": ("none", "cosine", "plateau", "step"),
+    "max_epochs": (50, 100, 200),
+    "patience": (5, 10),
+    "loss": ("auto",),
+    "augment": (True,),
+}
+# `grid_defaults: single`: one value per field, RunSpec's defaults (what `marsbench run` uses).
+SINGLE_GRID: dict[str, tuple[Any, ...]] = {
+    "lr": (1e-3,), "batch_size": (32,), "optimizer": ("adamw",), "weight_decay": (0.05,),
+    "scheduler": ("none",), "max_epochs": (50,), "patience": (5,), "loss": ("auto",),
+    "augment": (True,),
+}
+GRID_FIELDS = tuple(PAPER_GRID)
+# Copies of the trainer's names (training.loop imports torch; loading a file must not).
+# tests/test_protocol_experiment.py checks they match.
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "cosine", "plateau", "step")
+TRAINING_REGIMES = ("scratch", "feature_extraction", "fine_tuning")
+FE_PATHS = ("cached", "online")
+SOURCES = ("auto", "folder", "hf")
+STAGES = ("grid", "seeds")
+SHIPPED_PREFIX = "paper:"
+TOP_KEYS = ("version", "name", "description", "task", "data", "datasets", "variants", "models",
+            "regimes", "grid", "grid_defaults", "extra", "fe_path", "seeds", "grid_seed",
+            "selection", "stages")
+
+# Common spellings of grid keys, for "did you mean" where string similarity does not help.
+ALIASES = {"learning_rate": "lr", "batch": "batch_size", "epochs": "max_epochs",
+           "wd": "weight_decay", "optim": "optimizer", "lr_scheduler": "scheduler"}
+
+
+class ExperimentError(ValueError):
+    """An experiment file that cannot be used as written; the message names file, line, key."""
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    variants: tuple[str, ...] = ("full",)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model; ``weights`` is a user checkpoint (used in the pretrained regimes only),
+    ``regimes`` overrides the experiment's, ``extra`` adds RunSpec extras for this model."""
+
+    name: str
+    weights: str | None = None
+    regimes: tuple[str, ...] | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """``metric`` is ``val_loss`` (the record's best validation loss) or ``val.<metric name>``."""
+
+    metric: str = "val_loss"
+    mode: str = "min"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    datasets: tuple[DatasetEntry, ...]
+    models: tuple[ModelEntry, ...]
+    regimes: tuple[str, ...] = ("feature_extraction",)
+    grid: tuple[tuple[str, tuple[Any, ...]], ...] = tuple(PAPER_GRID.items())
+    seeds: tuple[int, ...] = PAPER_SEEDS
+    grid_seed: int = GRID_SEED
+    selection: SelectionRule = SelectionRule()
+    stages: tuple[str, ...] = STAGES
+    extra: tuple[tuple[str, str], ...] = ()
+    fe_path: str = "cached"
+    data_root: str | None = None
+    source: str = "auto"
+    subset_seed: int | None = None
+    task: str | None = None
+    description: str = ""
+    path: str | None = field(default=None, compare=False)
+
+    @property
+    def grid_dict(self) -> dict[str, tuple[Any, ...]]:
+        return dict(self.grid)
+
+    @property
+    def grid_size(self) -> int:
+        n = 1
+        for _, values in self.grid:
+            n *= len(values)
+        return n
+
+    def regimes_for(self, model: ModelEntry) -> tuple[str, ...]:
+        return model.regimes or self.regimes
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["grid"] = {k: list(v) for k, v in self.grid}
+        out["extra"] = dict(self.extra)
+        for m in out["models"]:
+            m["extra"] = dict(m["extra"])
+        return out
+
+    def identity_hash(self) -> str:
+        """sha256 (16 hex) of what the experiment plans; the data location and file path are
+        not part of it."""
+        d = self.to_dict()
+        for k in ("path", "data_root", "source", "description"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def with_overrides(self, **changes: Any) -> Experiment:
+        """A copy with top-level fields replaced (e.g. ``data_root`` from the command line)."""
+        import dataclasses
+
+        return dataclasses.replace(self, **changes)
+
+
+# -- locating and loading ------------------------------------------------------------------------
+
+def shipped_dir() -> Path:
+    return Path(str(resources.files("marsbench.protocol") / "experiments"))
+
+
+def list_experiments() -> list[str]:
+    """Names of the experiment files shipped with marsbench (``paper:<name>``)."""
+    return sorted(p.stem for p in shipped_dir().glob("*.yaml"))
+
+
+def find_experiment(name_or_path: str | Path) -> Path:
+    """A file path, or ``paper:<name>`` / ``<name>`` of a shipped experiment."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    name = text.removeprefix(SHIPPED_PREFIX).removesuffix(".yaml")
+    candidate = shipped_dir() / f"{name}.yaml"
+    if (text.startswith(SHIPPED_PREFIX) or "/" not in text) and candidate.is_file():
+        return candidate
+    shipped = list_experiments()
+    close = difflib.get_close_matches(name, shipped, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(SHIPPED_PREFIX + c for c in close)}?" if close else ""
+    raise ExperimentError(
+        f"experiment {text!r} is neither a file nor a shipped experiment.{hint} Shipped: "
+        f"{', '.join(SHIPPED_PREFIX + s for s in shipped)}")
+
+
+def load_experiment(name_or_path: str | Path) -> Experiment:
+    """Read and validate an experiment file (see docs/protocol.md)."""
+    path = find_experiment(name_or_path)
+    return parse_experiment(path.read_text(encoding="utf-8"), path=path)
+
+
+def parse_experiment(text: str, *, path: str | Path | None = None) -> Experiment:
+    """Validate experiment YAML ``text``; relative paths resolve against ``path``'s folder."""
+    where = str(path) if path is not None else "<experiment>"
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ExperimentError(f"{where}{line}: not valid YAML: {exc}") from None
+    lines: dict[tuple, int] = {}
+    if node is not None:
+        _walk(node, (), lines, where)
+    base = Path(path).resolve().parent if path is not None else Path.cwd()
+    return _Parser(where, lines, base).experiment(data, path)
+
+
+def _walk(node: yaml.Node, at: tuple, lines: dict[tuple, int], where: str) -> None:
+    lines.setdefault(at, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key, line = key_node.value, key_node.start_mark.line + 1
+            if key in seen:
+                raise ExperimentError(f"{where}:{line}: {_dotted(at + (key,))}: key given twice "
+                                      f"(first on line {seen[key]})")
+            seen[key] = line
+            lines[at + (key,)] = line
+            _walk(value_node, at + (key,), lines, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, at + (i,), lines, where)
+
+
+def _dotted(at: tuple) -> str:
+    out = ""
+    for part in at:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+class _Parser:
+    def __init__(self, where: str, lines: dict[tuple, int], base: Path) -> None:
+        self.where, self.lines, self.base = where, lines, base
+
+    def error(self, at: tuple, message: str) -> ExperimentError:
+        probe = at
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        line = self.lines.get(probe)
+        return ExperimentError(f"{self.where}{f':{line}' if line else ''}: {_dotted(at)}: "
+                               f"{message}")
+
+    # -- typed readers ---------------------------------------------------------------------------
+    def mapping(self, value: Any, at: tuple, known: Sequence[str]) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.error(at, f"expected a mapping of {', '.join(known)}, got {value!r}")
+        for key in value:
+            if key not in known:
+                guess = [ALIASES[key]] if ALIASES.get(key) in known else \
+                    difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+                hint = f"; did you mean {guess[0]!r}?" if guess else ""
+                raise self.error(at + (key,), f"unknown key{hint} (known keys: "
+                                              f"{', '.join(known)})")
+        return dict(value)
+
+    def listing(self, value: Any, at: tuple, *, allow_scalar: bool = True) -> list[Any]:
+        if isinstance(value, list):
+            if not value:
+                raise self.error(at, "must not be empty")
+            return value
+        if allow_scalar and value is not None and not isinstance(value, Mapping):
+            return [value]
+        raise self.error(at, f"expected a list, got {value!r}")
+
+    def text(self, value: Any, at: tuple, choices: Sequence[str] | None = None) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(at, f"expected a name, got {value!r}")
+        value = value.strip()
+        if choices is not None:
+            low = value.lower().replace("-", "_")
+            if low not in choices:
+                close = difflib.get_close_matches(low, choices, n=1, cutoff=0.5)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.error(at, f"{value!r} is not one of {', '.join(choices)}{hint}")
+            return low
+        return value
+
+    def integer(self, value: Any, at: tuple, low: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(at, f"expected an integer, got {value!r}")
+        if low is not None and value < low:
+            raise self.error(at, f"must be >= {low}, got {value}")
+        return value
+
+    def number(self, value: Any, at: tuple, *, positive: bool) -> float:
+        # YAML 1.1 reads 1e-3 (no dot) as text; accept any text float() reads.
+        if isinstance(value, bool):
+            raise self.error(at, f"expected a number, got {value!r}")
+        try:
+            x = normalise_float(float(value))
+        except (TypeError, ValueError):
+            raise self.error(at, f"expected a finite number, got {value!r}") from None
+        if x < 0 or (positive and x == 0):
+            raise self.error(at, f"must be {'> 0' if positive else '>= 0'}, got {value!r}")
+        return x
+
+    def extra(self, value: Any, at: tuple) -> tuple[tuple[str, str], ...]:
+        if not isinstance(value, Mapping):
+            raise self.error(at, f"expected a mapping name -> value, got {value!r}")
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, (Mapping, list)) or v is None:
+                raise self.error(at + (k,), f"extra values are scalars, got {v!r}")
+            out[str(k)] = v if isinstance(v, str) else json.dumps(v)
+        return tuple(sorted(out.items()))
+
+    def path(self, value: Any, at: tuple) -> str:
+        text = self.text(value, at)
+        p = Path(text).expanduser()
+        return str(p if p.is_absolute() else (self.base / p).resolve())
+
+    # -- sections --------------------------------------------------------------------------------
+    def experiment(self, data: Any, path: str | Path | None) -> Experiment:
+        d = self.mapping(data if data is not None else {}, (), TOP_KEYS)
+        version = d.get("version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise self.error(("version",), f"this marsbench reads experiment format "
+                                           f"{FORMAT_VERSION}, not {version!r}")
+        for required in ("datasets", "models"):
+            if required not in d:
+                raise self.error((), f"missing key {required!r}")
+        name = self.text(d.get("name", Path(path).stem if path else "experiment"), ("name",))
+        task = self.text(d["task"], ("task",), ("classification", "segmentation", "detection")) \
+            if "task" in d else None
+        default_variants = tuple(self.variant(v, ("variants", i)) for i, v in
+                                 enumerate(self.listing(d.get("variants", ["full"]),
+                                                        ("variants",))))
+        datasets = self.datasets(d["datasets"], default_variants, task)
+        regimes = self.regimes(d.get("regimes", ["feature_extraction"]), ("regimes",))
+        models = self.models(d["models"])
+        data_opts = self.mapping(d.get("data", {}) or {}, ("data",),
+                                 ("root", "source", "subset_seed"))
+        root = data_opts.get("root")
+        seeds = [self.integer(s, ("seeds", i), 0) for i, s in
+                 enumerate(self.listing(d.get("seeds", list(PAPER_SEEDS)), ("seeds",)))]
+        if len(set(seeds)) != len(seeds):
+            raise self.error(("seeds",), f"lists a seed twice: {seeds}")
+        stages = tuple(self.text(s, ("stages", i), STAGES) for i, s in
+                       enumerate(self.listing(d.get("stages", list(STAGES)), ("stages",))))
+        if "grid" not in stages:
+            raise self.error(("stages",), "the grid stage cannot be left out (it is one run "
+                                          "per group when the grid has one point)")
+        return Experiment(
+            name=name, description=str(d.get("description", "") or "").strip(),
+            datasets=datasets, models=models, regimes=regimes,
+            grid=self.grid(d.get("grid", {}) or {}, d.get("grid_defaults", "paper")),
+            seeds=tuple(seeds),
+            grid_seed=self.integer(d.get("grid_seed", GRID_SEED), ("grid_seed",), 0),
+            selection=self.selection(d.get("selection", {}) or {}),
+            stages=tuple(s for s in STAGES if s in stages),
+            extra=self.extra(d.get("extra", {}) or {}, ("extra",)),
+            fe_path=self.text(d.get("fe_path", "cached"), ("fe_path",), FE_PATHS),
+            data_root=None if root is None else self.path(root, ("data", "root")),
+            source=self.text(data_opts.get("source", "auto"), ("data", "source"), SOURCES),
+            subset_seed=None if data_opts.get("subset_seed") is None else
+            self.integer(data_opts["subset_seed"], ("data", "subset_seed"), 0),
+            task=task, path=None if path is None else str(path))
+
+    def variant(self, value: Any, at: tuple) -> str:
+        try:
+            return str(Variant.parse(str(value)))
+        except ValueError as exc:
+            raise self.error(at, str(exc)) from None
+
+    def datasets(self, value: Any, default_variants: tuple[str, ...],
+                 task: str | None) -> tuple[DatasetEntry, ...]:
+        out: list[DatasetEntry] = []
+        for i, item in enumerate(self.listing(value, ("datasets",))):
+            at = ("datasets", i)
+            if isinstance(item, Mapping):
+                item = self.mapping(item, at, ("name", "variants"))
+                if "name" not in item:
+                    raise self.error(at, "a dataset entry needs a name")
+                name = self.text(item["name"], at + ("name",))
+                variants = tuple(self.variant(v, at + ("variants", j)) for j, v in enumerate(
+                    self.listing(item.get("variants", list(default_variants)),
+                                 at + ("variants",))))
+            else:
+                name, variants = self.text(item, at), default_variants
+            self.check_dataset(name, variants, task, at)
+            if len(set(variants)) != len(variants):
+                raise self.error(at, f"lists a variant twice: {list(variants)}")
+            out.append(DatasetEntry(name, variants))
+        self.no_duplicates([(d.name, v) for d in out for v in d.variants], ("datasets",),
+                           "dataset variant")
+        return tuple(out)
+
+    def check_dataset(self, name: str, variants: tuple[str, ...], task: str | None,
+                      at: tuple) -> None:
+        try:
+            card = get_card(name)
+        except UnknownDatasetError:
+            if Path(name).expanduser().is_dir():
+                return  # a user's own dataset folder: its card is read off the folder
+            names = [c.name for c in list_cards()]
+            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise self.error(at, f"unknown dataset {name!r}.{hint} Use a catalog name "
+                                 "(`marsbench datasets list`) or a dataset folder") from None
+        if task is not None and str(card.task) != task:
+            raise self.error(at, f"{name} is a {card.task} dataset but the experiment's task "
+                                 f"is {task}")
+        if str(card.task) != "classification":
+            for v in variants:
+                if v.startswith("few_shot"):
+                    raise self.error(at, f"{name}: few-shot variants exist for classification "
+                                         f"only, not {card.task}")
+
+    def regimes(self, value: Any, at: tuple) -> tuple[str, ...]:
+        regimes = tuple(self.text(r, at + (i,), TRAINING_REGIMES)
+                        for i, r in enumerate(self.listing(value, at)))
+        self.no_duplicates(regimes, at, "regime")
+        return regimes
+
+    def models(self, value: Any) -> tuple[ModelEntry, ...]:
+        out = []
+        for i, item in enumerate(self.listing(value, ("models",))):
+            at = ("models", i)
+            if not isinstance(item, Mapping):
+                out.append(ModelEntry(self.text(item, at)))
+                continue
+            item = self.mapping(item, at, ("name", "weights", "regimes", "extra"))
+            if "name" not in item:
+                raise self.error(at, "a model entry needs a name")
+            weights = None
+            if item.get("weights") is not None:
+                weights = self.path(item["weights"], at + ("weights",))
+                if not Path(weights).is_file():
+                    raise self.error(at + ("weights",), f"checkpoint {weights} does not exist")
+            out.append(ModelEntry(
+                name=self.text(item["name"], at + ("name",)), weights=weights,
+                regimes=self.regimes(item["regimes"], at + ("regimes",)) if "regimes" in item
+                else None,
+                extra=self.extra(item.get("extra", {}) or {}, at + ("extra",))))
+        self.no_duplicates([(m.name, m.weights) for m in out], ("models",), "model")
+        return tuple(out)
+
+    def grid(self, value: Any, defaults: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        choice = self.text(defaults, ("grid_defaults",), ("paper", "single"))
+        base = PAPER_GRID if choice == "paper" else SINGLE_GRID
+        given = self.mapping(value, ("grid",), GRID_FIELDS)
+        out = []
+        for name in GRID_FIELDS:
+            if name not in given:
+                out.append((name, base[name]))
+                continue
+            at = ("grid", name)
+            values = tuple(self.grid_value(name, v, at + (i,))
+                           for i, v in enumerate(self.listing(given[name], at)))
+            self.no_duplicates(values, at, "value")
+            out.append((name, values))
+        return tuple(out)
+
+    def grid_value(self, name: str, v: Any, at: tuple) -> Any:
+        if name in ("lr", "weight_decay"):
+            return self.number(v, at, positive=name == "lr")
+        if name in ("batch_size", "max_epochs"):
+            return self.integer(v, at, 1)
+        if name == "patience":
+            return self.integer(v, at, 0)
+        if name == "optimizer":
+            return self.text(v, at, OPTIMIZERS)
+        if name == "scheduler":
+            return "none" if v is None else self.text(v, at, SCHEDULERS)
+        if name == "augment":
+            if not isinstance(v, bool):
+                raise self.error(at, f"expected true or false, got {v!r}")
+            return v
+        return self.text(v, at).lower()  # loss: the trainer checks the name per task
+
+    def selection(self, value: Any) -> SelectionRule:
+        if isinstance(value, str):
+            value = {"metric": value}
+        d = self.mapping(value, ("selection",), ("metric", "mode"))
+        metric = self.text(d.get("metric", "val_loss"), ("selection", "metric"))
+        if metric != "val_loss" and not metric.startswith("val."):
+            raise self.error(("selection", "metric"),
+                             f"{metric!r}: select on validation results only: 'val_loss' or "
+                             "'val.<metric>' (e.g. val.f1_weighted)")
+        default_mode = "min" if metric == "val_loss" or "loss" in metric else "max"
+        mode = self.text(d.get("mode", default_mode), ("selection", "mode"), ("min", "max"))
+        return SelectionRule(metric, mode)
+
+    def no_duplicates(self, items: Sequence[Any], at: tuple, what: str) -> None:
+        seen = set()
+        for item in items:
+            if item in seen:
+                raise self.error(at, f"{what} {item!r} is listed twice")
+            seen.add(item)

@@ -1,0 +1,397 @@
+"""The planner: an `Experiment` becomes the `RunSpec`s of its two stages, checked against a store.
+
+Stage ``grid``: every point of the grid, once per group (dataset, variant, model, weights,
+regime), at seed ``grid_seed``. Selection: per group, the grid run with the best selection metric
+(lowest validation loss by default; ties go to the earlier grid point; failed runs and
+non-finite values never win). Stage ``seeds``: the winner's configuration at every seed of the
+experiment; the seed equal to ``grid_seed`` is the winning grid run itself (same spec, same key),
+so it is reused, not rerun. A group is decided only when every one of its grid runs has a record
+(ok or failed) that will not be rerun.
+
+Everything here is a pure function of the experiment and the store's records, which is what makes
+a sweep resumable: re-planning after an interruption yields the same runs, minus the finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..runs.fingerprint import code_fingerprint
+from ..runs.record import RunRecord
+from ..runs.spec import RunSpec
+from ..runs.store import ResultsStore, StaleRun
+from .experiment import Experiment, ExperimentError, ModelEntry
+
+PRETRAINED_REGIMES = ("feature_extraction", "fine_tuning")
+STATES = ("done", "failed", "stale", "todo")
+_SQL_CHUNK = 900  # keys per query: below SQLite's oldest limit on bound parameters (999)
+
+
+class Group(NamedTuple):
+    """What selection picks one configuration for."""
+
+    dataset: str
+    variant: str
+    model: str
+    weights: str
+    regime: str
+
+    def describe(self) -> str:
+        w = "" if self.weights == "default" else f" ({self.weights[:19]})"
+        return f"{self.dataset}[{self.variant}] {self.model}{w} {self.regime}"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    spec: RunSpec
+    stage: str  # "grid" | "seeds"
+    group: Group
+    weights_path: str | None = None  # user checkpoint handed to run_experiment
+    key: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.key:  # computed once: RunSpec.key hashes on every access
+            object.__setattr__(self, "key", self.spec.key)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The outcome of selection for one group (``winner`` None: undecided or nothing ok)."""
+
+    group: Group
+    winner: RunRecord | None
+    value: float | None
+    metric: str
+    candidates: int  # grid runs with a usable value
+    failed: int
+    missing: int  # grid runs with no record yet, or about to be rerun
+
+    @property
+    def decided(self) -> bool:
+        return self.missing == 0
+
+
+@dataclass
+class RunStatus:
+    run: PlannedRun
+    record: RunRecord | None
+    state: str  # one of STATES
+    stale: StaleRun | None = None
+    will_run: bool = False
+    reused: bool = False  # a seeds run that is the winning grid run itself
+
+
+@dataclass
+class Plan:
+    experiment: Experiment
+    grid: list[RunStatus]
+    seeds: list[RunStatus]
+    selections: dict[Group, Selection]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def undecided(self) -> list[Group]:
+        return [g for g, s in self.selections.items() if not s.decided]
+
+    @property
+    def stale(self) -> list[RunStatus]:
+        return [s for s in self.grid + self.seeds if s.state == "stale" and not s.reused]
+
+    def counts(self) -> list[dict[str, Any]]:
+        """One row per stage: planned, done, failed, stale, todo, will_run, reused."""
+        rows = []
+        for stage, items in (("grid", self.grid), ("seeds", self.seeds)):
+            own = [s for s in items if not s.reused]
+            row = {"stage": stage, "planned": len(items), "reused": len(items) - len(own),
+                   "will_run": sum(s.will_run for s in own)}
+            row |= {state: sum(s.state == state for s in own) for state in STATES}
+            rows.append(row)
+        return rows
+
+    def pending_seed_runs(self) -> int:
+        """Seeds runs of groups not yet decided (their configuration is not known yet)."""
+        exp = self.experiment
+        if "seeds" not in exp.stages:
+            return 0
+        per_group = len(exp.seeds) - (exp.grid_seed in exp.seeds)
+        return per_group * len(self.undecided)
+
+
+# -- specs ----------------------------------------------------------------------------------------
+
+def file_sha256(path: str | Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _weights(model: ModelEntry, regime: str, hashes: dict[str, str]) -> tuple[str, str | None]:
+    """(RunSpec.weights, checkpoint path): a checkpoint counts only where weights are loaded;
+    the tag is its content hash, as `marsbench run --weights` writes it."""
+    if model.weights is None or regime not in PRETRAINED_REGIMES:
+        return "default", None
+    if model.weights not in hashes:
+        hashes[model.weights] = file_sha256(model.weights)
+    return f"sha256:{hashes[model.weights]}", model.weights
+
+
+def _extra(exp: Experiment, model: ModelEntry, regime: str) -> dict[str, str]:
+    extra = dict(exp.extra) | dict(model.extra)
+    if regime == "feature_extraction":  # as `marsbench run` does, so keys agree with it
+        extra.setdefault("fe_path", exp.fe_path)
+    if exp.subset_seed is not None:
+        extra.setdefault("subset_seed", str(exp.subset_seed))
+    return extra
+
+
+def grid_configs(exp: Experiment) -> list[dict[str, Any]]:
+    """The grid points in order (product over the fields in `GRID_FIELDS` order)."""
+    names = [name for name, _ in exp.grid]
+    return [dict(zip(names, values)) for values in itertools.product(*(v for _, v in exp.grid))]
+
+
+def grid_runs(exp: Experiment) -> list[PlannedRun]:
+    """Stage ``grid``, group by group (so groups finish, and move on to seeds, early)."""
+    configs = grid_configs(exp)
+    hashes: dict[str, str] = {}
+    out = []
+    for ds in exp.datasets:
+        for variant in ds.variants:
+            for model in exp.models:
+                for regime in exp.regimes_for(model):
+                    weights, path = _weights(model, regime, hashes)
+                    for config in configs:
+                        spec = RunSpec(dataset=ds.name, model=model.name, regime=regime,
+                                       variant=variant, seed=exp.grid_seed, weights=weights,
+                                       extra=_extra(exp, model, regime),
+                                       data_root=exp.data_root, source=exp.source, **config)
+                        out.append(PlannedRun(spec, "grid", _group_of(spec), path))
+    return out
+
+
+def _group_of(spec: RunSpec) -> Group:
+    return Group(spec.dataset, spec.variant, spec.model, spec.weights, spec.regime)
+
+
+def seed_runs(exp: Experiment, winner: RunSpec, weights_path: str | None) -> list[PlannedRun]:
+    """Stage ``seeds`` of one group: the winning configuration at each seed."""
+    if "seeds" not in exp.stages:
+        return []
+    # data location from the experiment (the stored spec keeps where the grid run read it)
+    base = winner.replace(data_root=exp.data_root, source=exp.source)
+    return [PlannedRun(base.replace(seed=s), "seeds", _group_of(base), weights_path)
+            for s in exp.seeds]
+
+
+def grid_keys(exp: Experiment) -> list[str]:
+    return [r.key for r in grid_runs(exp)]
+
+
+# -- selection ------------------------------------------------------------------------------------
+
+def selection_value(record: RunRecord, metric: str) -> float | None:
+    """The record's value of the selection metric; None if failed, absent or not finite."""
+    if not record.ok:
+        return None
+    if metric == "val_loss":
+        value = record.val_loss
+    else:
+        value = (record.metrics.get("val") or {}).get(metric.removeprefix("val."))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def select_group(exp: Experiment, group: Group, runs: Iterable[PlannedRun],
+                 records: Mapping[str, RunRecord], pending: Iterable[str] = ()) -> Selection:
+    """Pick the winner of ``group`` among its grid ``runs`` (in grid order)."""
+    rule, pending = exp.selection, set(pending)
+    best: tuple[float, RunRecord] | None = None
+    candidates = failed = missing = 0
+    for run in runs:
+        record = records.get(run.key)
+        if record is None or run.key in pending:
+            missing += 1
+            continue
+        value = selection_value(record, rule.metric)
+        if value is None:
+            failed += 1
+            continue
+        candidates += 1
+        score = value if rule.mode == "min" else -value
+        if best is None or score < best[0]:  # strict: ties keep the earlier grid point
+            best = (score, record)
+    winner = best[1] if best and missing == 0 else None
+    value = None if winner is None else selection_value(winner, rule.metric)
+    return Selection(group, winner, value, rule.metric, candidates, failed, missing)
+
+
+def select(exp: Experiment, store: ResultsStore) -> dict[Group, Selection]:
+    """Selection for every group, from the records in ``store``."""
+    grid = grid_runs(exp)
+    records = load_records(store, [r.key for r in grid])
+    return {g: select_group(exp, g, runs, records) for g, runs in _by_group(grid).items()}
+
+
+def final_runs(exp: Experiment, store: ResultsStore) -> list[PlannedRun]:
+    """Stage ``seeds`` of every decided group with a winner (done or not)."""
+    grid = grid_runs(exp)
+    records = load_records(store, [r.key for r in grid])
+    out = []
+    for group, runs in _by_group(grid).items():
+        sel = select_group(exp, group, runs, records)
+        if sel.winner is not None:
+            out += seed_runs(exp, sel.winner.spec, runs[0].weights_path)
+    return out
+
+
+def final_keys(exp: Experiment, store: ResultsStore) -> list[str]:
+    """Spec keys of the seeds-stage runs: what a report aggregates, e.g.
+    ``store.to_table(spec_key=final_keys(exp, store))``."""
+    return [run.key for run in final_runs(exp, store)]
+
+
+def _by_group(runs: Iterable[PlannedRun]) -> dict[Group, list[PlannedRun]]:
+    out: dict[Group, list[PlannedRun]] = {}
+    for run in runs:
+        out.setdefault(run.group, []).append(run)
+    return out
+
+
+def load_records(store: ResultsStore, keys: Iterable[str]) -> dict[str, RunRecord]:
+    keys = list(dict.fromkeys(keys))
+    out: dict[str, RunRecord] = {}
+    for i in range(0, len(keys), _SQL_CHUNK):
+        out.update((r.spec_key, r) for r in store.records(spec_key=keys[i:i + _SQL_CHUNK]))
+    return out
+
+
+# -- freshness ------------------------------------------------------------------------------------
+
+def data_fingerprint(spec: RunSpec, subset_seed: int | None = None) -> str | None:
+    """The data fingerprint a run of ``spec`` would record now, or None where the data is not
+    on this machine (nothing is downloaded to check).
+
+    The same formula as `marsbench.training.run.run_experiment` (sha256 of the three split
+    fingerprints, 16 hex); tests/test_protocol_plan.py checks that they agree.
+    """
+    from ..sources import SPLITS, open_dataset
+    from ..sources.open import resolve
+
+    _, source, location = resolve(spec.dataset, root=spec.data_root, source=spec.source)
+    if not Path(location).exists():  # a hub repo id: checking would download
+        return None
+    parts = [open_dataset(spec.dataset, split, root=spec.data_root, source=spec.source,
+                          variant=spec.variant, subset_seed=subset_seed).fingerprint()
+             for split in SPLITS]
+    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
+
+
+class Freshness:
+    """Says whether a stored record was made by this code from this data (cached per dataset)."""
+
+    def __init__(self, exp: Experiment, *, check_data: bool = True) -> None:
+        self.exp, self.check_data = exp, check_data
+        self.code = code_fingerprint()
+        self._data: dict[tuple, str | None] = {}
+        self.unchecked: dict[str, str] = {}  # dataset -> why its data could not be checked
+
+    def data(self, spec: RunSpec) -> str | None:
+        if not self.check_data:
+            return None
+        k = (spec.dataset, spec.variant, spec.data_root, spec.source)
+        if k not in self._data:
+            try:
+                self._data[k] = data_fingerprint(spec, self.exp.subset_seed)
+            except Exception as exc:  # noqa: BLE001 - any read failure means "cannot check"
+                self._data[k] = None
+                self.unchecked[f"{spec.dataset}[{spec.variant}]"] = \
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return self._data[k]
+
+    def stale(self, run: PlannedRun, record: RunRecord) -> StaleRun | None:
+        code_changed = record.code_fingerprint != self.code
+        expected = self.data(run.spec)
+        data_changed = expected is not None and record.data_fingerprint != expected
+        return StaleRun(record, code_changed, data_changed) if code_changed or data_changed \
+            else None
+
+
+def run_status(run: PlannedRun, record: RunRecord | None, fresh: Freshness, *,
+               retry_failed: bool, rerun_stale: bool) -> RunStatus:
+    if record is None:
+        return RunStatus(run, None, "todo", will_run=True)
+    if not record.ok:
+        return RunStatus(run, record, "failed", will_run=retry_failed)
+    stale = fresh.stale(run, record)
+    if stale is not None:
+        return RunStatus(run, record, "stale", stale, will_run=rerun_stale)
+    return RunStatus(run, record, "done")
+
+
+# -- the plan -------------------------------------------------------------------------------------
+
+def make_plan(exp: Experiment, store: ResultsStore, *, retry_failed: bool = False,
+              rerun_stale: bool = False, check_data: bool = True,
+              check_models: bool = True, freshness: Freshness | None = None) -> Plan:
+    """Both stages of ``exp`` with the state of every run in ``store``.
+
+    Seeds runs are listed for decided groups only; `Plan.pending_seed_runs` counts the rest.
+    """
+    warnings = model_warnings(exp) if check_models else []
+    fresh = freshness or Freshness(exp, check_data=check_data)
+    grid = grid_runs(exp)
+    records = load_records(store, [r.key for r in grid])
+    opts = dict(retry_failed=retry_failed, rerun_stale=rerun_stale)
+    grid_status = [run_status(r, records.get(r.key), fresh, **opts) for r in grid]
+    by_key = {s.run.key: s for s in grid_status}
+    pending = {s.run.key for s in grid_status if s.will_run}
+    selections = {g: select_group(exp, g, runs, records, pending)
+                  for g, runs in _by_group(grid).items()}
+    paths = {r.group: r.weights_path for r in grid}
+    seeds = [run for sel in selections.values() if sel.winner is not None
+             for run in seed_runs(exp, sel.winner.spec, paths[sel.group])]
+    seed_records = load_records(store, [r.key for r in seeds if r.key not in by_key])
+    seed_status = []
+    for run in seeds:
+        if run.key in by_key:
+            reused = by_key[run.key]
+            seed_status.append(RunStatus(run, reused.record, reused.state, reused.stale,
+                                         will_run=False, reused=True))
+        else:
+            seed_status.append(run_status(run, seed_records.get(run.key), fresh, **opts))
+    warnings += [f"data of {name} not checked for changes: {why}"
+                 for name, why in fresh.unchecked.items()]
+    return Plan(exp, grid_status, seed_status, selections, warnings)
+
+
+def model_warnings(exp: Experiment) -> list[str]:
+    """Models the registry does not know (their runs will fail) and task mismatches."""
+    from ..catalog import UnknownDatasetError, get_card
+    from ..models.registry import get_spec
+
+    out = []
+    tasks = {}
+    for ds in exp.datasets:
+        try:
+            tasks[ds.name] = str(get_card(ds.name).task)
+        except UnknownDatasetError:
+            pass
+    for model in exp.models:
+        try:
+            spec = get_spec(model.name)
+        except Exception as exc:  # noqa: BLE001 - unknown name or a family that cannot resolve
+            out.append(f"model {model.name!r}: {exc} — its runs will be recorded as failed")
+            continue
+        wrong = sorted(ds for ds, task in tasks.items() if task != str(spec.task))
+        if wrong:
+            raise ExperimentError(
+                f"{exp.path or exp.name}: model {model.name!r} is a {spec.task} model but "
+                f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not {spec.task} "
+                "datasets; put each task in its own experiment file")
+    return out

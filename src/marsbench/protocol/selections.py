@@ -1,0 +1,94 @@
+"""The audit trail of selection: which grid configuration won for each group, in the store file.
+
+A ``selections`` table beside the store's ``runs`` (same SQLite file, so one file holds the
+whole study): one row per (experiment, group), rewritten when a sweep decides it again (e.g.
+after ``--retry-failed`` changed the grid). The grid runs themselves stay in ``runs`` with their
+validation losses, so every decision can be checked against its candidates.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..runs.record import utc_now
+from ..runs.store import ResultsStore
+from .experiment import Experiment
+from .plan import Selection
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SELECTION_COLUMNS = ("experiment", "experiment_hash", "dataset", "variant", "model", "weights",
+                     "regime", "metric", "mode", "value", "winner_key", "winner_config",
+                     "candidates", "failed", "decided_at")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS selections (
+    experiment TEXT NOT NULL, experiment_hash TEXT NOT NULL,
+    dataset TEXT NOT NULL, variant TEXT NOT NULL, model TEXT NOT NULL, weights TEXT NOT NULL,
+    regime TEXT NOT NULL, metric TEXT NOT NULL, mode TEXT NOT NULL, value REAL,
+    winner_key TEXT, winner_config TEXT, candidates INTEGER NOT NULL, failed INTEGER NOT NULL,
+    decided_at TEXT NOT NULL,
+    PRIMARY KEY (experiment, dataset, variant, model, weights, regime)
+)
+"""
+CONFIG_FIELDS = ("lr", "batch_size", "optimizer", "weight_decay", "scheduler", "max_epochs",
+                 "patience", "loss", "augment")
+
+
+def _connect(store: ResultsStore) -> sqlite3.Connection:
+    con = sqlite3.connect(store.path, timeout=store.timeout, isolation_level=None)
+    con.execute(f"PRAGMA busy_timeout = {int(store.timeout * 1000)}")
+    con.execute(_SCHEMA)
+    return con
+
+
+def write_selections(store: ResultsStore, exp: Experiment,
+                     selections: Iterable[Selection]) -> int:
+    """Record decided selections (one transaction); returns the number of rows written."""
+    rows = []
+    for sel in selections:
+        if not sel.decided:
+            continue
+        g, w = sel.group, sel.winner
+        config = None if w is None else json.dumps(
+            {f: getattr(w.spec, f) for f in CONFIG_FIELDS}, sort_keys=True)
+        rows.append((exp.name, exp.identity_hash(), g.dataset, g.variant, g.model, g.weights,
+                     g.regime, sel.metric, exp.selection.mode, sel.value,
+                     None if w is None else w.spec_key, config, sel.candidates, sel.failed,
+                     utc_now()))
+    if not rows:
+        return 0
+    con = _connect(store)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.executemany(f"INSERT OR REPLACE INTO selections ({', '.join(SELECTION_COLUMNS)}) "
+                        f"VALUES ({', '.join('?' * len(SELECTION_COLUMNS))})", rows)
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    return len(rows)
+
+
+def read_selections(store: ResultsStore | str | Path,
+                    experiment: str | None = None) -> pd.DataFrame:
+    """The selections table (columns `SELECTION_COLUMNS`), optionally of one experiment.
+
+    ``winner_key`` is None where every grid run of the group failed."""
+    import pandas as pd
+
+    store = store if isinstance(store, ResultsStore) else ResultsStore(store)
+    con = _connect(store)
+    try:
+        sql = f"SELECT {', '.join(SELECTION_COLUMNS)} FROM selections"
+        args: tuple = ()
+        if experiment is not None:
+            sql, args = sql + " WHERE experiment = ?", (experiment,)
+        rows = con.execute(sql + " ORDER BY experiment, dataset, variant, model, regime",
+                           args).fetchall()
+    finally:
+        con.close()
+    return pd.DataFrame(rows, columns=list(SELECTION_COLUMNS))
