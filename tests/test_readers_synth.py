@@ -42,6 +42,7 @@ def test_card_loads_identically_from_both_layouts(synth_suite, name):
         a, b = open_dataset(folder, split), open_dataset(hf, split)
         assert (a.source, b.source) == ("folder", "hf")
         assert a.card.name == b.card.name == name  # the folder name resolves to the catalog card
+        assert a.card.synthetic and b.card.synthetic  # ... marked as the SYNTHETIC copy it is
         assert len(a) == len(b) > 0
         assert a.class_names == b.class_names and len(a.class_names) == card.num_classes
         sa, sb = a[0], b[0]

@@ -57,8 +57,13 @@ def demo_command(
     _print_results(table)
     from ..report import make_report
 
-    files = make_report(table, out / "report", baselines=True, partial=True,
-                        inputs=[str(store)])
+    # Synthetic scores say nothing about Mars: no published baselines beside them, and a
+    # normaliser drawn from this table, not the paper's.
+    from ..aggregate import Normaliser
+
+    normaliser = Normaliser.from_table(table, version="demo", source=str(store))
+    files = make_report(table, out / "report", baselines=False, normaliser=normaliser,
+                        partial=True, inputs=[str(store)])
     console.print(f"report: [bold]{files.get('html', out / 'report')}[/bold]", highlight=False)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -93,6 +94,9 @@ def resolve(name_or_path: str | Path, *, root: str | Path | None = None,
             card = get_card(path.name)
         except UnknownDatasetError:
             card = infer_card(path) if layout == "folder" else _hf_user_card(path)
+        if is_synthetic(path):
+            card = dataclasses.replace(card, synthetic=True,
+                                       notes="SYNTHETIC copy written by marsbench.sources.synth")
         return card, (layout if source == "auto" else source), str(path)
     name = str(name_or_path)
     if "/" in name and source in ("auto", "hf"):  # a hub repo id such as Mirali33/mb-domars16k
@@ -115,6 +119,14 @@ def resolve(name_or_path: str | Path, *, root: str | Path | None = None,
         return card, "hf", card.hf_repo
     raise DataError("no local copy in the folder layout", dataset=card.name,
                     fix=f"run `marsbench datasets download {card.name} --source zenodo`")
+
+
+def is_synthetic(path: Path) -> bool:
+    """Folders written by the synthetic generator say so (SYNTHETIC.md, or the HF README)."""
+    if (path / "SYNTHETIC.md").is_file():
+        return True
+    readme = path / "README.md"
+    return readme.is_file() and "SYNTHETIC" in readme.read_text(errors="replace")[:4000]
 
 
 def _hf_user_card(path: Path) -> DatasetCard:

@@ -102,6 +102,7 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
     info = dict(result.info)
     info["notes"] = sorted({n for s in SPLITS for n in splits[s].notes})
     info["split_sizes"] = {s: len(splits[s]) for s in SPLITS}
+    info["synthetic_data"] = card.synthetic
     record = RunRecord.success(
         spec, task=str(card.task), metrics=result.metrics, best_epoch=result.best_epoch,
         epochs_run=result.epochs_run, val_loss=result.val_loss, timings=timings,
