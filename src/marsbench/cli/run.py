@@ -32,6 +32,8 @@ def run_command(
     augment: Annotated[bool, typer.Option(help="train-time augmentation")] = True,
     fe_path: Annotated[str, typer.Option(
         help="feature_extraction only: cached (backbone once, no augmentation) | online")] = "cached",
+    band_strategy: Annotated[Optional[str], typer.Option(
+        help="Earth-observation models: replicate | visible | adapter")] = None,
     weights: Annotated[Optional[Path], typer.Option(
         help="your own checkpoint (state dict; loaded without unpickling objects)")] = None,
     subset_seed: Annotated[Optional[int], typer.Option(
@@ -51,6 +53,8 @@ def run_command(
     extra = {"fe_path": fe_path} if regime == "feature_extraction" else {}
     if subset_seed is not None:
         extra["subset_seed"] = str(subset_seed)
+    if band_strategy is not None:
+        extra["band_strategy"] = band_strategy
     try:
         spec = RunSpec(dataset=dataset, model=model, regime=regime, variant=variant, seed=seed,
                        lr=lr, batch_size=batch_size, optimizer=optimizer,

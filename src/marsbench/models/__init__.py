@@ -4,6 +4,7 @@ path. ``marsbench models list`` shows what is registered; ``timm:<name>`` adds a
 from __future__ import annotations
 
 from . import zoo as _zoo  # noqa: F401 - registers the built-in specs
+from . import earth_observation as _earth_observation  # noqa: F401 - SatMAE, CROMA, Prithvi
 from .classifier import ClassifierModel, build_classifier, load_checkpoint, num_outputs_for
 from .preprocess import (
     CLASSIFICATION_AUGMENT,

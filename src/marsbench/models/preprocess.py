@@ -12,7 +12,11 @@ declares (`Preprocessing`):
    rover image is shrunk to 224 px. ``Preprocessing(antialias=False)`` is closer to the reference.
 3. ``match_channels``: grayscale (C=1) is replicated to the channels the model expects (3);
    an RGB image fed to a 1-channel model becomes luminance. Other band counts are an error.
-4. ``normalize``: ``/255`` then the spec's mean/std, as ``float32``.
+   A model that declares a band adaptation (``Preprocessing.bands``, Earth-observation models)
+   keeps the image's 1 or 3 bands here instead (any other count is an error), so augmentation
+   acts on the observed bands; its strategy maps them to the model's bands in step 4.
+4. ``normalize``: ``/255`` then the spec's mean/std, as ``float32`` (with ``bands``: ``/255``, the
+   strategy's band map, then mean/std; see `marsbench.models.bands`).
 
 Train-time augmentation (`augment`) works on the resized ``uint8`` tensor between steps 3 and 4,
 with an explicit ``torch.Generator`` so that a seed fixes every draw.
@@ -28,6 +32,8 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 from torch import nn
+
+from .bands import BandAdaptation
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,6 +51,7 @@ class Preprocessing:
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"
     antialias: bool = True
+    bands: BandAdaptation | None = None  # how 1/3-band images become the model's bands
 
     def __post_init__(self) -> None:
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
@@ -52,6 +59,9 @@ class Preprocessing:
                 f"Preprocessing: mean {self.mean} and std {self.std} need one value per input "
                 f"channel ({self.in_channels})"
             )
+        if self.bands is not None and self.bands.num_bands != self.in_channels:
+            raise ValueError(f"Preprocessing: band adaptation to {self.bands.num_bands} bands "
+                             f"for a model with {self.in_channels} input channels")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,22 +114,34 @@ def match_channels(x: torch.Tensor, in_channels: int) -> torch.Tensor:
     )
 
 
+def match_bands(x: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
+    """Step 3: `match_channels`, or with a band adaptation the image's checked 1 or 3 bands."""
+    if prep.bands is not None:
+        return prep.bands.check_source(x)
+    return match_channels(x, prep.in_channels)
+
+
 def normalize(x: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
-    """``uint8`` ``(..., C, H, W)`` -> ``float32`` scaled to [0, 1], then mean/std."""
+    """``uint8`` ``(..., C, H, W)`` -> ``float32`` scaled to [0, 1], then mean/std (with a
+    band adaptation: its band map in between)."""
     if x.dtype != torch.uint8:
         raise TypeError(f"normalize expects a uint8 tensor, got {x.dtype}")
+    if prep.bands is not None:
+        return prep.bands.normalize(x.float() / 255.0, prep.mean, prep.std)
     mean = torch.tensor(prep.mean, dtype=torch.float32, device=x.device).view(-1, 1, 1)
     std = torch.tensor(prep.std, dtype=torch.float32, device=x.device).view(-1, 1, 1)
     return (x.float() / 255.0 - mean) / std
 
 
 def prepare(images: ImageInput, prep: Preprocessing) -> torch.Tensor:
-    """Everything before normalisation: ``uint8`` ``(in_channels, S, S)``; augment this."""
-    return match_channels(resize(to_uint8_tensor(images), prep), prep.in_channels).contiguous()
+    """Everything before normalisation: ``uint8`` ``(in_channels, S, S)`` (with a band
+    adaptation: the image's own 1 or 3 bands); augment this."""
+    return match_bands(resize(to_uint8_tensor(images), prep), prep).contiguous()
 
 
 def preprocess(images: ImageInput, prep: Preprocessing) -> torch.Tensor:
-    """One sample's images -> the normalised ``float32`` ``(in_channels, S, S)`` model input."""
+    """One sample's images -> the normalised ``float32`` ``(in_channels, S, S)`` model input
+    (with the ``adapter`` band strategy: the image's 3 channels, for the model's input adapter)."""
     return normalize(prepare(images, prep), prep)
 
 
@@ -137,7 +159,7 @@ class BatchPreprocessor(nn.Module):
         self.prep = prep
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return normalize(match_channels(resize(x, self.prep), self.prep.in_channels), self.prep)
+        return normalize(match_bands(resize(x, self.prep), self.prep), self.prep)
 
 
 @dataclass(frozen=True)

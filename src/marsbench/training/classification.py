@@ -108,7 +108,7 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
     """Train on ``splits['train']`` with early stopping on ``splits['val']``, restore the best
     weights, and score val and test. ``build_model()`` makes the `ClassifierModel`; on the
     cached feature-extraction path it is called only if some split's features are not cached."""
-    from ..models.registry import get_spec
+    from ..models.earth_observation import resolve_model_spec
 
     card = splits["train"].card
     kind = card.kind
@@ -116,7 +116,7 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
     fe_path = extra.get("fe_path", "cached")
     if fe_path not in FE_PATHS:
         raise ValueError(f"fe_path must be one of {FE_PATHS}, not {fe_path!r}")
-    model_spec = get_spec(spec.model)
+    model_spec = resolve_model_spec(spec.model, extra, spec.regime)  # incl. band strategy
     prep = model_spec.preprocessing
     if "input_size" in extra:  # e.g. small synthetic images; recorded in the spec's identity
         prep = dataclasses.replace(prep, input_size=int(extra["input_size"]))
@@ -196,7 +196,14 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
         loaders = {name: _loader(PreparedImages(data, prep, kind), spec.batch_size,
                                  name == "train", spec.seed)
                    for name, data in splits.items()}
-        trainable = model.head if spec.regime == "feature_extraction" else model
+        trainable: nn.Module = model
+        if spec.regime == "feature_extraction":
+            from ..models.bands import trainable_adapter_parameters
+
+            trainable = model.head
+            if trainable_adapter_parameters(model):  # a learned band adapter trains with the head
+                trainable = nn.ModuleList([model.head, model.backbone.input_adapter])
+                info["trained"] = "head + input adapter"
 
         def model_epoch(opt) -> float:
             model.train()

@@ -69,8 +69,11 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
             from ..models.classifier import build_classifier
             from .classification import binary_outputs, train_classification
 
+            from ..models.earth_observation import resolve_model_spec
+
             def build_model():  # lazy: a run whose features are all cached builds no backbone
-                return build_classifier(spec.model, splits["train"].num_classes, spec.regime,
+                model_spec = resolve_model_spec(spec.model, dict(spec.extra), spec.regime)
+                return build_classifier(model_spec, splits["train"].num_classes, spec.regime,
                                         weights=weights_path, multilabel=card.multilabel,
                                         num_outputs=binary_outputs(card.kind, spec.loss))
 
