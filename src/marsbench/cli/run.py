@@ -32,6 +32,8 @@ def run_command(
     augment: Annotated[bool, typer.Option(help="train-time augmentation")] = True,
     fe_path: Annotated[str, typer.Option(
         help="feature_extraction only: cached (backbone once, no augmentation) | online")] = "cached",
+    input_size: Annotated[Optional[int], typer.Option(
+        help="override the model's input size (px); part of the run's identity")] = None,
     band_strategy: Annotated[Optional[str], typer.Option(
         help="Earth-observation models: replicate | visible | adapter")] = None,
     weights: Annotated[Optional[Path], typer.Option(
@@ -55,6 +57,8 @@ def run_command(
         extra["subset_seed"] = str(subset_seed)
     if band_strategy is not None:
         extra["band_strategy"] = band_strategy
+    if input_size is not None:
+        extra["input_size"] = str(input_size)
     try:
         spec = RunSpec(dataset=dataset, model=model, regime=regime, variant=variant, seed=seed,
                        lr=lr, batch_size=batch_size, optimizer=optimizer,
@@ -65,6 +69,12 @@ def run_command(
     except (ValueError, TypeError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2)
+    from ..training.distributed import init_from_env
+
+    world = init_from_env()  # under torchrun, rank 0 alone reads and writes the store
+    if world is not None and not world.is_main:
+        run_experiment(spec, weights_path=weights, device=device, subset_seed=subset_seed)
+        return
     results = ResultsStore(store)
     existing = results.get(spec.key)
     if existing is not None and existing.ok and not force:

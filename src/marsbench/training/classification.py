@@ -18,6 +18,7 @@ from ..metrics.classification import classification_metrics, predictions_from_lo
 from ..models.preprocess import augment, normalize, prepare
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
+from .distributed import current_world
 from .features import cached_features, compute_features, feature_key
 from .loop import fit
 
@@ -205,15 +206,33 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
                 trainable = nn.ModuleList([model.head, model.backbone.input_adapter])
                 info["trained"] = "head + input adapter"
 
+        step = _WithAux(model)
+        world = current_world()
+        if world is not None:  # torchrun: shard the train split, average gradients with DDP
+            from torch.nn.parallel import DistributedDataParallel
+            from torch.utils.data.distributed import DistributedSampler
+
+            train_set = loaders["train"].dataset
+            sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank,
+                                         shuffle=True, seed=spec.seed)
+            loaders["train"] = DataLoader(train_set, batch_size=spec.batch_size, sampler=sampler)
+            step = DistributedDataParallel(
+                step, device_ids=[device.index] if device.type == "cuda" else None)
+            info.update(world_size=world.size, train_samples_per_rank=len(sampler))
+        epochs_seen = [0]
+
         def model_epoch(opt) -> float:
-            model.train()
+            step.train()
+            if world is not None:
+                loaders["train"].sampler.set_epoch(epochs_seen[0])
+            epochs_seen[0] += 1
             total, n = 0.0, 0
             for x, y in loaders["train"]:
                 if spec.augment:
                     x = augment(x, gen)
                 x, y = normalize(x, prep).to(device), y.to(device)
                 opt.zero_grad()
-                out, aux = model.forward_with_aux(x)
+                out, aux = step(x)
                 loss = criterion(out, y)
                 if aux is not None:
                     loss = loss + model.aux_loss_weight * criterion(aux, y)
@@ -260,6 +279,17 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
     return ClassificationResult(metrics, result.best_epoch, result.epochs_run,
                                 result.best_val_loss, timings, predictions,
                                 info | {"history": result.history})
+
+
+class _WithAux(nn.Module):
+    """``forward`` = the model's ``forward_with_aux``, so DDP wraps the call that trains."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        return self.model.forward_with_aux(x)
 
 
 def _targets(data: MarsDataset) -> list:

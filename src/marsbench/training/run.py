@@ -18,6 +18,7 @@ from ..catalog import Task
 from ..runs.record import RunRecord
 from ..runs.spec import RunSpec
 from ..sources import SPLITS, open_dataset
+from .distributed import init_from_env
 
 
 def feature_cache_dir() -> Path:
@@ -58,7 +59,13 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
     there atomically; a failure is recorded too, then re-raised.
     """
     t0 = time.perf_counter()
+    world = init_from_env()  # under torchrun: one process per device
     torch_device = pick_device(device)
+    if world is not None:
+        torch_device = (torch.device("cuda", world.local_rank) if torch_device.type == "cuda"
+                        else torch_device)
+        if not world.is_main:  # rank 0 alone writes records and predictions
+            store, out_dir, progress = None, None, None
     try:
         seed_everything(spec.seed)
         splits = open_splits(spec, subset_seed)
