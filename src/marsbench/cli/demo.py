@@ -3,8 +3,9 @@
 1. writes the synthetic suite (all 20 cards, public folder layout) and loads every dataset back;
 2. runs a small but complete comparison through the protocol (grid search on validation loss,
    then seeds): EfficientNet-Lite0 with its real ImageNet weights in all three regimes and
-   SqueezeNet1.1 from scratch, on synthetic datasets plus the real Mars subsets in
-   ``../shared/data`` where present;
+   SqueezeNet1.1 from scratch (classification), a U-Net and a Faster R-CNN on the frozen
+   EfficientNet-Lite0 (segmentation, detection), on synthetic datasets plus the real Mars
+   subsets in ``../shared/data`` where present;
 3. prints the results table and writes the report (HTML + Markdown + CSV).
 """
 
@@ -42,18 +43,23 @@ def demo_command(
     if summary_only:
         return
     console.rule("2. a comparison through the protocol")
-    exp = demo_experiment(data, real_data)
     store = out / "results.sqlite"
     from .sweep import _sweep
 
-    try:
-        _sweep(exp, store, quiet=False, executor="process" if workers > 1 else "local",
-               workers=workers, out_dir=out, threads=max(1, (os.cpu_count() or 2) // workers))
-    except typer.Exit as exc:
-        if exc.exit_code not in (0, 1):  # 1: some runs failed; they are listed above
-            raise
+    experiments = demo_experiments(data, real_data)
+    for exp in experiments:
+        console.print(f"[bold]{exp.name}[/bold]: {exp.description}", highlight=False)
+        try:
+            _sweep(exp, store, quiet=False, executor="process" if workers > 1 else "local",
+                   workers=workers, out_dir=out,
+                   threads=max(1, (os.cpu_count() or 2) // workers))
+        except typer.Exit as exc:
+            if exc.exit_code not in (0, 1):  # 1: some runs failed; they are listed above
+                raise
     console.rule("3. results and report")
-    table = final_table(exp, store)
+    import pandas as pd
+
+    table = pd.concat([final_table(exp, store) for exp in experiments], ignore_index=True)
     _print_results(table)
     from ..report import make_report
 
@@ -67,20 +73,45 @@ def demo_command(
     console.print(f"report: [bold]{files.get('html', out / 'report')}[/bold]", highlight=False)
 
 
-def demo_experiment(data: Path, real_data: Path):
-    """The demo's study, built in code because the real subsets are optional."""
+def demo_experiments(data: Path, real_data: Path) -> list:
+    """The demo's three small studies (one per task), built in code because the real subsets
+    are optional: synthetic datasets plus the real ones found in ``real_data``."""
     from ..protocol import load_experiment
     from ..protocol.experiment import DatasetEntry, ModelEntry
 
     base = load_experiment("paper:demo_synthetic")
-    datasets = [DatasetEntry(name) for name in SYNTHETIC_DATASETS]
-    datasets += [DatasetEntry(str((real_data / name).resolve())) for name in REAL_SUBSETS
-                 if (real_data / name).is_dir()]
-    models = (ModelEntry("efficientnet_lite0"),
-              ModelEntry("squeezenet1_1", regimes=("scratch",)))
-    grid = dict(base.grid) | {"max_epochs": (6,), "patience": (2,)}
-    return base.with_overrides(name="demo", datasets=tuple(datasets), models=models,
-                               grid=tuple(grid.items()), data_root=str(data.resolve()))
+    root = str(data.resolve())
+
+    def datasets(synthetic: tuple[str, ...], real: tuple[str, ...]) -> tuple:
+        found = [DatasetEntry(str((real_data / n).resolve())) for n in real
+                 if (real_data / n).is_dir()]
+        return tuple(DatasetEntry(n) for n in synthetic) + tuple(found)
+
+    def grid(**fields) -> tuple:
+        return tuple((dict(base.grid) | {k: (v,) for k, v in fields.items()}).items())
+
+    classification = base.with_overrides(
+        name="demo_classification", datasets=datasets(SYNTHETIC_DATASETS, REAL_SUBSETS),
+        models=(ModelEntry("efficientnet_lite0"),
+                ModelEntry("squeezenet1_1", regimes=("scratch",))),
+        grid=grid(max_epochs=6, patience=2), data_root=root,
+        description="EfficientNet-Lite0 (real ImageNet weights) in 3 regimes, SqueezeNet1.1 "
+                    "from scratch; 2-point grid, 3 seeds")
+    segmentation = base.with_overrides(
+        name="demo_segmentation", task="segmentation",
+        datasets=datasets(("mb-crater_binary_seg",), ("ai4mars_seg-mini",)),
+        models=(ModelEntry("unet_efficientnet_lite0"),), regimes=("feature_extraction",),
+        grid=grid(max_epochs=3, patience=2, batch_size=8), seeds=(0, 1),
+        extra=(("input_policy", "reference"), ("input_size", "64")), data_root=root,
+        description="U-Net on the frozen EfficientNet-Lite0 encoder; 2-point grid, 2 seeds")
+    detection = base.with_overrides(
+        name="demo_detection", task="detection",
+        datasets=datasets(("mb-boulder_det",), ("crater_det-mini",)),
+        models=(ModelEntry("fasterrcnn_efficientnet_lite0"),), regimes=("feature_extraction",),
+        grid=grid(lr=1e-3, max_epochs=2, patience=2, batch_size=4), seeds=(0, 1),
+        extra=(("input_policy", "tile"), ("tile_size", "128")), data_root=root,
+        description="Faster R-CNN on the frozen EfficientNet-Lite0 trunk, 128 px tiles; 2 seeds")
+    return [classification, segmentation, detection]
 
 
 def final_table(exp, store: Path):

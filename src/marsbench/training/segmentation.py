@@ -37,7 +37,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ..metrics.segmentation import SegmentationMeter
-from ..models.preprocess import AugmentConfig, augment, match_channels, normalize, resize, to_uint8_tensor
+from ..models.preprocess import (
+    AugmentConfig,
+    augment,
+    match_channels,
+    normalize,
+    resize,
+    to_uint8_tensor,
+)
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
 from .loop import fit
@@ -227,15 +234,27 @@ def augment_pair(image: torch.Tensor, mask: torch.Tensor, g: torch.Generator):
 def predict_logits(model, image: torch.Tensor, prep, policy: InputPolicy,
                    device: torch.device) -> torch.Tensor:
     """Logits ``(K, H, W)`` at the input's full resolution for one ``uint8`` image."""
-    x = normalize(image, prep)[None].to(device)
+    return predict_batch(model, [image], prep, policy, device)[0]
+
+
+@torch.no_grad()
+def predict_batch(model, images: list[torch.Tensor], prep, policy: InputPolicy,
+                  device: torch.device) -> list[torch.Tensor]:
+    """Full-resolution logits for ``uint8`` images of any sizes: padded to a common multiple of
+    32 and run as one batch (``native`` / ``reference``), or window by window (``tile``)."""
+    xs = [normalize(image, prep) for image in images]
     if policy.name == "tile":
         from monai.inferers import sliding_window_inference
 
-        return sliding_window_inference(
-            x, roi_size=(policy.size, policy.size), sw_batch_size=4, predictor=model.net,
-            overlap=policy.overlap, mode="gaussian", padding_mode="constant", cval=0.0)[0].cpu()
-    h, w = x.shape[-2:]
-    return model.net(pad_to_stride(x, 0.0))[0, :, :h, :w].cpu()
+        return [sliding_window_inference(
+            x[None].to(device), roi_size=(policy.size, policy.size), sw_batch_size=4,
+            predictor=model.net, overlap=policy.overlap, mode="gaussian",
+            padding_mode="constant", cval=0.0)[0].cpu() for x in xs]
+    h = math.ceil(max(x.shape[-2] for x in xs) / STRIDE) * STRIDE
+    w = math.ceil(max(x.shape[-1] for x in xs) / STRIDE) * STRIDE
+    batch = torch.stack([pad_to_stride(x, 0.0, size=(h, w)) for x in xs]).to(device)
+    logits = model.net(batch).cpu()
+    return [out[:, :x.shape[-2], :x.shape[-1]] for out, x in zip(logits, xs)]
 
 
 # -- the trainer -------------------------------------------------------------------------------
@@ -280,18 +299,20 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
 
     def evaluate(name: str, meter: SegmentationMeter | None = None,
                  out: Path | None = None) -> float:
+        """Mean per-image loss of a split; with ``meter`` also its metrics (and PNGs)."""
         model.eval()
         total, n = 0.0, 0
-        for i in range(len(images[name])):
-            image, mask, sample_id = images[name][i]
-            logits = predict_logits(model, image, prep, policy, device)
-            total += float(criterion(logits[None], mask[None]))
-            n += 1
-            if meter is not None:
-                pred = logits.argmax(0).numpy()
-                meter.update(mask.numpy(), pred)
-                if out is not None:
-                    write_mask_png(out / name, sample_id, pred)
+        eval_loader = DataLoader(images[name], batch_size=spec.batch_size, collate_fn=_collate)
+        for batch in eval_loader:
+            logits = predict_batch(model, [b[0] for b in batch], prep, policy, device)
+            for out_logits, (_, mask, sample_id) in zip(logits, batch):
+                total += float(criterion(out_logits[None], mask[None]))
+                n += 1
+                if meter is not None:
+                    pred = out_logits.argmax(0).numpy()
+                    meter.update(mask.numpy(), pred)
+                    if out is not None:
+                        write_mask_png(out / name, sample_id, pred)
         return total / max(1, n)
 
     t0 = time.perf_counter()
@@ -309,7 +330,7 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     info = {"input_policy": policy.describe(), "loss": criterion.description,
             "preprocessing": prep.to_dict(), "weights_tag": model.weights_tag,
             "augment_applied": spec.augment, "ignore_index": train_data.ignore_index,
-            "frozen": [type(m).__name__ for m in model.frozen_modules],
+            "frozen": model.frozen_names,
             "history": result.history}
     return DenseResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss,
                        {"feature_extraction_s": 0.0, "training_s": training_s},

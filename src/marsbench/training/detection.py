@@ -1,0 +1,260 @@
+"""Train and score one detection run (torchvision detectors), with COCO mAP and JSON export.
+
+Input: images go through the models' preprocessing path only up to the ``uint8`` tensor with
+matched channels, then are scaled to ``[0, 1]``; the detector normalises them itself with the
+spec's mean/std inside its ``GeneralizedRCNNTransform`` (so nothing is normalised twice).
+
+Input-size policy (``extra["input_policy"]``, recorded in the run's ``extra``):
+
+- ``native`` (default): the detector's internal resize is set so that images of the dataset's
+  size are *not* resized (``min_size`` = short side, ``max_size`` = long side, the largest
+  among the first 8 training images, not the card's nominal size); small objects (8 px
+  craters) keep their pixels. SSD, a fixed-size design, gets the dataset size as its square.
+- ``tile``: training on random ``tile_size`` crops (default 256; a box keeps its crop-clipped
+  part when at least half of it lies inside), inference and validation on whole images at the
+  native size (the detectors are convolutional): large scenes train fast, nothing is shrunk.
+- ``reference``: ``input_size`` (default 224) for both, as the reference resizes everything.
+``extra["min_size"]`` / ``extra["max_size"]`` override the evaluation sizes.
+
+Validation loss: torchvision detectors only return losses in training mode, so it is computed in
+training mode with every BatchNorm and Dropout layer switched to eval (running statistics are
+used and never updated), under ``no_grad``, with a fixed random seed for the proposal sampling
+(and the training random stream left untouched). mAP is computed once per split after training
+(pycocotools, negatives included), never averaged over batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
+
+from ..metrics.detection import ImageDetections, coco_ground_truth, coco_results, detection_metrics
+from ..models.detection import set_input_size
+from ..runs.spec import RunSpec
+from ..sources import MarsDataset
+from .loop import fit
+from .segmentation import DenseResult, model_image
+
+DET_POLICIES = ("native", "tile", "reference")
+NORMALISED_BY = "the detector's GeneralizedRCNNTransform (inputs in [0, 1])"
+NATIVE_PROBE = 8  # training images looked at to find the native size
+
+
+class DetectionImages(Dataset):
+    """``(float image (3, H, W) in [0, 1], {"boxes", "labels"}, sample_id)``; boxes with no
+    area (a degenerate annotation) are dropped and counted in ``dropped``."""
+
+    def __init__(self, data: MarsDataset) -> None:
+        self.data = data
+        self._dropped: dict[int, int] = {}
+
+    @property
+    def dropped(self) -> int:
+        return sum(self._dropped.values())
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        sample = self.data[i]
+        image = model_image(sample.image).float() / 255.0
+        boxes = torch.as_tensor(np.asarray(sample.boxes, dtype=np.float32)).reshape(-1, 4)
+        labels = torch.as_tensor(np.asarray(sample.labels, dtype=np.int64)).reshape(-1)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        self._dropped[i] = int((~keep).sum())
+        k = self.data.num_classes
+        if labels.numel() and (labels.min() < 1 or labels.max() > k):
+            raise ValueError(f"{self.data.card.name}/{self.data.split}/{sample.sample_id}: box "
+                             f"labels must lie in 1..{k}, got {labels.tolist()}")
+        return image, {"boxes": boxes[keep], "labels": labels[keep]}, sample.sample_id
+
+
+def flip_sample(image: torch.Tensor, target: dict, g: torch.Generator):
+    """Random horizontal and vertical flips (p=0.5 each), boxes moved with the image."""
+    boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY",
+                                     canvas_size=tuple(image.shape[-2:]))
+    u = torch.rand(2, generator=g).tolist()
+    if u[0] < 0.5:
+        image, boxes = TF.horizontal_flip(image), TF.horizontal_flip(boxes)
+    if u[1] < 0.5:
+        image, boxes = TF.vertical_flip(image), TF.vertical_flip(boxes)
+    return image, {"boxes": boxes.as_subclass(torch.Tensor), "labels": target["labels"]}
+
+
+def input_sizes(spec: RunSpec, train: MarsDataset) -> dict:
+    """The detector's ``min_size`` / ``max_size`` under the run's policy (module doc)."""
+    extra = dict(spec.extra)
+    policy = extra.get("input_policy", "native")
+    if policy not in DET_POLICIES:
+        raise ValueError(f"input_policy for detection must be one of {', '.join(DET_POLICIES)}, "
+                         f"not {policy!r}")
+    if policy == "reference":
+        lo = hi = int(extra.get("input_size", 224))
+    else:  # the images' real size (a card's nominal size may differ, e.g. synthetic twins)
+        shapes = [train[i].image.shape[:2] for i in range(min(len(train), NATIVE_PROBE))]
+        lo, hi = max(min(s) for s in shapes), max(max(s) for s in shapes)
+    lo, hi = int(extra.get("min_size", lo)), int(extra.get("max_size", hi))
+    out = {"name": policy, "min_size": lo, "max_size": max(lo, hi)}
+    if policy == "tile":
+        out["tile_size"] = int(extra.get("tile_size", 256))
+    return out
+
+
+def random_crop(image: torch.Tensor, target: dict, size: int, g: torch.Generator,
+                keep_fraction: float = 0.5):
+    """A ``size`` square crop (the whole image where smaller); boxes clipped to it, and kept
+    when at least ``keep_fraction`` of their area is inside."""
+    h, w = image.shape[-2:]
+    ch, cw = min(size, h), min(size, w)
+    top = int(torch.randint(0, h - ch + 1, (1,), generator=g))
+    left = int(torch.randint(0, w - cw + 1, (1,), generator=g))
+    boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(h, w))
+    clipped = TF.crop(boxes, top, left, ch, cw).as_subclass(torch.Tensor)
+
+    def area(b: torch.Tensor) -> torch.Tensor:
+        return (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+
+    keep = (area(clipped) >= keep_fraction * area(target["boxes"])) & (area(clipped) > 0)
+    return (image[:, top:top + ch, left:left + cw],
+            {"boxes": clipped[keep], "labels": target["labels"][keep]})
+
+
+@contextlib.contextmanager
+def loss_mode(model: nn.Module, seed: int = 0):
+    """Training-mode forward (so torchvision returns losses) with BatchNorm/Dropout in eval,
+    gradients off, and a fixed seed for proposal sampling; modes restored afterwards."""
+    was_training = model.training
+    model.train()
+    for module in model.modules():
+        if isinstance(module, (nn.modules.batchnorm._NormBase, nn.Dropout)):
+            module.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _collate(items):
+    return list(items)
+
+
+def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
+                    device: torch.device, predictions_dir: Path | None = None,
+                    progress: Callable | None = None) -> DenseResult:
+    """Train ``model`` (a `DenseModel` around a torchvision detector) with early stopping on the
+    validation loss, restore the best weights, then score val and test with COCO mAP; detections
+    go to ``predictions_dir/<split>.json`` (COCO style)."""
+    sizes = input_sizes(spec, splits["train"])
+    set_input_size(model.net, sizes["min_size"], sizes["max_size"])
+    gen = torch.Generator().manual_seed(spec.seed)
+    model.to(device)
+    images = {name: DetectionImages(data) for name, data in splits.items()}
+    loaders = {name: DataLoader(images[name], batch_size=spec.batch_size,
+                                shuffle=name == "train", collate_fn=_collate,
+                                generator=torch.Generator().manual_seed(spec.seed))
+               for name in splits}
+
+    tile = sizes.get("tile_size")
+
+    def to_device(batch, train: bool):
+        xs, ys = [], []
+        for image, target, _ in batch:
+            if train and tile:
+                image, target = random_crop(image, target, tile, gen)
+            if train and spec.augment:
+                image, target = flip_sample(image, target, gen)
+            xs.append(image.to(device))
+            ys.append({k: v.to(device) for k, v in target.items()})
+        return xs, ys
+
+    def train_epoch(opt) -> float:
+        if tile:
+            # crops go in at their own size (images smaller than a tile stay whole, unscaled)
+            set_input_size(model.net, min(tile, sizes["min_size"]), min(tile, sizes["max_size"]))
+        model.train()
+        total, n = 0.0, 0
+        for batch in loaders["train"]:
+            xs, ys = to_device(batch, train=True)
+            opt.zero_grad()
+            loss = sum(model.net(xs, ys).values())
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(batch)
+            n += len(batch)
+        set_input_size(model.net, sizes["min_size"], sizes["max_size"])
+        return total / max(1, n)
+
+    def val_loss(name: str = "val") -> float:
+        total, n = 0.0, 0
+        with loss_mode(model, spec.seed):
+            for batch in loaders[name]:
+                xs, ys = to_device(batch, train=False)
+                total += float(sum(model.net(xs, ys).values())) * len(batch)
+                n += len(batch)
+        return total / max(1, n)
+
+    @torch.no_grad()
+    def detect(name: str) -> list[ImageDetections]:
+        model.eval()
+        out = []
+        for batch in loaders[name]:
+            xs, _ = to_device(batch, train=False)
+            for (image, target, sample_id), det in zip(batch, model.net(xs)):
+                out.append(ImageDetections(
+                    sample_id, image.shape[-1], image.shape[-2], target["boxes"].numpy(),
+                    target["labels"].numpy(), det["boxes"].cpu().numpy(),
+                    det["scores"].cpu().numpy(), det["labels"].cpu().numpy()))
+        return out
+
+    t0 = time.perf_counter()
+    result = fit(model, train_epoch=train_epoch, val_loss=val_loss, optimizer=spec.optimizer,
+                 lr=spec.lr, weight_decay=spec.weight_decay, scheduler=spec.scheduler,
+                 max_epochs=spec.max_epochs, patience=spec.patience, progress=progress)
+    training_s = time.perf_counter() - t0
+    class_names = splits["train"].class_names
+    metrics = {}
+    for name in ("val", "test"):
+        detections = detect(name)
+        metrics[name] = detection_metrics(detections, class_names)
+        if predictions_dir is not None:
+            write_coco_predictions(predictions_dir / f"{name}.json", detections, class_names)
+    metrics["val"]["loss"] = result.best_val_loss
+    metrics["test"]["loss"] = val_loss("test")
+    info = {"input_policy": sizes, "preprocessing": model.preprocessing.to_dict(),
+            "normalised_by": getattr(model.net, "normalised_by", NORMALISED_BY),
+            "weights_tag": model.weights_tag, "augment_applied": spec.augment,
+            "frozen": model.frozen_names,
+            "dropped_degenerate_boxes": sum(d.dropped for d in images.values()),
+            "history": result.history}
+    return DenseResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss,
+                       {"feature_extraction_s": 0.0, "training_s": training_s},
+                       predictions_dir, info)
+
+
+def write_coco_predictions(path: Path, detections: list[ImageDetections],
+                           class_names: list[str]) -> Path:
+    """COCO-style JSON: ``images`` (``file_name`` = sample id), ``categories`` and
+    ``annotations`` holding the detections with their ``score`` (bbox ``[x, y, w, h]``)."""
+    coco = coco_ground_truth(detections, class_names)
+    results = coco_results(detections)
+    for i, det in enumerate(results, start=1):
+        det["id"] = i
+        det["area"] = det["bbox"][2] * det["bbox"][3]
+    coco["annotations"] = results
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(coco))
+    tmp.replace(path)
+    return path
