@@ -51,8 +51,8 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP
 from ..catalog.card import Task
 from .builders import LITE0_ARCH, LITE0_FILE, LITE0_PACKAGE, build_efficientnet_lite0
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
-from .registry import get_spec, register
-from .segmentation import DenseModel, _load_exactly, load_dense_checkpoint
+from .registry import register
+from .segmentation import DenseModel, _load_exactly, build_dense
 from .spec import ModelSpec, Regime, WeightSource
 from .weights import WeightsUnavailableError, fetch_url_weights, torch_hub_checkpoints_dir
 
@@ -255,18 +255,7 @@ def set_input_size(net: nn.Module, min_size: int, max_size: int) -> None:
 def build_detector(spec_or_name: ModelSpec | str, num_classes: int, regime: Regime | str,
                    weights=None) -> DenseModel:
     """A detector for ``num_classes`` object classes (labels ``1..K``) in ``regime``."""
-    spec = get_spec(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
-    if spec.task != DET:
-        raise ValueError(f"model {spec.name!r} is a {spec.task} model, not a detector")
-    regime = Regime(regime)
-    if weights is not None and not regime.pretrained:
-        raise ValueError("--weights loads a pretrained checkpoint, but regime 'scratch' means "
-                         "random init; use feature_extraction or fine_tuning")
-    net = spec.builder(regime.pretrained and weights is None, num_classes)
-    model = DenseModel(net, spec, regime, num_classes, net.weights_tag)
-    if weights is not None:
-        load_dense_checkpoint(model, weights)
-    return model
+    return build_dense(spec_or_name, DET, num_classes, regime, weights)
 
 
 # -- registry ----------------------------------------------------------------------------------

@@ -326,9 +326,15 @@ def build_segmenter(spec_or_name: ModelSpec | str, num_classes: int, regime: Reg
     """A segmentation model for ``num_classes`` classes (background included) in ``regime``.
 
     ``weights`` is a user checkpoint used instead of the published encoder weights."""
+    return build_dense(spec_or_name, SEG, num_classes, regime, weights)
+
+
+def build_dense(spec_or_name: ModelSpec | str, task: str, num_classes: int,
+                regime: Regime | str, weights: str | Path | None = None) -> DenseModel:
+    """The one builder behind `build_segmenter` and `build_detector`."""
     spec = get_spec(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
-    if spec.task != SEG:
-        raise ValueError(f"model {spec.name!r} is a {spec.task} model, not a segmentation model")
+    if spec.task != task:
+        raise ValueError(f"model {spec.name!r} is a {spec.task} model, not a {task} model")
     regime = Regime(regime)
     if weights is not None and not regime.pretrained:
         raise ValueError("--weights loads a pretrained checkpoint, but regime 'scratch' means "
