@@ -152,7 +152,7 @@ def _print_results(table) -> None:
     stats = grouped.agg(["mean", "std", "count"]).reset_index()
     out = Table(title="Test scores of the selected configuration (mean ± std over seeds)")
     for col in ("dataset", "model", "regime", "metric", "score", "seeds"):
-        out.add_column(col)
+        out.add_column(col, overflow="fold")
     for row in stats.itertuples():
         out.add_row(Path(row.dataset).name, row.model, row.regime, row.metric,
                     f"{row.mean:.3f} ± {0.0 if row.count < 2 else row.std:.3f}", str(row.count))
