@@ -9,7 +9,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from marsbench.catalog import CARDS, Task, TaskKind, Variant
+from marsbench.catalog import CARDS, Task, TaskKind
 from marsbench.sources import ClassificationSample, DetectionSample, SegmentationSample, open_dataset
 from marsbench.sources.check import check_dataset
 
