@@ -223,7 +223,7 @@ def test_process_and_ray_give_identical_records(tmp_path, data_root, checkpoint,
     assert len(planned) == 16 + 8 * 2  # seeds 1 and 2 are new; seed 0 is the grid winner
     for store in stores.values():
         assert set(store.keys()) == planned
-        assert all(r.ok for r in store.records())
+        assert all(r.ok for r in store.records()), [r.error[-300:] for r in store.records() if not r.ok]
     assert final_keys(exp, stores["ray"]) == final_keys(exp, stores["process"])
     for key in sorted(planned):
         a, b = stores["process"].get(key), stores["ray"].get(key)
@@ -289,7 +289,7 @@ def test_sigkill_mid_sweep_then_resume_gives_one_record_per_run(tmp_path, data_r
     planned = set(grid_keys(exp)) | set(final_keys(exp, store))
     assert len(planned) == 6 + 2 * 2
     assert store.keys() == sorted(planned)  # exactly one record per planned run
-    assert all(r.ok for r in store.records())
+    assert all(r.ok for r in store.records()), [r.error[-300:] for r in store.records() if not r.ok]
     assert summary.progress.finished == len(planned - before)
     assert all(store.history(k) == [] for k in planned)  # nothing written twice
 
@@ -308,7 +308,7 @@ def test_concurrent_sweeps_on_one_store_lose_nothing(tmp_path, data_root):
     planned = set(grid_keys(exp)) | set(final_keys(exp, store))
     assert len(planned) == 4 + 2
     assert store.keys() == sorted(planned)
-    assert all(r.ok for r in store.records())
+    assert all(r.ok for r in store.records()), [r.error[-300:] for r in store.records() if not r.ok]
 
 
 def die_on_high_lr(task):

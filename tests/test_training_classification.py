@@ -150,3 +150,20 @@ def test_failed_run_is_recorded_with_its_error(synth_suite, tmp_path, monkeypatc
         run_experiment(spec, store=store)
     (record,) = store.records()
     assert record.status == "failed" and "resnet101" in record.error
+
+
+def test_feature_cache_survives_same_seed_writers_and_corrupt_files(tmp_path):
+    """Two workers with the same seed once shared a temporary file name and corrupted the
+    cache; an unreadable entry is recomputed, not fatal."""
+    torch.manual_seed(0)
+    feature_cache.cached_features("k", tmp_path, lambda: torch.ones(2, 3))
+    names_a = {p.name for p in tmp_path.iterdir()}
+    (tmp_path / "k.pt").write_bytes(b"not a tensor file")
+    feature_cache.clear_memory_cache()
+    with pytest.warns(UserWarning, match="unreadable"):
+        feats, hit = feature_cache.cached_features("k", tmp_path, lambda: torch.zeros(2, 3))
+    assert not hit and torch.equal(feats, torch.zeros(2, 3))
+    feature_cache.clear_memory_cache()
+    again, hit = feature_cache.cached_features("k", tmp_path, lambda: torch.ones(1))
+    assert hit and torch.equal(again, torch.zeros(2, 3))
+    assert names_a == {"k.pt"}  # no temporary file left behind

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,13 +52,20 @@ def cached_features(key: str, cache_dir: Path | None,
         return _MEMORY[key], True
     path = cache_dir / f"{key}.pt" if cache_dir else None
     if path is not None and path.is_file():
-        feats = torch.load(path, weights_only=True)
-        _MEMORY[key] = feats
-        return feats, True
+        try:
+            feats = torch.load(path, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - unreadable cache entry: recompute, say so
+            warnings.warn(f"feature cache {path} is unreadable ({exc}); recomputing it",
+                          stacklevel=2)
+        else:
+            _MEMORY[key] = feats
+            return feats, True
     feats = compute()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{torch.randint(0, 1 << 30, ()).item()}.tmp")
+        # A name no other writer can share (the torch RNG is seeded per run, so it cannot be
+        # used here: two workers with the same seed would write the same temporary file).
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         torch.save(feats, tmp)
         tmp.replace(path)  # atomic: a concurrent reader sees the whole file or none
     _MEMORY[key] = feats
