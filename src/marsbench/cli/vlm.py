@@ -10,7 +10,7 @@ from typing import Optional
 import platformdirs
 import typer
 
-DEFAULT_STORE = Path("results") / "marsbench.sqlite"
+DEFAULT_STORE = Path("runs/results.sqlite")  # the same store as `run` and `sweep`
 
 
 def default_cache() -> Path:
