@@ -277,8 +277,7 @@ def data_fingerprint(spec: RunSpec, subset_seed: int | None = None) -> str | Non
     """The data fingerprint a run of ``spec`` would record now, or None where the data is not
     on this machine (nothing is downloaded to check).
 
-    The same formula as `marsbench.training.run.run_experiment` (sha256 of the three split
-    fingerprints, 16 hex); tests/test_protocol_plan.py checks that they agree.
+    Computed by `splits_fingerprint`, as `marsbench.training.run.run_experiment` does.
     """
     from ..sources import SPLITS, open_dataset
     from ..sources.open import resolve
@@ -286,10 +285,12 @@ def data_fingerprint(spec: RunSpec, subset_seed: int | None = None) -> str | Non
     _, source, location = resolve(spec.dataset, root=spec.data_root, source=spec.source)
     if not Path(location).exists():  # a hub repo id: checking would download
         return None
-    parts = [open_dataset(spec.dataset, split, root=spec.data_root, source=spec.source,
-                          variant=spec.variant, subset_seed=subset_seed).fingerprint()
-             for split in SPLITS]
-    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
+    from ..sources.dataset import splits_fingerprint
+
+    return splits_fingerprint({split: open_dataset(spec.dataset, split, root=spec.data_root,
+                                                   source=spec.source, variant=spec.variant,
+                                                   subset_seed=subset_seed)
+                               for split in SPLITS})
 
 
 class Freshness:

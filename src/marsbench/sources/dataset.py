@@ -61,3 +61,9 @@ class MarsDataset(Sequence):
     def __repr__(self) -> str:
         return (f"MarsDataset({self.card.name!r}, split={self.split!r}, variant='{self.variant}', "
                 f"n={len(self)}, classes={self.num_classes}, source={self.source!r})")
+
+
+def splits_fingerprint(splits: "dict[str, MarsDataset]") -> str:
+    """The data fingerprint of a run: one hash over its train, val and test splits."""
+    joined = "".join(splits[s].fingerprint() for s in SPLITS)
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]

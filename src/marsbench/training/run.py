@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import random
 import time
@@ -18,6 +17,7 @@ from ..catalog import Task
 from ..runs.record import RunRecord
 from ..runs.spec import RunSpec
 from ..sources import SPLITS, open_dataset
+from ..sources.dataset import splits_fingerprint
 from .distributed import init_from_env
 
 
@@ -108,7 +108,7 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
                       on_duplicate="replace")
         raise
     timings = result.timings | {"total_s": time.perf_counter() - t0}
-    data_fp = hashlib.sha256("".join(splits[s].fingerprint() for s in SPLITS).encode()).hexdigest()[:16]
+    data_fp = splits_fingerprint(splits)
     info = dict(result.info)
     info["notes"] = sorted({n for s in SPLITS for n in splits[s].notes})
     info["split_sizes"] = {s: len(splits[s]) for s in SPLITS}
