@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..io import atomic_path
+from ..errors import MarsbenchError
 from . import stats
 from .normalise import Normalised, Normaliser, default_normaliser, select_headline
 from .summary import coverage_gaps, task_scores
@@ -25,7 +27,7 @@ LEADERBOARD_COLUMNS = ["model", "task", "regime", "iqm", "ci_low", "ci_high", "d
                        "seeds_per_dataset"]
 
 
-class IncompleteRankingError(ValueError):
+class IncompleteRankingError(MarsbenchError, ValueError):
     """Some models lack required datasets or seeds; the message lists them."""
 
     def __init__(self, gaps: pd.DataFrame):
@@ -70,8 +72,8 @@ def write_leaderboard_csv(board: pd.DataFrame, path: str | Path) -> Path:
     if missing:
         raise ValueError(f"leaderboard lacks column(s) {missing}; build it with leaderboard()")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    board.loc[:, LEADERBOARD_COLUMNS].to_csv(path, index=False, float_format="%.4f")
+    with atomic_path(path) as tmp:
+        board.loc[:, LEADERBOARD_COLUMNS].to_csv(tmp, index=False, float_format="%.4f")
     return path
 
 

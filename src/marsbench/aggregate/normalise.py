@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from marsbench.catalog import UnknownDatasetError, get_card
+from marsbench.io import atomic_write_text
 
 from .table import COLUMNS, ResultsTableError, results_table
 
@@ -117,10 +118,7 @@ class Normaliser:
         return cls(bounds, str(data["version"]), str(data.get("source", "")))
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Normaliser:

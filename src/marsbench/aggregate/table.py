@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 from marsbench.catalog import UnknownDatasetError, Variant, get_card
+from marsbench.errors import MarsbenchError
+from marsbench.io import atomic_path
 
 COLUMNS: tuple[str, ...] = ("model", "dataset", "task", "regime", "variant", "seed", "metric", "value")
 KEY: tuple[str, ...] = COLUMNS[:-1]
@@ -37,7 +39,7 @@ _STRING_COLUMNS = ("model", "dataset", "task", "regime", "variant", "metric")
 _DUPLICATE_ATOL = 1e-12
 
 
-class ResultsTableError(ValueError):
+class ResultsTableError(MarsbenchError, ValueError):
     """A results table that breaks the schema; the message names the row, column and fix."""
 
 
@@ -187,8 +189,8 @@ def read_results_csv(path: str | Path) -> pd.DataFrame:
 def write_results_csv(table: pd.DataFrame, path: str | Path) -> Path:
     """Write a results table as CSV in the tidy schema (validated first)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    results_table(table).to_csv(path, index=False)
+    with atomic_path(path) as tmp:
+        results_table(table).to_csv(tmp, index=False)
     return path
 
 

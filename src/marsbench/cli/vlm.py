@@ -114,8 +114,9 @@ def vlm_command(
 
 def write_predictions(result, path: Path) -> None:
     """One JSON line per sample: id, target, raw answer, parsed prediction, status."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp, tmp.open("w") as f:
         for it in result.items:
             target = it.target.tolist() if hasattr(it.target, "tolist") else it.target
             pred = list(it.prediction) if isinstance(it.prediction, tuple) else it.prediction

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from marsbench.aggregate.leaderboard import write_leaderboard_csv
+from marsbench.io import atomic_path, atomic_write_bytes, atomic_write_text
 
 from .build import ReportData
 from .figures import make_figures
@@ -22,7 +23,7 @@ def write_report(data: ReportData, out_dir: str | Path, *, title: str = "Mars-Be
     written: dict[str, Path] = {}
     for f in figures:
         path = out / "figures" / f"{f.name}.png"
-        path.write_bytes(f.png)
+        atomic_write_bytes(path, f.png)
         written[f"figure:{f.name}"] = path
     tables = {
         "task_scores": data.task_scores, "dataset_summary": data.dataset_summary,
@@ -31,9 +32,11 @@ def write_report(data: ReportData, out_dir: str | Path, *, title: str = "Mars-Be
     }
     for name, frame in tables.items():
         path = out / "tables" / f"{name}.csv"
-        frame.to_csv(path, index=False)
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
         written[f"table:{name}"] = path
-    data.table.to_csv(out / "results.csv", index=False)
+    with atomic_path(out / "results.csv") as tmp:
+        data.table.to_csv(tmp, index=False)
     written["results"] = out / "results.csv"
     written["normaliser"] = data.normaliser.save(out / "normaliser.json")
     stale = out / "leaderboard.csv"
@@ -42,9 +45,9 @@ def write_report(data: ReportData, out_dir: str | Path, *, title: str = "Mars-Be
     elif stale.exists():
         stale.unlink()  # never leave an old ranking beside a report that refused to rank
     html = out / "report.html"
-    html.write_text(render_html(data, figures, title), encoding="utf-8")
+    atomic_write_text(html, render_html(data, figures, title))
     written["html"] = html
     md = out / "report.md"
-    md.write_text(render_markdown(data, figures, "figures", title), encoding="utf-8")
+    atomic_write_text(md, render_markdown(data, figures, "figures", title))
     written["markdown"] = md
     return written

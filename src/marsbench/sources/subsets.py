@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import DatasetCard, Task, Variant
+from ..io import atomic_path
 from .errors import DataError
 
 
@@ -69,8 +70,6 @@ def subset_ids(card: DatasetCard, location: Path, variant: Variant, seed: int,
 
     full = read_folder(card, location, "train", Variant(), **options)
     ids = draw(full.targets or [], full.sample_ids, variant, seed, card.multilabel)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    pd.DataFrame({"file_id": ids, "split": "train"}).to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # unique temporary name: concurrent runs draw it at once
+        pd.DataFrame({"file_id": ids, "split": "train"}).to_csv(tmp, index=False)
     return ids

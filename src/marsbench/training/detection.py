@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
+from ..io import atomic_write_text
 from ..metrics.detection import ImageDetections, coco_ground_truth, coco_results, detection_metrics
 from ..models.detection import set_input_size
 from ..runs.spec import RunSpec
@@ -253,8 +254,4 @@ def write_coco_predictions(path: Path, detections: list[ImageDetections],
         det["id"] = i
         det["area"] = det["bbox"][2] * det["bbox"][3]
     coco["annotations"] = results
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(coco))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(coco))

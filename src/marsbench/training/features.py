@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..io import atomic_path
 
 FEATURE_CACHE_VERSION = 1
 _MEMORY: dict[str, torch.Tensor] = {}
@@ -62,12 +62,13 @@ def cached_features(key: str, cache_dir: Path | None,
             return feats, True
     feats = compute()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A name no other writer can share (the torch RNG is seeded per run, so it cannot be
-        # used here: two workers with the same seed would write the same temporary file).
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        torch.save(feats, tmp)
-        tmp.replace(path)  # atomic: a concurrent reader sees the whole file or none
+        # atomic, under a name no other writer shares: a concurrent reader sees all or nothing
+        try:
+            with atomic_path(path) as tmp:
+                torch.save(feats, tmp)
+        except OSError as exc:  # disk full, read-only cache: the run goes on uncached
+            warnings.warn(f"feature cache {path} could not be written ({exc}); going on "
+                          "without caching it", stacklevel=2)
     _MEMORY[key] = feats
     return feats, False
 

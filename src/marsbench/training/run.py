@@ -6,6 +6,7 @@ import csv
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,11 +15,17 @@ import platformdirs
 import torch
 
 from ..catalog import Task
+from ..errors import MarsbenchError
+from ..io import atomic_path
 from ..runs.record import RunRecord
 from ..runs.spec import RunSpec
 from ..sources import SPLITS, open_dataset
 from ..sources.dataset import splits_fingerprint
 from .distributed import init_from_env
+
+
+class PredictionsNotWrittenError(MarsbenchError, OSError):
+    """The run finished and is recorded, but its predictions file could not be written."""
 
 
 def feature_cache_dir() -> Path:
@@ -121,9 +128,20 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
         # masks (PNG, class index) or detections (COCO JSON), written by the trainer
         record.predictions_path = str(result.predictions_path) if result.predictions_path else None
     elif out_dir is not None:
-        record.predictions_path = str(write_predictions(
-            Path(out_dir) / "predictions" / f"{spec.short_key}.csv", result.predictions,
-            splits["test"].class_names))
+        target = Path(out_dir) / "predictions" / f"{spec.short_key}.csv"
+        try:
+            record.predictions_path = str(write_predictions(target, result.predictions,
+                                                            splits["test"].class_names))
+        except OSError as exc:
+            # Disk full, no permission, ...: the metrics are sound and cost the whole run, so
+            # the record is kept (status ok, no predictions_path) and says what went wrong.
+            problem = PredictionsNotWrittenError(
+                "predictions could not be written", where=target,
+                value=f"{type(exc).__name__}: {exc}",
+                fix="free space or fix permissions on --out, then rerun with --force to get "
+                    "them; the metrics are in the store")
+            record.extra["predictions_error"] = str(problem)
+            warnings.warn(str(problem), RuntimeWarning, stacklevel=2)
     if store is not None:
         store.put(record, on_duplicate="replace")
     return record
@@ -140,9 +158,7 @@ def _task_or_none(spec: RunSpec) -> str | None:
 
 def write_predictions(path: Path, predictions: dict, class_names: list[str]) -> Path:
     """CSV with split, id, true, predicted and one probability column per class."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["split", "id", "true", "pred", *(f"p_{c}" for c in class_names)])
         for split, p in predictions.items():
@@ -150,7 +166,6 @@ def write_predictions(path: Path, predictions: dict, class_names: list[str]) -> 
                 probs = np.atleast_1d(p["probs"][i])
                 writer.writerow([split, sid, _fmt(p["true"][i]), _fmt(p["pred"][i]),
                                  *(f"{v:.6f}" for v in probs)])
-    tmp.replace(path)
     return path
 
 

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from ..io import atomic_path
 from ..metrics.segmentation import SegmentationMeter
 from ..models.preprocess import (
     AugmentConfig,
@@ -346,5 +347,6 @@ def write_mask_png(folder: Path, sample_id: str, pred: np.ndarray) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{safe_name(sample_id)}.png"
     dtype = np.uint8 if pred.max(initial=0) < 256 else np.uint16
-    Image.fromarray(np.ascontiguousarray(pred.astype(dtype))).save(path)
+    with atomic_path(path, fsync=False) as tmp:  # many small files: atomic, not synced each
+        Image.fromarray(np.ascontiguousarray(pred.astype(dtype))).save(tmp, format="PNG")
     return path
