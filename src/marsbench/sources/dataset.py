@@ -33,9 +33,13 @@ class MarsDataset(Sequence):
     location: str
     ignore_index: int | None = None
     fingerprint_parts: list[str] = field(default_factory=list)
+    # What the split reads, listed lazily (only `fingerprint()` calls it): one text per file,
+    # "<name relative to the dataset>\0<digest of its bytes>" (`content_hash.named_digests`).
+    content: Callable[[], list[str]] | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)
     targets: list[Any] | None = None  # labels known without decoding images (for stratifying)
     arrow: Any = None  # the memory-mapped `datasets.Dataset` behind an HF split
+    _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -50,13 +54,23 @@ class MarsDataset(Sequence):
         return len(self.class_names)
 
     def fingerprint(self) -> str:
-        """A hash of what this split reads: ids, targets and the files' identities."""
-        h = hashlib.sha256()
-        for part in (self.card.name, self.split, str(self.variant), *self.sample_ids,
-                     *self.fingerprint_parts):
-            h.update(part.encode())
-            h.update(b"\0")
-        return h.hexdigest()[:16]
+        """The identity of what this split reads: card name, split, variant, classes, sample
+        ids, and the content (bytes) of every file it reads - images, masks, annotation files,
+        CSVs, mapping.json, parquet shards - under names relative to the dataset folder, never
+        its path. Computed on the first call (a stat per file where the content-hash memo knows
+        them, see `marsbench.sources.content_hash`) and kept for the life of this object."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            parts = (self.card.name, self.split, str(self.variant),
+                     f"classes={self.class_names!r}", f"ignore={self.ignore_index!r}",
+                     f"ids={len(self.sample_ids)}", *self.sample_ids, *self.fingerprint_parts,
+                     *(self.content() if self.content is not None else ()))
+            for part in parts:  # length-prefixed: no two part lists hash alike
+                data = part.encode()
+                h.update(len(data).to_bytes(8, "little"))
+                h.update(data)
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
     def __repr__(self) -> str:
         return (f"MarsDataset({self.card.name!r}, split={self.split!r}, variant='{self.variant}', "

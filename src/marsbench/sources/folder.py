@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..catalog import DatasetCard, Task, TaskKind, Variant
 from .classnames import names_from_mapping, read_mapping_file, reconcile
+from .content_hash import named_digests
 from .dataset import MarsDataset
 from .detection_formats import CocoIndex, parse_voc, parse_yolo
 from .errors import DataError, VariantUnavailableError
@@ -19,9 +20,9 @@ from .samples import ClassificationSample, DetectionSample, SegmentationSample
 ANNOTATION_FORMATS = ("voc", "coco", "yolo")
 
 
-def _file_key(path: Path) -> str:
-    st = path.stat()
-    return f"{path.name}:{st.st_size}"
+def _existing(*paths: Path) -> list[Path]:
+    """The files among ``paths`` that exist (optional inputs such as mapping.json)."""
+    return [p for p in paths if p.is_file()]
 
 
 def variant_csv(card: DatasetCard, root: Path, variant: Variant) -> Path:
@@ -138,15 +139,12 @@ def read_classification(card: DatasetCard, root: Path, split: str, variant: Vari
         images = tuple(decode_image(p, name=f"{card.name}/{p.relative_to(root)}") for p in paths)
         return ClassificationSample(sample_id, images, target)
 
+    def content() -> list[str]:  # every file this split reads, by its bytes
+        return named_digests(root, [*_existing(root / "mapping.json"), csv_path,
+                                    *(p for _, paths, _ in entries for p in paths)])
+
     return MarsDataset(card, split, variant, names, ids, entries, load, "folder", str(root),
-                       fingerprint_parts=[_csv_digest(csv_path)], notes=notes,
-                       targets=targets)
-
-
-def _csv_digest(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+                       content=content, notes=notes, targets=targets)
 
 
 # ---- segmentation ------------------------------------------------------------------------------
@@ -185,6 +183,14 @@ def _train_subset(card: DatasetCard, root: Path, split: str, variant: Variant,
     if "split" in df.columns:
         df = df[df["split"] == "train"]
     return {Path(f).name for f in df["file_id"]} | {Path(f).stem for f in df["file_id"]}
+
+
+def _subset_csv(card: DatasetCard, root: Path, split: str, variant: Variant,
+                subset_ids: list[str] | None) -> list[Path]:
+    """The partition CSV `_train_subset` reads for this split, if any."""
+    if split != "train" or variant.is_full or subset_ids is not None:
+        return []
+    return _existing(root / variant.folder_csv)
 
 
 def read_segmentation(card: DatasetCard, root: Path, split: str, variant: Variant, *,
@@ -229,9 +235,13 @@ def read_segmentation(card: DatasetCard, root: Path, split: str, variant: Varian
         validate_mask(image, mask, num, ignore_index, rel)
         return SegmentationSample(sample_id, image, mask)
 
+    def content() -> list[str]:  # every file this split reads, by its bytes
+        return named_digests(root, [*_existing(root / "mapping.json"),
+                                    *_subset_csv(card, root, split, variant, subset_ids),
+                                    *(p for _, img, mask in entries for p in (img, mask))])
+
     return MarsDataset(card, split, variant, names, ids, entries, load, "folder", str(root),
-                       ignore_index=ignore_index,
-                       fingerprint_parts=[_file_key(p) for p in images], notes=notes)
+                       ignore_index=ignore_index, content=content, notes=notes)
 
 
 def validate_mask(image: np.ndarray, mask: np.ndarray, num_classes: int,
@@ -297,8 +307,20 @@ def read_detection(card: DatasetCard, root: Path, split: str, variant: Variant, 
 
     if drop_negatives:
         images = [p for p in images if _has_boxes(p, base, annotation_format, coco)]
+
+    def content() -> list[str]:  # every file this split reads, by its bytes
+        per_image = {"coco": lambda p: [],  # coco_annotations.json is listed below
+                     "yolo": lambda p: [base / "labels" / f"{p.stem}.txt"],
+                     "voc": lambda p: [base / "pascal_voc" / f"{p.stem}.xml"]}[annotation_format]
+        return (named_digests(root, [*_existing(coco_path),  # its categories name the classes
+                                     *_subset_csv(card, root, split, variant, subset_ids),
+                                     *images])
+                + named_digests(root, [a for p in images for a in per_image(p)],
+                                missing_ok=True))  # a missing file fails at load; here: noted
+
     return MarsDataset(card, split, variant, names, [p.stem for p in images], images, load,
-                       "folder", str(root), fingerprint_parts=[_file_key(p) for p in images])
+                       "folder", str(root), fingerprint_parts=[f"format={annotation_format}"],
+                       content=content)
 
 
 def _has_boxes(img: Path, base: Path, fmt: str, coco: CocoIndex | None) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..catalog import DatasetCard, Task, TaskKind, Variant
 from .classnames import names_from_mapping, parse_mapping, reconcile
+from .content_hash import named_digests
 from .dataset import MarsDataset
 from .errors import DataError, VariantUnavailableError
 from .folder import validate_boxes, validate_mask
@@ -148,10 +149,13 @@ def read_hf(card: DatasetCard, location: str, split: str, variant: Variant, *,
     ds = _load_arrow(shards[hf_split])
     notes: list[str] = []
     where = f"{location} [{hf_split}]"
-    fingerprint = [ds._fingerprint]
+    content = shard_content(location, shards[hf_split], with_mapping=mapping is not None)
+    fingerprint = [f"format={annotation_format}"] if card.task is Task.DETECTION else []
     if card.task is Task.CLASSIFICATION:
         names, _ = _class_names(card, ds, mapping, notes)
-        return _classification(card, ds, split, variant, names, location, where, fingerprint, notes)
+        out = _classification(card, ds, split, variant, names, location, where, fingerprint, notes)
+        out.content = content
+        return out
     if card.task is Task.SEGMENTATION:
         names, mapped_ignore = _class_names(card, ds, mapping, notes)
         ignore = ignore_index if ignore_index is not None else (
@@ -169,11 +173,38 @@ def read_hf(card: DatasetCard, location: str, split: str, variant: Variant, *,
         ids = _row_ids(ds, split, skip=("mask",))
         out = MarsDataset(card, split, variant, names, ids, list(range(len(ds))), load_seg,
                           "hf", location, ignore_index=ignore, fingerprint_parts=fingerprint,
-                          notes=notes)
+                          content=content, notes=notes)
         out.arrow = ds
         return out
-    return _detection(card, ds, split, variant, location, where, fingerprint, annotation_format,
-                      drop_negatives)
+    out = _detection(card, ds, split, variant, location, where, fingerprint, annotation_format,
+                     drop_negatives)
+    out.content = content
+    return out
+
+
+def shard_content(location: str, shards: list[str], *, with_mapping: bool):
+    """Lazily, the content identity of the parquet shards a split reads (and mapping.json):
+    in a local copy the digest of each file's bytes; on the hub the git object id the hub
+    keeps for each file (content-addressed; it covers the LFS sha256). Names relative to the
+    repo root, never a path or an Arrow cache fingerprint."""
+    folder = Path(location)
+    if folder.is_dir():
+        files = [*shards, *([folder / "mapping.json"] if with_mapping else [])]
+        return lambda: named_digests(folder, files)
+    prefix = f"hf://datasets/{location}/"
+    rels = [s.removeprefix(prefix) for s in shards] + (["mapping.json"] if with_mapping else [])
+
+    def hub() -> list[str]:
+        from huggingface_hub import HfApi
+
+        infos = {i.path: i for i in HfApi().get_paths_info(location, rels, repo_type="dataset")}
+        missing = [r for r in rels if getattr(infos.get(r), "blob_id", None) is None]
+        if missing:
+            raise DataError("the hub lists no content id for a data file", dataset=location,
+                            path=missing[0], fix="check the repo id and the network")
+        return [f"{r}\0hub:{infos[r].blob_id}" for r in rels]
+
+    return hub
 
 
 def _row_id(row: dict, i: int, split: str) -> str:
