@@ -16,6 +16,7 @@ import pytest
 import marsbench
 from marsbench.runs import RunRecord, RunSpec, code_fingerprint, fingerprint_files, git_commit
 from marsbench.runs.fingerprint import PACKAGE_DIR, package_versions
+from marsbench.sources.errors import DataError
 
 LANDMARK = Path(__file__).resolve().parents[2] / "shared" / "data" / "mb-landmark_cls-mini"
 SPEC = RunSpec("mb-landmark_cls", "efficientnet_lite0", "feature_extraction", seed=1)
@@ -164,24 +165,23 @@ def test_data_fingerprint_follows_content_not_location(tmp_path):
     assert fingerprint_files(copied[:-1], root=copy) != fingerprint_files(copied, root=copy)
 
 
-def test_stat_mode_sees_touched_files_without_reading_them(tmp_path):
+def test_touched_files_keep_their_content_fingerprint(tmp_path, monkeypatch):
+    """Times are not content: a touched file keeps its fingerprint, a same-size edit does not."""
+    monkeypatch.setenv("MARSBENCH_CACHE", str(tmp_path / "cache"))
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     a.write_bytes(b"x" * 10)
     b.write_bytes(b"y" * 10)
-    first = fingerprint_files([a, b], mode="stat")
-    assert first.startswith("stat:") and first != fingerprint_files([a, b], mode="content")
+    first = fingerprint_files([a, b])
     st = b.stat()
     os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    assert fingerprint_files([a, b], mode="stat") != first
-    # auto falls back to stat above the size limit
-    assert fingerprint_files([a, b], content_limit=5).startswith("stat:")
+    assert fingerprint_files([a, b]) == first
+    b.write_bytes(b"z" * 10)
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns))  # same name, size and mtime as before
+    assert fingerprint_files([a, b]) != first
 
 
 def test_data_fingerprint_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.png"):
+    with pytest.raises(DataError, match="missing.png"):
         fingerprint_files([tmp_path / "missing.png"])
     with pytest.raises(ValueError, match="no files"):
         fingerprint_files([])
-    (tmp_path / "a").write_bytes(b"1")
-    with pytest.raises(ValueError, match="mode"):
-        fingerprint_files([tmp_path / "a"], mode="fast")

@@ -7,7 +7,8 @@
   and outside a git checkout (a pip install) there is no commit at all.
 - `package_versions()`: Python and the packages a result depends on, read from package metadata
   (no heavy imports).
-- `fingerprint_files()`: identity of a set of data files; see its docstring for the two modes.
+- `fingerprint_files()`: content identity of a set of data files (the bytes, by the memoised
+  blake2b digests of `marsbench.sources.content_hash`, the one place data files are hashed).
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ import sys
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/marsbench
 # Files whose content can change a result: code, and the package data setuptools ships.
 CODE_SUFFIXES = (".py", ".json", ".yaml", ".yml", ".csv")
 VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "numpy", "scikit-learn", "marsbench")
-CONTENT_HASH_LIMIT = 256 * 2**20  # bytes; "auto" reads every byte of sets up to this size
 
 
 def canonical_json(obj: Any) -> str:
@@ -120,49 +120,30 @@ def fingerprint_files(
     paths: Iterable[str | os.PathLike],
     *,
     root: str | os.PathLike | None = None,
-    mode: Literal["auto", "content", "stat"] = "auto",
-    content_limit: int = CONTENT_HASH_LIMIT,
 ) -> str:
-    """Identity of a set of data files, as ``"<mode>:<sha256 hex>"``.
+    """Content identity of a set of data files, as ``"content:<sha256 hex>"``.
 
-    Each file contributes its path relative to ``root`` (so moving a dataset folder keeps its
-    fingerprint; ``root`` defaults to the common parent) and its size, plus:
-
-    - ``content``: the sha256 of its bytes. Exact, and equal on every machine, but reads all data.
-    - ``stat``: its modification time (ns). Reads no data, so it suits the large full datasets
-      (gigabytes), and still catches files replaced, edited, added or removed; but a copy with new
-      mtimes (another machine, a re-download) reads as different data — a false "stale", never a
-      false "same".
-    - ``auto`` (default): ``content`` when the files total at most ``content_limit`` bytes
-      (256 MiB: the mini subsets, fixtures, few-shot sets), else ``stat``.
-
-    The mode is part of the result, so fingerprints taken in different modes never compare equal.
+    Each file contributes its path relative to ``root`` (so moving or copying a dataset folder
+    keeps its fingerprint; ``root`` defaults to the common parent) and the blake2b digest of its
+    bytes. Digests are memoised per file (see `marsbench.sources.content_hash`), so checking a
+    large set again costs a ``stat`` per file, yet any change of content is seen: there is no
+    mode that trusts names, sizes or times alone.
     """
+    from ..sources.content_hash import file_digests
+
     files = sorted({Path(p).resolve() for p in paths})
     if not files:
         raise ValueError("fingerprint_files got no files")
-    missing = [str(p) for p in files if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"cannot fingerprint missing data files: {missing[:5]}")
     base = Path(root).resolve() if root is not None else Path(os.path.commonpath(files))
     if base.is_file():
         base = base.parent
-    stats = [p.stat() for p in files]
-    if mode == "auto":
-        mode = "content" if sum(s.st_size for s in stats) <= content_limit else "stat"
-    if mode not in ("content", "stat"):
-        raise ValueError(f"unknown fingerprint mode {mode!r}; use 'auto', 'content' or 'stat'")
-    h = hashlib.sha256()
-    for path, st in zip(files, stats):
+    rels = []
+    for path in files:
         try:
-            rel = path.relative_to(base).as_posix()
+            rels.append(path.relative_to(base).as_posix())
         except ValueError:
             raise ValueError(f"data file {path} is not under root {base}") from None
-        extra = _file_sha256(path) if mode == "content" else str(st.st_mtime_ns)
-        h.update(f"{rel}\0{st.st_size}\0{extra}\n".encode())
-    return f"{mode}:{h.hexdigest()}"
-
-
-def _file_sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    h = hashlib.sha256()
+    for rel, digest in zip(rels, file_digests(files)):
+        h.update(f"{rel}\0{digest}\n".encode())
+    return f"content:{h.hexdigest()}"
