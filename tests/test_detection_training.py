@@ -28,9 +28,9 @@ def synth(tmp_path_factory):
     return base
 
 
-def spec(synth, model, regime, extra=SMALL, **kw):
+def spec(synth, model, regime, options=SMALL, **kw):
     return RunSpec(dataset="mb-boulder_det", model=model, regime=regime, data_root=str(synth),
-                   extra=extra, **{**FAST, **kw})
+                   options=options, **{**FAST, **kw})
 
 
 def _check(record):
@@ -63,7 +63,7 @@ def test_native_policy_and_coco_json_export(synth, tmp_path):
     from pycocotools.coco import COCO
 
     record = run_experiment(spec(synth, "retinanet_efficientnet_lite0", "feature_extraction",
-                                 extra={}), out_dir=tmp_path)
+                                 options={}), out_dir=tmp_path)
     # the synthetic images are 96 px (the card says 500): native keeps them at 96
     assert record.extra["input_policy"] == {"name": "native", "min_size": 96, "max_size": 96}
     path = tmp_path / "predictions" / record.spec.short_key / "test.json"
@@ -80,7 +80,7 @@ def test_native_policy_and_coco_json_export(synth, tmp_path):
 
 def test_tile_policy_trains_on_crops_and_scores_whole_images(synth):
     record = run_experiment(spec(synth, "fasterrcnn_efficientnet_lite0", "feature_extraction",
-                                 extra={"input_policy": "tile", "tile_size": "64"}))
+                                 options={"input_policy": "tile", "tile_size": "64"}))
     assert record.extra["input_policy"]["tile_size"] == 64
     assert record.extra["input_policy"]["min_size"] == 96
 
@@ -110,7 +110,7 @@ def test_real_craters_frozen_lite0_faster_rcnn_beats_an_empty_prediction(shared_
     run = RunSpec(dataset=str(shared_data / "crater_det-mini"),
                   model="fasterrcnn_efficientnet_lite0", regime="feature_extraction",
                   max_epochs=1, patience=0, batch_size=8, lr=3e-3,
-                  extra={"input_policy": "tile", "tile_size": "128"})
+                  options={"input_policy": "tile", "tile_size": "128"})
     splits = open_splits(run)
 
     def first(ds, n):
@@ -137,7 +137,7 @@ def test_yolo11_trains_in_every_regime(synth, tmp_path, regime):
     pytest.importorskip("ultralytics", reason="optional extra marsbench[yolo]")
     from marsbench.models.detection import build_detector
 
-    kwargs, run = {}, spec(synth, "yolo11n", regime, extra={})
+    kwargs, run = {}, spec(synth, "yolo11n", regime, options={})
     if regime != "scratch":  # COCO weights cannot be downloaded here: a checkpoint file instead
         path = tmp_path / "yolo11n_state.pth"
         torch.save(build_detector("yolo11n", 1, "scratch").net.state_dict(), path)

@@ -387,10 +387,10 @@ def test_feature_extraction_run_on_one_band_mars_images(caches, monkeypatch, fro
         extra["fe_path"] = "online"  # the adapter trains: no frozen-feature cache
     record = run_experiment(RunSpec(dataset="mb-frost_cls", data_root=str(frost_root),
                                     model=name, regime="feature_extraction", max_epochs=2,
-                                    patience=0, batch_size=8, extra=extra))
+                                    patience=0, batch_size=8, options=extra))
     assert record.ok and record.epochs_run == 2
     assert record.extra["preprocessing"]["bands"]["strategy"] == strategy
-    assert dict(record.spec.extra)["band_strategy"] == strategy  # part of the run's key
+    assert record.spec.options.band_strategy == strategy  # part of the run's key
     assert 0.0 <= record.metrics["test"]["f1_weighted"] <= 1.0
 
 
@@ -401,7 +401,7 @@ def test_run_takes_the_band_strategy_from_extra(caches, monkeypatch, frost_root)
     name = use_spec(monkeypatch, tiny_spec("croma", "replicate", weights))
     record = run_experiment(RunSpec(dataset="mb-frost_cls", data_root=str(frost_root),
                                     model=name, regime="feature_extraction", max_epochs=1,
-                                    batch_size=8, extra={"band_strategy": "visible"}))
+                                    batch_size=8, options={"band_strategy": "visible"}))
     assert record.extra["preprocessing"]["bands"]["strategy"] == "visible"
 
 
@@ -416,7 +416,7 @@ def test_feature_extraction_trains_the_input_adapter(caches, monkeypatch, frost_
     before = [p.detach().clone() for p in trainable_adapter_parameters(model)]
     run = RunSpec(dataset="mb-frost_cls", data_root=str(frost_root), model=name,
                   regime="feature_extraction", max_epochs=2, patience=0, batch_size=8,
-                  extra={"band_strategy": "adapter", "fe_path": "online"})
+                  options={"band_strategy": "adapter", "fe_path": "online"})
     train_classification(run, lambda: model, open_splits(run), device=torch.device("cpu"))
     after = trainable_adapter_parameters(model)
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
@@ -429,10 +429,10 @@ def test_experiment_file_reproduces_the_paper_study() -> None:
     assert {d.name for d in exp.datasets} == {"mb-atmospheric_dust_cls_edr", "mb-domars16k",
                                               "mb-frost_cls", "mb-surface_cls"}
     assert all(d.variants == ("partition:0.01", "partition:0.10", "full") for d in exp.datasets)
-    models = {m.name: dict(m.extra) for m in exp.models}
+    models = {m.name: dict(m.options) for m in exp.models}
     assert set(models) == {"vit_l_16", "satmae_vit_l16", "croma_large", "prithvi_eo_v1_100"}
     assert all(models[n]["band_strategy"] == "replicate" for n in models if n != "vit_l_16")
     assert "band_strategy" not in models["vit_l_16"]
     assert exp.regimes == ("feature_extraction",) and exp.seeds == PAPER_SEEDS
     for m in exp.models:  # every run of the file resolves to a spec
-        eo.resolve_model_spec(m.name, dict(m.extra), "feature_extraction")
+        eo.resolve_model_spec(m.name, dict(m.options), "feature_extraction")

@@ -60,14 +60,14 @@ models:
   - name: timm:resnet18
     weights: {ckpt.name}
     regimes: [scratch, fine_tuning]
-    extra: {{input_size: 64}}
+    options: {{input_size: 64}}
 regimes: [feature_extraction, scratch]
 grid_defaults: single
 grid:
   lr: [1e-3, 0.01]       # YAML 1.1 reads 1e-3 as text: still a number here
   optimizer: adam
   scheduler: [none, cosine]
-extra: {{input_size: 32}}
+options: {{input_size: 32}}
 data: {{root: data, source: folder, subset_seed: 7}}
 seeds: [0, 1]
 selection: {{metric: val.f1_weighted}}
@@ -85,7 +85,7 @@ selection: {{metric: val.f1_weighted}}
     assert exp.models[1].weights == str(ckpt.resolve())  # relative to the file
     assert exp.models[1].regimes == ("scratch", "fine_tuning")
     assert exp.regimes_for(exp.models[0]) == ("feature_extraction", "scratch")
-    assert dict(exp.models[1].extra) == {"input_size": "64"}
+    assert dict(exp.models[1].options) == {"input_size": 64}
     assert exp.data_root == str((tmp_path / "data").resolve())
     assert (exp.source, exp.subset_seed) == ("folder", 7)
     assert exp.selection.mode == "max"  # a score, not a loss
@@ -102,8 +102,8 @@ selection: {{metric: val.f1_weighted}}
     (MINIMAL + "grid:\n  lr: [0.1, 0.1]\n", "value 0.1 is listed twice"),
     (MINIMAL + "selection: test.f1_weighted\n", "select on validation results only"),
     (MINIMAL + "datasets: [mb-frost]\n", "key given twice (first on line 2)"),
-    ("datasets: [mb-frostcls]\nmodels: [x]\n", ":1: datasets[0]: unknown dataset 'mb-frostcls'. "
-                                               "Did you mean mb-frost_cls"),
+    ("datasets: [mb-frostcls]\nmodels: [x]\n", ":1: datasets[0]: unknown dataset 'mb-frostcls': "
+                                               "did you mean 'mb-frost_cls'"),
     ("datasets:\n  - name: mb-boulder_seg\n    variants: [few_shot:5]\nmodels: [unet]\n",
      "few-shot variants exist for classification only"),
     ("datasets:\n  - name: mb-frost_cls\n    variants: [partition:2]\nmodels: [x]\n",
@@ -128,7 +128,7 @@ def test_errors_name_file_line_and_key(tmp_path, text, where):
 
 
 def test_unknown_experiment_name_suggests_shipped():
-    with pytest.raises(ExperimentError, match="Did you mean paper:main_classification"):
+    with pytest.raises(ExperimentError, match="did you mean 'paper:main_classification'"):
         load_experiment("paper:main_clasification")
 
 

@@ -26,7 +26,7 @@ regimes: [feature_extraction, scratch]
 grid_defaults: single
 grid:
   lr: [1.0e-3, 1.0e-2, 1.0e-4]
-extra: {input_size: 32}
+options: {input_size: 32}
 seeds: [0, 1, 2]
 """
 
@@ -58,13 +58,13 @@ def test_grid_runs_cover_the_product_group_by_group():
     assert groups == sorted(groups, key=groups.index)  # each group's runs are contiguous
     assert [r.spec.lr for r in runs[:3]] == [1e-3, 1e-2, 1e-4]  # grid order as written
     fe = [r for r in runs if r.spec.regime == "feature_extraction"]
-    assert all(dict(r.spec.extra) == {"fe_path": "cached", "input_size": "32"} for r in fe)
+    assert all(r.spec.options.identity() == {"fe_path": "cached", "input_size": 32} for r in fe)
     # the same configuration planned here and given to `marsbench run` has the same key
     by_hand = RunSpec(dataset="mb-frost_cls", model="efficientnet_lite0",
                       regime="feature_extraction", seed=0, lr=1e-3, batch_size=32,
                       optimizer="adamw", weight_decay=0.05, scheduler="none", max_epochs=50,
                       patience=5, loss="auto", augment=True,
-                      extra={"fe_path": "cached", "input_size": "32"})
+                      options={"fe_path": "cached", "input_size": 32})
     assert runs[0].key == by_hand.key
 
 

@@ -187,7 +187,7 @@ models:
 regimes: [scratch, feature_extraction]
 grid_defaults: single
 grid: {{lr: [1.0e-3, 1.0e-2], batch_size: [8], max_epochs: [2], patience: [2]}}
-extra: {{input_size: 32}}
+options: {{input_size: 32}}
 data: {{root: {data_root}}}
 seeds: [0, 1, 2]
 """)
@@ -253,7 +253,7 @@ models: [efficientnet_lite0]
 regimes: [feature_extraction]
 grid_defaults: single
 grid: {{lr: {lrs}, batch_size: [8], max_epochs: [2], patience: [2]}}
-extra: {{input_size: 32}}
+options: {{input_size: 32}}
 data: {{root: {data_root}}}
 seeds: {seeds}
 """)

@@ -81,11 +81,11 @@ def test_failure_keeps_the_traceback():
 
 
 def test_task_for_datasets_outside_the_catalog():
-    spec = RunSpec("my-own-craters", "resnet101", "scratch")
-    with pytest.raises(ValueError, match="task="):
-        RunRecord.success(spec)
-    assert RunRecord.success(spec, task="classification").task == "classification"
-    assert RunRecord.failure(spec, "no such dataset").task == "unknown"
+    with pytest.raises(ValueError, match="unknown dataset .*my-own-craters"):
+        RunSpec("my-own-craters", "resnet101", "scratch")  # neither catalog nor folder
+    spec = RunSpec("my-own-craters", "resnet101", "scratch", task="classification")
+    assert RunRecord.success(spec).task == "classification"
+    assert RunRecord.failure(spec, "no such dataset").task == "classification"
 
 
 def test_values_json_cannot_hold_are_refused():

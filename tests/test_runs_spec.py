@@ -15,7 +15,7 @@ from marsbench.runs import RunSpec
 from marsbench.runs.spec import NON_IDENTITY_FIELDS
 
 BASE = dict(dataset="mb-domars16k", model="efficientnet_lite0", regime="feature_extraction",
-            variant="few_shot:5", seed=42, lr=1e-4, extra={"image_size": 224, "freeze_bn": True})
+            variant="few_shot:5", seed=42, lr=1e-4, options={"input_size": 224})
 
 
 def spec(**changes) -> RunSpec:
@@ -25,7 +25,7 @@ def spec(**changes) -> RunSpec:
 def test_key_is_identical_in_fresh_interpreters():
     code = ("from marsbench.runs import RunSpec; print(RunSpec(dataset='mb-domars16k', "
             "model='efficientnet_lite0', regime='feature_extraction', variant='few_shot:5', seed=42, "
-            "lr=1e-4, extra={'freeze_bn': True, 'image_size': 224}).key)")
+            "lr=1e-4, options={'input_size': 224}).key)")
     keys = set()
     for hash_seed in ("0", "987654"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
@@ -39,27 +39,30 @@ def test_key_is_the_sha256_of_the_documented_canonical_json():
     # Every stored record is found by this hash. If this fails, keys changed for existing stores:
     # bump SPEC_SCHEMA on purpose (and plan a migration), never by accident.
     canonical = (
-        '{"augment":true,"batch_size":32,"dataset":"mb-domars16k",'
-        '"extra":{"freeze_bn":"true","image_size":"224"},"loss":"auto","lr":0.0001,'
-        '"max_epochs":50,"model":"efficientnet_lite0","optimizer":"adamw","patience":5,'
-        '"regime":"feature_extraction","scheduler":"none","schema":"marsbench.RunSpec/1",'
-        '"seed":42,"variant":"few_shot:5","weight_decay":0.05,"weights":"default"}'
+        '{"augment":true,"batch_size":32,"dataset":"mb-domars16k","loss":"auto","lr":0.0001,'
+        '"max_epochs":50,"model":"efficientnet_lite0","optimizer":"adamw",'
+        '"options":{"fe_path":"cached","input_size":224},"patience":5,'
+        '"regime":"feature_extraction","scheduler":"none","schema":"marsbench.RunSpec/2",'
+        '"seed":42,"task":"classification","variant":"few_shot:5","weight_decay":0.05,'
+        '"weights":"default"}'
     )
     assert spec().key == hashlib.sha256(canonical.encode()).hexdigest()
-    assert spec().key == "5ce6b60c477cac1281fb7205c6c3132ea8e3790e415697e034c9aaa6c3cd83c6"
 
 
 IDENTITY_CHANGES = {
     "dataset": "mb-landmark_cls", "model": "resnet101", "regime": "fine_tuning",
     "variant": "partition:0.10", "seed": 43, "lr": 1e-3, "batch_size": 64, "optimizer": "sgd",
     "weight_decay": 0.0, "scheduler": "cosine", "max_epochs": 100, "patience": 10, "loss": "ce",
-    "augment": False, "weights": "sha256:abc", "extra": {"image_size": 299, "freeze_bn": True},
+    "augment": False, "weights": "sha256:abc", "options": {"input_size": 299},
+    "subset_seed": 3,
 }
+# task follows the dataset: changing it alone is refused (see test_task_must_match_the_dataset)
+DERIVED_IDENTITY = {"task"}
 
 
 def test_every_identity_field_is_covered():
     identity = {f.name for f in dataclasses.fields(RunSpec)} - set(NON_IDENTITY_FIELDS)
-    assert identity == set(IDENTITY_CHANGES)
+    assert identity == set(IDENTITY_CHANGES) | DERIVED_IDENTITY
 
 
 @pytest.mark.parametrize("name", sorted(IDENTITY_CHANGES))
@@ -89,16 +92,18 @@ def test_where_the_data_lives_is_not_identity():
     (dict(variant="few-shot:5"), dict(variant="few_shot:5")),
     (dict(optimizer="AdamW", scheduler="Cosine"), dict(optimizer="adamw", scheduler="cosine")),
     (dict(regime="feature-extraction"), dict(regime="feature_extraction")),
-    (dict(extra={"b": "1", "a": "2"}), dict(extra=(("a", "2"), ("b", "1")))),
+    (dict(options={"input_size": "224"}), dict(options={"input_size": 224.0})),
+    (dict(options={"fe_path": "cached", "input_size": 224}), dict()),
+    (dict(loss="cross_entropy"), dict(loss="ce")),
     (dict(seed=42.0), dict(seed=42)),
 ])
 def test_equivalent_spellings_share_a_key(a, b):
     assert spec(**a).key == spec(**b).key
 
 
-def test_extra_values_keep_their_type_in_the_key():
-    assert spec(extra={"k": 1}).key != spec(extra={"k": "x"}).key
-    assert dict(spec(extra={"k": 1, "f": 0.5, "t": True}).extra) == {"k": "1", "f": "0.5", "t": "true"}
+def test_options_are_typed():
+    assert spec().options.input_size == 224 and spec().options.fe_path == "cached"
+    assert spec(regime="fine_tuning").options.fe_path is None
 
 
 def test_dict_and_json_round_trip():
@@ -114,13 +119,15 @@ def test_dict_and_json_round_trip():
     (dict(regime="linear_probe"), ValueError, "feature_extraction"),
     (dict(batch_size=0), ValueError, "batch_size"),
     (dict(lr=0), ValueError, "lr"),
-    (dict(lr=True), TypeError, "lr"),
-    (dict(lr=float("nan")), TypeError, "lr"),
-    (dict(seed=1.5), TypeError, "seed"),
-    (dict(augment="yes"), TypeError, "augment"),
+    (dict(lr=True), ValueError, "lr"),
+    (dict(lr=float("nan")), ValueError, "lr"),
+    (dict(seed=1.5), ValueError, "seed"),
+    (dict(augment="yes"), ValueError, "augment"),
     (dict(variant="few_shot"), ValueError, "variant"),
     (dict(model=" "), ValueError, "model"),
-    (dict(extra=[("a", 1), ("a", 2)]), ValueError, "twice"),
+    (dict(optimizer="adagrad"), ValueError, "adam, adamw, sgd"),
+    (dict(loss="focal"), ValueError, "auto, ce, bce"),
+    (dict(options={"input_sise": 224}), ValueError, "did you mean 'input_size'"),
 ])
 def test_bad_values_are_refused(changes, error, match):
     with pytest.raises(error, match=match):
@@ -128,7 +135,10 @@ def test_bad_values_are_refused(changes, error, match):
 
 
 def test_zero_shot_regime_for_models_scored_without_training():
-    assert spec(regime="zero_shot").regime == "zero_shot"
+    zs = spec(regime="zero_shot", options={"provider": "openai", "model_id": "gpt-x"})
+    assert zs.regime == "zero_shot" and zs.options.model_id == "gpt-x"
+    with pytest.raises(ValueError, match="not a zero_shot one"):
+        spec(regime="zero_shot")  # input_size is a task option, not a zero-shot one
 
 
 def test_from_dict_names_unknown_fields():
@@ -142,5 +152,5 @@ def test_describe_and_replace():
     assert s.replace(seed=7).seed == 7 and s.seed == 42
     text = s.describe()
     for part in ("mb-domars16k[few_shot:5]", "efficientnet_lite0", "feature_extraction", "seed=42",
-                 "lr=0.0001", "image_size=224"):
+                 "lr=0.0001", "input_size=224", "fe_path=cached"):
         assert part in text

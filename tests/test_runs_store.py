@@ -29,7 +29,7 @@ def make_spec(seed=0, **changes) -> RunSpec:
 
 
 def make_record(seed=0, f1=0.5, **changes) -> RunRecord:
-    spec_fields = set(RunSpec.__dataclass_fields__) - {"extra"}  # `extra` goes to the record
+    spec_fields = set(RunSpec.__dataclass_fields__)  # the rest goes to the record
     spec_changes = {k: changes.pop(k) for k in list(changes) if k in spec_fields}
     values = dict(
         metrics={"val": {"f1_weighted": f1 - 0.1, "loss": 0.3},

@@ -27,9 +27,9 @@ def synth(tmp_path_factory):
     return base
 
 
-def spec(synth, model, regime, dataset="mb-crater_multi_seg", extra=SMALL, **kw):
+def spec(synth, model, regime, dataset="mb-crater_multi_seg", options=SMALL, **kw):
     return RunSpec(dataset=dataset, model=model, regime=regime, data_root=str(synth),
-                   extra=extra, **{**FAST, **kw})
+                   options=options, **{**FAST, **kw})
 
 
 def _check_record(record, num_classes):
@@ -73,7 +73,7 @@ def test_dpt_pretrained_regimes_from_a_checkpoint(synth, tmp_path, regime):
 
 def test_native_policy_scores_and_exports_full_resolution_masks(synth, tmp_path):
     record = run_experiment(spec(synth, "unet_efficientnet_lite0", "feature_extraction",
-                                 dataset="mb-crater_binary_seg", extra={}), out_dir=tmp_path)
+                                 dataset="mb-crater_binary_seg", options={}), out_dir=tmp_path)
     assert record.extra["input_policy"] == {"name": "native", "size": None, "overlap": 0.0,
                                             "pad_to_multiple_of": 32}
     assert record.metrics["test"]["num_pixels"] == 3 * 64 * 64  # 3 test images, 64 px, no ignore
@@ -85,7 +85,7 @@ def test_native_policy_scores_and_exports_full_resolution_masks(synth, tmp_path)
 
 def test_tile_policy_stitches_full_resolution_predictions(synth):
     record = run_experiment(spec(synth, "segformer", "scratch", dataset="mb-crater_binary_seg",
-                                 extra={"input_policy": "tile", "tile_size": "32"}))
+                                 options={"input_policy": "tile", "tile_size": "32"}))
     assert record.extra["input_policy"]["name"] == "tile"
     assert record.metrics["test"]["num_pixels"] == 3 * 64 * 64
 
@@ -119,7 +119,7 @@ def test_real_ai4mars_unet_lite0_frozen_beats_the_majority_class(shared_data):
     record = run_experiment(RunSpec(
         dataset=str(shared_data / AI4MARS), model="unet_efficientnet_lite0",
         regime="feature_extraction", max_epochs=1, patience=0, batch_size=8, lr=3e-3,
-        extra={"input_policy": "reference", "input_size": "64"}))
+        options={"input_policy": "reference", "input_size": "64"}))
     from marsbench.models import get_spec
     from marsbench.training.segmentation import InputPolicy, SegmentationImages
 

@@ -11,7 +11,7 @@ from marsbench.training import features as feature_cache
 from marsbench.training.loop import fit
 from marsbench.training.run import run_experiment
 
-FAST = dict(max_epochs=2, patience=0, batch_size=8, lr=1e-3, extra={"input_size": "32"})
+FAST = dict(max_epochs=2, patience=0, batch_size=8, lr=1e-3, options={"input_size": "32"})
 
 
 @pytest.fixture(autouse=True)
@@ -25,10 +25,10 @@ def isolated_cache(tmp_path, monkeypatch):
 def spec_for(synth_suite, name, regime, **kw):
     root = synth_suite["folder"][name].parent
     options = {**FAST, **kw}
-    extra = dict(options.pop("extra"))
+    extra = dict(options.pop("options"))
     extra.update(options.pop("more_extra", {}))
     return RunSpec(dataset=name, model="efficientnet_lite0", regime=regime, data_root=str(root),
-                   extra=extra, **options)
+                   options=extra, **options)
 
 
 def test_fit_restores_the_best_validation_weights():

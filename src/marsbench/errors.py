@@ -48,7 +48,12 @@ class MarsbenchError(Exception):
 
 
 class OptionError(MarsbenchError, ValueError):
-    """A run option, CLI flag or experiment-file value that is unknown or invalid."""
+    """A run option, CLI flag or experiment-file value that is unknown or invalid; ``option``
+    names the option at fault, where there is one."""
+
+    def __init__(self, what: str, *, option: str | None = None, **parts: Any) -> None:
+        self.option = option
+        super().__init__(what, **parts)
 
 
 def did_you_mean(name: str, choices, *, n: int = 3) -> str:

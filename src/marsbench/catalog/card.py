@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
+from .variant import Variant
+
 
 class Task(StrEnum):
     CLASSIFICATION = "classification"
@@ -90,7 +92,7 @@ class DatasetCard:
         """Every variant name this dataset publishes, in `Variant.parse` syntax."""
         names = ["full"]
         names += [f"few_shot:{k}" for k in self.few_shot]
-        names += [f"partition:{p:.2f}" for p in self.partitions]
+        names += [str(Variant("partition", p)) for p in self.partitions]
         return names
 
     def to_dict(self) -> dict:

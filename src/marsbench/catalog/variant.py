@@ -22,14 +22,15 @@ class Variant:
         if text in ("", "full", "default", "partition:1", "partition:1.0", "partition:1.00"):
             return cls()
         m = re.fullmatch(r"(few_shot|few-shot|fewshot):(\d+)", text)
-        if m:
+        if m and int(m.group(2)) >= 1:
             return cls("few_shot", int(m.group(2)))
         m = re.fullmatch(r"partition:(0?\.\d+|\d+(\.\d+)?)", text)
-        if m and 0 < float(m.group(1)) < 1:
-            return cls("partition", round(float(m.group(1)), 4))
+        # kept exact (never rounded onto another published fraction), to 4 decimals at most
+        if m and 0 < float(m.group(1)) < 1 and round(float(m.group(1)), 4) == float(m.group(1)):
+            return cls("partition", float(m.group(1)))
         raise ValueError(
-            f"bad variant {text!r}: use 'full', 'few_shot:<k>' (e.g. few_shot:5) or "
-            "'partition:<p>' with 0 < p < 1 (e.g. partition:0.10)"
+            f"bad variant {text!r}: use 'full', 'few_shot:<k>' with k >= 1 (e.g. few_shot:5) or "
+            "'partition:<p>' with 0 < p < 1 and at most 4 decimals (e.g. partition:0.10)"
         )
 
     @property
@@ -41,7 +42,13 @@ class Variant:
             return "full"
         if self.kind == "few_shot":
             return f"few_shot:{self.value}"
-        return f"partition:{self.value:.2f}"
+        return f"partition:{self.fraction_text}"
+
+    @property
+    def fraction_text(self) -> str:
+        """The partition fraction as the published files spell it (``0.10``), exactly."""
+        text = f"{self.value:.2f}"
+        return text if float(text) == self.value else f"{self.value:.4f}".rstrip("0")
 
     # Names of the published files / splits -------------------------------------------------
     @property
@@ -50,7 +57,7 @@ class Variant:
         if self.kind == "few_shot":
             return f"few_shot/{self.value}_shot.csv"
         if self.kind == "partition":
-            return f"partitions/{self.value:.2f}x_partition.csv"
+            return f"partitions/{self.fraction_text}x_partition.csv"
         return "annotation.csv"
 
     @property
@@ -59,6 +66,6 @@ class Variant:
         if self.kind == "few_shot":
             return (f"few_shot_train_{self.value}_shot",)
         if self.kind == "partition":
-            p = f"{self.value:.2f}x_partition"
+            p = f"{self.fraction_text}x_partition"
             return (f"partition_train_{p}", p)
         return ("train",)

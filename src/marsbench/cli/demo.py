@@ -102,14 +102,14 @@ def demo_experiments(data: Path, real_data: Path) -> list:
         datasets=datasets(("mb-crater_binary_seg",), ("ai4mars_seg-mini",)),
         models=(ModelEntry("unet_efficientnet_lite0"),), regimes=("feature_extraction",),
         grid=grid(max_epochs=3, patience=2, batch_size=8), seeds=(0, 1),
-        extra=(("input_policy", "reference"), ("input_size", "64")), data_root=root,
+        options=(("input_policy", "reference"), ("input_size", 64)), data_root=root,
         description="U-Net on the frozen EfficientNet-Lite0 encoder; 2-point grid, 2 seeds")
     detection = base.with_overrides(
         name="demo_detection", task="detection",
         datasets=datasets(("mb-boulder_det",), ("crater_det-mini",)),
         models=(ModelEntry("fasterrcnn_efficientnet_lite0"),), regimes=("feature_extraction",),
         grid=grid(lr=1e-3, max_epochs=2, patience=2, batch_size=4), seeds=(0, 1),
-        extra=(("input_policy", "tile"), ("tile_size", "128")), data_root=root,
+        options=(("input_policy", "tile"), ("tile_size", 128)), data_root=root,
         description="Faster R-CNN on the frozen EfficientNet-Lite0 trunk, 128 px tiles; 2 seeds")
     return [classification, segmentation, detection]
 

@@ -9,8 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import OptionError
+from ..runs.options import build_options, options_help
+
 console = Console()
 DEFAULT_STORE = Path("runs/results.sqlite")
+OPTIONS_HELP = options_help().splitlines()
 
 
 def run_command(
@@ -29,17 +33,20 @@ def run_command(
     max_epochs: int = 50,
     patience: int = 5,
     loss: Annotated[str, typer.Option(
-        help="auto | ce | bce (classification); ce | dice | combined (segmentation)")] = "auto",
+        help="classification: auto | ce | bce; segmentation: auto | ce | dice | combined; "
+             "detection: auto")] = "auto",
     augment: Annotated[bool, typer.Option(help="train-time augmentation")] = True,
-    fe_path: Annotated[str, typer.Option(
-        help="feature_extraction only: cached (backbone once, no augmentation) | online")] = "cached",
-    input_size: Annotated[Optional[int], typer.Option(
-        help="override the model's input size (px); part of the run's identity")] = None,
+    fe_path: Annotated[Optional[str], typer.Option(
+        help="option fe_path: feature_extraction only: cached (backbone once, no augmentation; "
+             "default) | online")] = None,
+    input_size: Annotated[Optional[int], typer.Option(help="option input_size (px)")] = None,
     option: Annotated[Optional[list[str]], typer.Option(
-        "--extra", help="task option KEY=VALUE, repeatable (e.g. input_policy=tile, "
-                        "tile_size=256, dice_weighting=square); part of the run's identity")] = None,
+        "--option", "--extra", "-o",
+        help="a typed run option KEY=VALUE, repeatable; part of the run's identity; unknown "
+             "names and values are refused. " + " | ".join(OPTIONS_HELP))] = None,
     band_strategy: Annotated[Optional[str], typer.Option(
-        help="Earth-observation models: replicate | visible | adapter")] = None,
+        help="option band_strategy: Earth-observation models: replicate | visible | "
+             "adapter")] = None,
     weights: Annotated[Optional[Path], typer.Option(
         help="your own checkpoint (state dict; loaded without unpickling objects)")] = None,
     subset_seed: Annotated[Optional[int], typer.Option(
@@ -56,34 +63,40 @@ def run_command(
     from ..runs.store import ResultsStore
     from ..training.run import run_experiment
 
-    extra = {"fe_path": fe_path} if regime == "feature_extraction" else {}
-    if subset_seed is not None:
-        extra["subset_seed"] = str(subset_seed)
-    if band_strategy is not None:
-        extra["band_strategy"] = band_strategy
-    if input_size is not None:
-        extra["input_size"] = str(input_size)
+    options = {name: value for name, value in (("fe_path", fe_path), ("input_size", input_size),
+                                                ("band_strategy", band_strategy))
+               if value is not None}
     for item in option or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            console.print(f"[red]error:[/red] --extra {item!r}: use KEY=VALUE", highlight=False)
-            raise typer.Exit(2)
-        extra[key.strip()] = value.strip()
-    try:
-        spec = RunSpec(dataset=dataset, model=model, regime=regime, variant=variant, seed=seed,
-                       lr=lr, batch_size=batch_size, optimizer=optimizer,
-                       weight_decay=weight_decay, scheduler=scheduler, max_epochs=max_epochs,
-                       patience=patience, loss=loss, augment=augment,
-                       weights=f"sha256:{file_sha256(weights)}" if weights else "default",
-                       extra=extra, data_root=str(root) if root else None, source=source)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2)
+            raise OptionError("a run option must be KEY=VALUE", where="--option", value=item,
+                              fix="e.g. --option input_policy=tile")
+        if key.strip() in options:
+            raise OptionError("run option given twice", where="--option", value=key.strip())
+        options[key.strip()] = value.strip()
+    if root is not None and not root.is_dir():
+        raise OptionError("data root not found", where="--root", value=str(root),
+                          fix="pass the folder holding the dataset folders, or leave --root "
+                              "out to use $MARSBENCH_DATA / the user cache")
+    if weights is not None and not weights.is_file():
+        raise OptionError("checkpoint not found" if not weights.exists() else
+                          "checkpoint is not a file", where="--weights", value=str(weights),
+                          fix="pass the path of a checkpoint file (.pt, .pth, .safetensors)")
+    spec = RunSpec(dataset=dataset, model=model, regime=regime, variant=variant, seed=seed,
+                   lr=lr, batch_size=batch_size, optimizer=optimizer,
+                   weight_decay=weight_decay, scheduler=scheduler, max_epochs=max_epochs,
+                   patience=patience, loss=loss, augment=augment,
+                   weights=f"sha256:{file_sha256(weights)}" if weights else "default",
+                   subset_seed=subset_seed, options=options,
+                   data_root=str(root) if root else None, source=source)
+    if spec.options.to_dict().get("band_strategy") is not None:
+        build_options(spec.task, spec.options, regime=spec.regime, loss=spec.loss,
+                      model=spec.model, where="--band-strategy")
     from ..training.distributed import init_from_env
 
     world = init_from_env()  # under torchrun, rank 0 alone reads and writes the store
     if world is not None and not world.is_main:
-        run_experiment(spec, weights_path=weights, device=device, subset_seed=subset_seed)
+        run_experiment(spec, weights_path=weights, device=device)
         return
     results = ResultsStore(store)
     existing = results.get(spec.key)
@@ -97,7 +110,7 @@ def run_command(
     try:
         with bars as progress:
             record = run_experiment(spec, weights_path=weights, device=device, out_dir=out,
-                                    store=results, subset_seed=subset_seed, progress=progress)
+                                    store=results, progress=progress)
     except Exception as exc:  # recorded as failed in the store by run_experiment
         console.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}", highlight=False)
         raise typer.Exit(1)

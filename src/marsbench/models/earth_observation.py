@@ -72,7 +72,7 @@ from .weights import (
     torch_hub_checkpoints_dir,
 )
 
-BAND_STRATEGY_KEY = "band_strategy"  # the RunSpec.extra entry naming the strategy
+BAND_STRATEGY_KEY = "band_strategy"  # the run option naming the strategy
 
 # -- the bands each model was pre-trained on ------------------------------------------------------
 

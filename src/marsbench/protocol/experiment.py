@@ -12,7 +12,6 @@ no positions for parsed values, so the node tree is walked once to map key paths
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -24,7 +23,9 @@ from typing import Any
 import yaml
 
 from ..catalog import UnknownDatasetError, Variant, get_card, list_cards
+from ..errors import MarsbenchError, did_you_mean
 from ..runs.fingerprint import normalise_float
+from ..vocab import DATA_SOURCES, FE_PATHS, OPTIMIZERS, SCHEDULERS, TRAINING_REGIMES
 
 FORMAT_VERSION = 1
 PAPER_SEEDS = (0, 1, 10, 42, 123, 1000, 1234)
@@ -48,17 +49,10 @@ SINGLE_GRID: dict[str, tuple[Any, ...]] = {
     "augment": (True,),
 }
 GRID_FIELDS = tuple(PAPER_GRID)
-# Copies of the trainer's names (training.loop imports torch; loading a file must not).
-# tests/test_protocol_experiment.py checks they match.
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "cosine", "plateau", "step")
-TRAINING_REGIMES = ("scratch", "feature_extraction", "fine_tuning")
-FE_PATHS = ("cached", "online")
-SOURCES = ("auto", "folder", "hf")
 STAGES = ("grid", "seeds")
 SHIPPED_PREFIX = "paper:"
 TOP_KEYS = ("version", "name", "description", "task", "data", "datasets", "variants", "models",
-            "regimes", "grid", "grid_defaults", "extra", "fe_path", "seeds", "grid_seed",
+            "regimes", "grid", "grid_defaults", "options", "fe_path", "seeds", "grid_seed",
             "selection", "stages")
 
 # Common spellings of grid keys, for "did you mean" where string similarity does not help.
@@ -66,25 +60,29 @@ ALIASES = {"learning_rate": "lr", "batch": "batch_size", "epochs": "max_epochs",
            "wd": "weight_decay", "optim": "optimizer", "lr_scheduler": "scheduler"}
 
 
-class ExperimentError(ValueError):
+class ExperimentError(MarsbenchError, ValueError):
     """An experiment file that cannot be used as written; the message names file, line, key."""
 
 
 @dataclass(frozen=True)
 class DatasetEntry:
+    """A catalog dataset, or a folder of one's own (``name`` is the folder's name, ``root`` the
+    folder holding it: the path is where the data is, never part of a run's identity)."""
+
     name: str
     variants: tuple[str, ...] = ("full",)
+    root: str | None = None
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     """A model; ``weights`` is a user checkpoint (used in the pretrained regimes only),
-    ``regimes`` overrides the experiment's, ``extra`` adds RunSpec extras for this model."""
+    ``regimes`` overrides the experiment's, ``options`` adds run options for this model."""
 
     name: str
     weights: str | None = None
     regimes: tuple[str, ...] | None = None
-    extra: tuple[tuple[str, str], ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ class Experiment:
     grid_seed: int = GRID_SEED
     selection: SelectionRule = SelectionRule()
     stages: tuple[str, ...] = STAGES
-    extra: tuple[tuple[str, str], ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()
     fe_path: str = "cached"
     data_root: str | None = None
     source: str = "auto"
@@ -132,9 +130,9 @@ class Experiment:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["grid"] = {k: list(v) for k, v in self.grid}
-        out["extra"] = dict(self.extra)
+        out["options"] = dict(self.options)
         for m in out["models"]:
-            m["extra"] = dict(m["extra"])
+            m["options"] = dict(m["options"])
         return out
 
     def identity_hash(self) -> str:
@@ -173,12 +171,9 @@ def find_experiment(name_or_path: str | Path) -> Path:
     candidate = shipped_dir() / f"{name}.yaml"
     if (text.startswith(SHIPPED_PREFIX) or "/" not in text) and candidate.is_file():
         return candidate
-    shipped = list_experiments()
-    close = difflib.get_close_matches(name, shipped, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(SHIPPED_PREFIX + c for c in close)}?" if close else ""
-    raise ExperimentError(
-        f"experiment {text!r} is neither a file nor a shipped experiment.{hint} Shipped: "
-        f"{', '.join(SHIPPED_PREFIX + s for s in shipped)}")
+    shipped = [SHIPPED_PREFIX + s for s in list_experiments()]
+    raise ExperimentError("no such experiment file or shipped experiment", where=text,
+                          value=text, fix=did_you_mean(SHIPPED_PREFIX + name, shipped))
 
 
 def load_experiment(name_or_path: str | Path) -> Experiment:
@@ -246,10 +241,12 @@ class _Parser:
             raise self.error(at, f"expected a mapping of {', '.join(known)}, got {value!r}")
         for key in value:
             if key not in known:
-                guess = [ALIASES[key]] if ALIASES.get(key) in known else \
-                    difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-                hint = f"; did you mean {guess[0]!r}?" if guess else ""
-                raise self.error(at + (key,), f"unknown key{hint} (known keys: "
+                if key == "extra" and "options" in known:
+                    raise self.error(at + (key,), "'extra' was renamed 'options' (typed run "
+                                                  "options, see docs/protocol.md)")
+                hint = (f"did you mean {ALIASES[key]!r}?" if ALIASES.get(key) in known
+                        else did_you_mean(str(key), known))
+                raise self.error(at + (key,), f"unknown key; {hint} (known keys: "
                                               f"{', '.join(known)})")
         return dict(value)
 
@@ -269,9 +266,8 @@ class _Parser:
         if choices is not None:
             low = value.lower().replace("-", "_")
             if low not in choices:
-                close = difflib.get_close_matches(low, choices, n=1, cutoff=0.5)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise self.error(at, f"{value!r} is not one of {', '.join(choices)}{hint}")
+                raise self.error(at, f"{value!r} is not one of {', '.join(choices)} "
+                                     f"({did_you_mean(low, choices)})")
             return low
         return value
 
@@ -294,14 +290,15 @@ class _Parser:
             raise self.error(at, f"must be {'> 0' if positive else '>= 0'}, got {value!r}")
         return x
 
-    def extra(self, value: Any, at: tuple) -> tuple[tuple[str, str], ...]:
+    def options(self, value: Any, at: tuple) -> tuple[tuple[str, Any], ...]:
+        """Raw option values; typed and checked per dataset task in `check_options`."""
         if not isinstance(value, Mapping):
             raise self.error(at, f"expected a mapping name -> value, got {value!r}")
         out = {}
         for k, v in value.items():
             if isinstance(v, (Mapping, list)) or v is None:
-                raise self.error(at + (k,), f"extra values are scalars, got {v!r}")
-            out[str(k)] = v if isinstance(v, str) else json.dumps(v)
+                raise self.error(at + (k,), f"option values are scalars, got {v!r}")
+            out[str(k)] = v
         return tuple(sorted(out.items()))
 
     def path(self, value: Any, at: tuple) -> str:
@@ -340,7 +337,7 @@ class _Parser:
         if "grid" not in stages:
             raise self.error(("stages",), "the grid stage cannot be left out (it is one run "
                                           "per group when the grid has one point)")
-        return Experiment(
+        exp = Experiment(
             name=name, description=str(d.get("description", "") or "").strip(),
             datasets=datasets, models=models, regimes=regimes,
             grid=self.grid(d.get("grid", {}) or {}, d.get("grid_defaults", "paper")),
@@ -348,13 +345,49 @@ class _Parser:
             grid_seed=self.integer(d.get("grid_seed", GRID_SEED), ("grid_seed",), 0),
             selection=self.selection(d.get("selection", {}) or {}),
             stages=tuple(s for s in STAGES if s in stages),
-            extra=self.extra(d.get("extra", {}) or {}, ("extra",)),
+            options=self.options(d.get("options", {}) or {}, ("options",)),
             fe_path=self.text(d.get("fe_path", "cached"), ("fe_path",), FE_PATHS),
             data_root=None if root is None else self.path(root, ("data", "root")),
-            source=self.text(data_opts.get("source", "auto"), ("data", "source"), SOURCES),
+            source=self.text(data_opts.get("source", "auto"), ("data", "source"), DATA_SOURCES),
             subset_seed=None if data_opts.get("subset_seed") is None else
             self.integer(data_opts["subset_seed"], ("data", "subset_seed"), 0),
             task=task, path=None if path is None else str(path))
+        self.check_runs(exp)
+        return exp
+
+    def check_runs(self, exp: Experiment) -> None:
+        """Build one spec per (dataset, variant, model, regime, loss) exactly as the planner
+        will, so every option, variant and loss error is raised now, at its line."""
+        from .plan import planned_spec  # the planner's own spec builder: one validation
+
+        config = {k: v[0] for k, v in exp.grid}
+        losses = exp.grid_dict["loss"]
+        for i, ds in enumerate(exp.datasets):
+            for variant in ds.variants:
+                for j, model in enumerate(exp.models):
+                    for regime in exp.regimes_for(model):
+                        for loss in losses:
+                            try:
+                                planned_spec(exp, ds, variant, model, regime,
+                                             config | {"loss": loss})
+                            except MarsbenchError as exc:
+                                raise self.error(self.blame(exc, i, j, model),
+                                                 f"{ds.name}[{variant}] {model.name} {regime}: "
+                                                 f"{exc}") from None
+
+    def blame(self, exc: MarsbenchError, dataset: int, model: int, entry: ModelEntry) -> tuple:
+        """The key path an error belongs to: an option's, else the loss's, else the dataset's."""
+        name = getattr(exc, "option", None)
+        if exc.where == "options" and name is not None:
+            if name in dict(entry.options):
+                return ("models", model, "options", name)
+            if ("options", name) in self.lines:
+                return ("options", name)
+            return ("fe_path",) if name == "fe_path" and ("fe_path",) in self.lines \
+                else ("options",)
+        if "loss" in str(exc.value) or exc.where == "loss":
+            return ("grid", "loss")
+        return ("datasets", dataset)
 
     def variant(self, value: Any, at: tuple) -> str:
         try:
@@ -377,26 +410,29 @@ class _Parser:
                                  at + ("variants",))))
             else:
                 name, variants = self.text(item, at), default_variants
-            self.check_dataset(name, variants, task, at)
+            root = None
+            if ("/" in name or name.startswith(".")) and Path(self.path(name, at)).is_dir():
+                folder = Path(self.path(name, at))  # a folder of one's own: name + where it is
+                name, root = folder.name, str(folder.parent)
+            self.check_dataset(name, variants, task, at, root)
             if len(set(variants)) != len(variants):
                 raise self.error(at, f"lists a variant twice: {list(variants)}")
-            out.append(DatasetEntry(name, variants))
+            out.append(DatasetEntry(name, variants, root))
         self.no_duplicates([(d.name, v) for d in out for v in d.variants], ("datasets",),
                            "dataset variant")
         return tuple(out)
 
     def check_dataset(self, name: str, variants: tuple[str, ...], task: str | None,
-                      at: tuple) -> None:
+                      at: tuple, root: str | None = None) -> None:
         try:
             card = get_card(name)
         except UnknownDatasetError:
-            if Path(name).expanduser().is_dir():
+            if root is not None:
                 return  # a user's own dataset folder: its card is read off the folder
             names = [c.name for c in list_cards()]
-            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise self.error(at, f"unknown dataset {name!r}.{hint} Use a catalog name "
-                                 "(`marsbench datasets list`) or a dataset folder") from None
+            raise self.error(at, f"unknown dataset {name!r}: {did_you_mean(name, names)} "
+                                 "(a catalog name from `marsbench datasets list`, or the path "
+                                 "of a dataset folder)") from None
         if task is not None and str(card.task) != task:
             raise self.error(at, f"{name} is a {card.task} dataset but the experiment's task "
                                  f"is {task}")
@@ -419,7 +455,7 @@ class _Parser:
             if not isinstance(item, Mapping):
                 out.append(ModelEntry(self.text(item, at)))
                 continue
-            item = self.mapping(item, at, ("name", "weights", "regimes", "extra"))
+            item = self.mapping(item, at, ("name", "weights", "regimes", "options"))
             if "name" not in item:
                 raise self.error(at, "a model entry needs a name")
             weights = None
@@ -431,7 +467,7 @@ class _Parser:
                 name=self.text(item["name"], at + ("name",)), weights=weights,
                 regimes=self.regimes(item["regimes"], at + ("regimes",)) if "regimes" in item
                 else None,
-                extra=self.extra(item.get("extra", {}) or {}, at + ("extra",))))
+                options=self.options(item.get("options", {}) or {}, at + ("options",))))
         self.no_duplicates([(m.name, m.weights) for m in out], ("models",), "model")
         return tuple(out)
 

@@ -24,11 +24,11 @@ from typing import Any, NamedTuple
 
 from ..runs.fingerprint import code_fingerprint
 from ..runs.record import RunRecord
-from ..runs.spec import RunSpec
+from ..runs.spec import RunSpec, dataset_card
 from ..runs.store import ResultsStore, StaleRun
-from .experiment import Experiment, ExperimentError, ModelEntry
+from ..vocab import PRETRAINED_REGIMES
+from .experiment import DatasetEntry, Experiment, ExperimentError, ModelEntry
 
-PRETRAINED_REGIMES = ("feature_extraction", "fine_tuning")
 STATES = ("done", "failed", "stale", "todo")
 _SQL_CHUNK = 900  # keys per query: below SQLite's oldest limit on bound parameters (999)
 
@@ -140,13 +140,26 @@ def _weights(model: ModelEntry, regime: str, hashes: dict[str, str]) -> tuple[st
     return f"sha256:{hashes[model.weights]}", model.weights
 
 
-def _extra(exp: Experiment, model: ModelEntry, regime: str) -> dict[str, str]:
-    extra = dict(exp.extra) | dict(model.extra)
-    if regime == "feature_extraction":  # as `marsbench run` does, so keys agree with it
-        extra.setdefault("fe_path", exp.fe_path)
-    if exp.subset_seed is not None:
-        extra.setdefault("subset_seed", str(exp.subset_seed))
-    return extra
+def run_options(exp: Experiment, model: ModelEntry, regime: str, task: str) -> dict[str, Any]:
+    """The options of one group's runs: the experiment's, then the model's; ``fe_path`` (a
+    classification option) goes to the feature_extraction runs only."""
+    options = dict(exp.options) | dict(model.options)
+    if task == "classification" and regime == "feature_extraction":
+        options.setdefault("fe_path", exp.fe_path)
+    elif regime != "feature_extraction":
+        options.pop("fe_path", None)
+    return options
+
+
+def planned_spec(exp: Experiment, ds: DatasetEntry, variant: str, model: ModelEntry,
+                 regime: str, config: Mapping[str, Any], weights: str = "default") -> RunSpec:
+    """The spec of one planned run (validated: options, variant, loss, dataset)."""
+    root = ds.root or exp.data_root
+    task = str(dataset_card(ds.name, root, exp.source).task)
+    return RunSpec(dataset=ds.name, model=model.name, regime=regime, variant=variant,
+                   seed=exp.grid_seed, weights=weights, subset_seed=exp.subset_seed,
+                   options=run_options(exp, model, regime, task), data_root=root,
+                   source=exp.source, **config)
 
 
 def grid_configs(exp: Experiment) -> list[dict[str, Any]]:
@@ -166,10 +179,7 @@ def grid_runs(exp: Experiment) -> list[PlannedRun]:
                 for regime in exp.regimes_for(model):
                     weights, path = _weights(model, regime, hashes)
                     for config in configs:
-                        spec = RunSpec(dataset=ds.name, model=model.name, regime=regime,
-                                       variant=variant, seed=exp.grid_seed, weights=weights,
-                                       extra=_extra(exp, model, regime),
-                                       data_root=exp.data_root, source=exp.source, **config)
+                        spec = planned_spec(exp, ds, variant, model, regime, config, weights)
                         out.append(PlannedRun(spec, "grid", _group_of(spec), path))
     return out
 
@@ -183,7 +193,8 @@ def seed_runs(exp: Experiment, winner: RunSpec, weights_path: str | None) -> lis
     if "seeds" not in exp.stages:
         return []
     # data location from the experiment (the stored spec keeps where the grid run read it)
-    base = winner.replace(data_root=exp.data_root, source=exp.source)
+    root = next((d.root for d in exp.datasets if d.name == winner.dataset and d.root), None)
+    base = winner.replace(data_root=root or exp.data_root, source=exp.source)
     return [PlannedRun(base.replace(seed=s), "seeds", _group_of(base), weights_path)
             for s in exp.seeds]
 
@@ -273,24 +284,15 @@ def load_records(store: ResultsStore, keys: Iterable[str]) -> dict[str, RunRecor
 
 # -- freshness ------------------------------------------------------------------------------------
 
-def data_fingerprint(spec: RunSpec, subset_seed: int | None = None) -> str | None:
+def data_fingerprint(spec: RunSpec) -> str | None:
     """The data fingerprint a run of ``spec`` would record now, or None where the data is not
-    on this machine (nothing is downloaded to check).
-
-    Computed by `splits_fingerprint`, as `marsbench.training.run.run_experiment` does.
-    """
-    from ..sources import SPLITS, open_dataset
-    from ..sources.open import resolve
-
-    _, source, location = resolve(spec.dataset, root=spec.data_root, source=spec.source)
-    if not Path(location).exists():  # a hub repo id: checking would download
-        return None
+    on this machine (nothing is downloaded to check). The same splits as the run opens."""
+    from ..runs.data import data_location, open_splits
     from ..sources.dataset import splits_fingerprint
 
-    return splits_fingerprint({split: open_dataset(spec.dataset, split, root=spec.data_root,
-                                                   source=spec.source, variant=spec.variant,
-                                                   subset_seed=subset_seed)
-                               for split in SPLITS})
+    if not Path(data_location(spec)[1]).exists():  # a hub repo id: checking would download
+        return None
+    return splits_fingerprint(open_splits(spec))
 
 
 class Freshness:
@@ -305,10 +307,11 @@ class Freshness:
     def data(self, spec: RunSpec) -> str | None:
         if not self.check_data:
             return None
-        k = (spec.dataset, spec.variant, spec.data_root, spec.source)
+        k = (spec.dataset, spec.variant, spec.data_root, spec.source, spec.subset_seed,
+             spec.options.describe() if spec.task == "detection" else "")
         if k not in self._data:
             try:
-                self._data[k] = data_fingerprint(spec, self.exp.subset_seed)
+                self._data[k] = data_fingerprint(spec)
             except Exception as exc:  # noqa: BLE001 - any read failure means "cannot check"
                 self._data[k] = None
                 self.unchecked[f"{spec.dataset}[{spec.variant}]"] = \
@@ -344,7 +347,9 @@ def make_plan(exp: Experiment, store: ResultsStore, *, retry_failed: bool = Fals
 
     Seeds runs are listed for decided groups only; `Plan.pending_seed_runs` counts the rest.
     """
-    warnings = model_warnings(exp) if check_models else []
+    if check_models:
+        _check_models(exp)
+    warnings: list[str] = []
     fresh = freshness or Freshness(exp, check_data=check_data)
     grid = grid_runs(exp)
     records = load_records(store, [r.key for r in grid])
@@ -371,28 +376,31 @@ def make_plan(exp: Experiment, store: ResultsStore, *, retry_failed: bool = Fals
     return Plan(exp, grid_status, seed_status, selections, warnings)
 
 
-def model_warnings(exp: Experiment) -> list[str]:
-    """Models the registry does not know (their runs will fail) and task mismatches."""
+def _check_models(exp: Experiment) -> None:
+    """Every model is registered and of the experiment's datasets' task; else an error naming
+    the file and the model (before anything runs)."""
     from ..catalog import UnknownDatasetError, get_card
     from ..models.registry import get_spec
 
-    out = []
     tasks = {}
     for ds in exp.datasets:
         try:
             tasks[ds.name] = str(get_card(ds.name).task)
         except UnknownDatasetError:
-            pass
+            tasks[ds.name] = str(dataset_card(ds.name, ds.root or exp.data_root,
+                                              exp.source).task)
     for model in exp.models:
         try:
             spec = get_spec(model.name)
         except Exception as exc:  # noqa: BLE001 - unknown name or a family that cannot resolve
-            out.append(f"model {model.name!r}: {exc} — its runs will be recorded as failed")
-            continue
+            raise ExperimentError("model not in the registry", where=exp.path or exp.name,
+                                  value=model.name,
+                                  fix=f"{exc}; list models with `marsbench models list`"
+                                  ) from None
         wrong = sorted(ds for ds, task in tasks.items() if task != str(spec.task))
         if wrong:
             raise ExperimentError(
-                f"{exp.path or exp.name}: model {model.name!r} is a {spec.task} model but "
-                f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not {spec.task} "
-                "datasets; put each task in its own experiment file")
-    return out
+                f"model {model.name!r} is a {spec.task} model but {', '.join(wrong)} "
+                f"{'is' if len(wrong) == 1 else 'are'} not {spec.task} datasets",
+                where=exp.path or exp.name, value=model.name,
+                fix="put each task in its own experiment file")

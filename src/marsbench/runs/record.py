@@ -65,7 +65,7 @@ class RunRecord:
         if not self.spec_key:
             self.spec_key = self.spec.key
         if self.task is None:
-            self.task = _task_of(self.spec.dataset, required=self.status == "ok")
+            self.task = self.spec.task
         bad = [s for s, m in self.metrics.items() if not isinstance(m, Mapping)]
         if bad:
             raise TypeError(f"RunRecord.metrics must map split -> dict of metrics; bad: {bad}")
@@ -109,7 +109,7 @@ class RunRecord:
         if unknown:
             raise ValueError(f"unknown RunRecord fields {unknown}; known fields: {sorted(known)}")
         values = dict(data)
-        values["spec"] = RunSpec.from_dict(values["spec"])
+        values["spec"] = RunSpec.from_dict(values["spec"], task=values.get("task"))
         return cls(**values)
 
     def to_json(self, **kwargs: Any) -> str:
@@ -124,20 +124,6 @@ class RunRecord:
 def _provenance() -> dict[str, Any]:
     return {"versions": package_versions(), "code_fingerprint": code_fingerprint(),
             "git_commit": git_commit()}
-
-
-def _task_of(dataset: str, *, required: bool) -> str:
-    from ..catalog import UnknownDatasetError, get_card
-
-    try:
-        return str(get_card(dataset).task)
-    except UnknownDatasetError:
-        if not required:
-            return "unknown"
-        raise ValueError(
-            f"dataset {dataset!r} has no catalog card, so the record cannot find its task: "
-            "pass task='classification' (or segmentation / detection) to RunRecord"
-        ) from None
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,12 +1,21 @@
 """`RunSpec`: the frozen, hashable description of one experiment; `spec.key` is its identity.
 
-The key is the sha256 of a canonical JSON of the identity fields (all fields except
-``data_root`` and ``source``, which say where the data was read from, not what was run: the data
-itself is identified by the record's data fingerprint). Values are normalised first — variant
-through `Variant.parse` (``partition:0.1`` == ``partition:0.10``), names lower-cased where case
-carries no meaning, floats rounded to 12 significant digits — so equal experiments get equal keys
-in every process and Python version. ``SPEC_SCHEMA`` is hashed too: changing what the key covers
-means bumping it, never silently re-keying a store.
+The key is the sha256 of a canonical JSON of the identity fields: every field except
+``data_root`` and ``source`` (where the data was read from, not what was run: the data itself is
+identified by the record's content fingerprint). Values are normalised first — variant through
+`Variant.parse`, names lower-cased where case carries no meaning, loss aliases to their canonical
+name, floats rounded to 12 significant digits — so equal experiments get equal keys in every
+process and Python version.
+
+Task options are typed (`marsbench.runs.options`): a spec is validated once, when it is built,
+against its dataset's task, its regime, loss and model. A dataset is named by its card name; a
+folder of one's own is ``dataset=<folder name>, data_root=<its parent>`` (a path given as the
+dataset is split that way), so three spellings of one folder are one run.
+
+``SPEC_SCHEMA`` is hashed too. Schema 2 (typed ``options``, ``task``, ``subset_seed``) replaced
+schema 1 (free-text ``extra`` pairs); records written under schema 1 stay readable: their stored
+key is kept as it was (never silently re-keyed), their ``extra`` is read into typed options, and
+what could not be kept is listed in ``legacy_extra``.
 """
 
 from __future__ import annotations
@@ -14,27 +23,40 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from ..catalog.variant import Variant
-from .fingerprint import canonical_json, normalise_float, sha256_json
+from ..errors import OptionError, did_you_mean
+from ..vocab import (
+    DATA_SOURCES,
+    LOSS_ALIASES,
+    LOSSES,
+    OPTIMIZERS,
+    REGIMES,
+    SCHEDULERS,
+    TASKS,
+)
+from .fingerprint import normalise_float, sha256_json
+from .options import TaskOptions, build_options, options_from_legacy
 
-SPEC_SCHEMA = "marsbench.RunSpec/1"
-# The paper's three training regimes, plus zero_shot for models scored without training (VLMs).
-REGIMES = ("scratch", "feature_extraction", "fine_tuning", "zero_shot")
-# Fields that say where data came from, not what was run: left out of `key` and of equality.
-NON_IDENTITY_FIELDS = ("data_root", "source")
+SPEC_SCHEMA = "marsbench.RunSpec/2"
+LEGACY_SCHEMAS = ("marsbench.RunSpec/1",)
+# Fields that say where data came from, or what an old record carried: not part of the key.
+NON_IDENTITY_FIELDS = ("data_root", "source", "legacy_extra")
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: dataset x variant x model x regime x hyper-parameters x seed.
+    """One run: dataset x variant x model x regime x hyper-parameters x options x seed.
 
     ``loss="auto"`` means the task's default (CE; BCE for one-logit binary and multi-label).
     ``weights`` names the pretrained weights: ``"default"`` for the model registry's, otherwise a
     tag or content hash of a user checkpoint (not its path: a path is not an identity).
-    ``extra`` holds task- or model-specific options as sorted ``(name, value)`` text pairs; a dict
-    is accepted and converted (non-text values become their canonical JSON).
+    ``options`` holds the task's typed options (a mapping is validated into them);
+    ``subset_seed`` draws a recorded stratified subset where a variant has no official file.
+    ``task`` is read from the dataset's card when not given.
     """
 
     dataset: str
@@ -52,46 +74,75 @@ class RunSpec:
     loss: str = "auto"
     augment: bool = True
     weights: str = "default"
-    extra: tuple[tuple[str, str], ...] = ()
+    subset_seed: int | None = None
+    task: str | None = None
+    options: Any = None  # TaskOptions after __post_init__
     data_root: str | None = field(default=None, compare=False)
     source: str = field(default="auto", compare=False)
+    legacy_extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
         for name in ("dataset", "model"):
             value = str(getattr(self, name)).strip()
             if not value:
-                raise ValueError(f"RunSpec.{name} must not be empty")
+                raise OptionError(f"RunSpec.{name} must not be empty", where=name)
             set_(name, value)
-        regime = str(self.regime).strip().lower().replace("-", "_")
-        if regime not in REGIMES:
-            raise ValueError(f"unknown regime {self.regime!r}; use one of {', '.join(REGIMES)}")
-        set_("regime", regime)
-        set_("variant", str(Variant.parse(self.variant)))
-        for name in ("optimizer", "scheduler", "loss"):
-            set_(name, str(getattr(self, name)).strip().lower())
+        source = str(self.source).strip().lower()
+        if source not in DATA_SOURCES:
+            raise OptionError("unknown data source", where="source", value=self.source,
+                              fix=f"use one of {', '.join(DATA_SOURCES)}")
+        set_("source", source)
+        if self.data_root is not None:
+            set_("data_root", str(self.data_root))
+        dataset, root, source = split_dataset(self.dataset, self.data_root, self.source)
+        set_("dataset", dataset), set_("data_root", root), set_("source", source)
+        set_("regime", _choice("regime", self.regime, REGIMES))
+        try:
+            set_("variant", str(Variant.parse(self.variant)))
+        except ValueError as exc:
+            raise OptionError("bad variant", where="variant", value=self.variant,
+                              fix=str(exc).split(": ", 1)[-1]) from None
+        set_("optimizer", _choice("optimizer", self.optimizer, OPTIMIZERS))
+        set_("scheduler", _choice("scheduler", self.scheduler, SCHEDULERS))
         set_("weights", str(self.weights).strip())
-        for name, low in (("seed", None), ("batch_size", 1), ("max_epochs", 1), ("patience", 0)):
+        for name, low in (("seed", 0), ("batch_size", 1), ("max_epochs", 1), ("patience", 0)):
             set_(name, _as_int(name, getattr(self, name), low))
+        if self.subset_seed is not None:
+            set_("subset_seed", _as_int("subset_seed", self.subset_seed, 0))
         for name in ("lr", "weight_decay"):
             value = _as_float(name, getattr(self, name))
             if value < 0 or (name == "lr" and value == 0):
-                bound = "> 0" if name == "lr" else ">= 0"
-                raise ValueError(f"RunSpec.{name} must be {bound}, got {value}")
+                raise OptionError(f"RunSpec.{name} must be {'> 0' if name == 'lr' else '>= 0'}",
+                                  where=name, value=value)
             set_(name, value)
         if not isinstance(self.augment, bool):
-            raise TypeError(f"RunSpec.augment must be True or False, got {self.augment!r}")
-        set_("extra", _as_extra(self.extra))
-        if self.data_root is not None:
-            set_("data_root", str(self.data_root))
+            raise OptionError("RunSpec.augment must be True or False", where="augment",
+                              value=self.augment)
+        card = dataset_card(self.dataset, self.data_root, self.source, required=self.task is None)
+        task = str(card.task) if card is not None else _choice("task", self.task, TASKS)
+        if self.task is not None and card is not None and str(self.task) != task:
+            raise OptionError(f"{self.dataset} is a {task} dataset", where="task", value=self.task)
+        set_("task", task)
+        loss = str(self.loss).strip().lower()
+        set_("loss", _choice("loss", LOSS_ALIASES.get(loss, loss), LOSSES[task],
+                             what=f"{task} loss"))
+        if card is not None:
+            _check_loss_for_kind(self.loss, card)
+            _check_variant(Variant.parse(self.variant), card, self.subset_seed)
+        set_("options", build_options(task, self.options, regime=self.regime, loss=self.loss,
+                                      where="options"))
+        set_("legacy_extra", tuple(sorted((str(k), str(v)) for k, v in dict(self.legacy_extra)
+                                          .items())))
 
     # -- identity ---------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        """The fields the key covers, as plain JSON values."""
+        """The fields the key covers, as plain JSON values (None-valued fields left out, so a
+        new optional field never re-keys old runs)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)
                if f.name not in NON_IDENTITY_FIELDS}
-        out["extra"] = {k: v for k, v in self.extra}
-        return out
+        out["options"] = self.options.identity()
+        return {k: v for k, v in out.items() if v is not None}
 
     @property
     def key(self) -> str:
@@ -103,11 +154,14 @@ class RunSpec:
         return self.key[:12]
 
     def describe(self) -> str:
-        """One line for humans: what ran, with its hyper-parameters."""
+        """One line for humans: what ran, with its hyper-parameters and options."""
         hp = (f"lr={self.lr:g} batch={self.batch_size} opt={self.optimizer} "
               f"wd={self.weight_decay:g} sched={self.scheduler} epochs={self.max_epochs} "
               f"patience={self.patience} loss={self.loss} augment={self.augment}")
-        extra = "".join(f" {k}={v}" for k, v in self.extra)
+        opts = self.options.describe()
+        extra = (f" {opts}" if opts else "") + (
+            f" subset_seed={self.subset_seed}" if self.subset_seed is not None else "")
+        extra += "".join(f" {k}={v}(schema-1, unused)" for k, v in self.legacy_extra)
         weights = "" if self.weights == "default" else f" weights={self.weights}"
         return (f"{self.dataset}[{self.variant}] {self.model}{weights} {self.regime} "
                 f"seed={self.seed} {hp}{extra}")
@@ -117,53 +171,139 @@ class RunSpec:
 
     # -- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """All fields (identity and data location); ``extra`` as a dict."""
+        """All fields (identity and data location); ``options`` as a dict; the schema."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["extra"] = {k: v for k, v in self.extra}
+        out["options"] = self.options.identity()
+        out["legacy_extra"] = dict(self.legacy_extra)
+        out["schema"] = SPEC_SCHEMA
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
-        """Inverse of `to_dict`. Unknown fields are an error naming them (catches typos)."""
+    def from_dict(cls, data: Mapping[str, Any], *, task: str | None = None) -> RunSpec:
+        """Inverse of `to_dict`; reads schema-1 dicts (``extra`` text pairs) too, given the
+        ``task`` their record stored. Unknown fields are an error naming them."""
+        data = dict(data)
+        schema = data.pop("schema", SPEC_SCHEMA if "extra" not in data else LEGACY_SCHEMAS[0])
+        if schema in LEGACY_SCHEMAS:
+            return cls._from_legacy(data, task)
+        if schema != SPEC_SCHEMA:
+            raise OptionError("spec written by an unknown marsbench schema", where="spec",
+                              value=schema, fix="upgrade marsbench")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown RunSpec fields {unknown}; known fields: {sorted(known)}")
-        return cls(**dict(data))
+            raise OptionError("unknown RunSpec fields", where="spec", value=unknown,
+                              fix=did_you_mean(unknown[0], known))
+        return cls(**data)
+
+    @classmethod
+    def _from_legacy(cls, data: dict[str, Any], task: str | None) -> RunSpec:
+        extra = {str(k): v if isinstance(v, str) else str(v)
+                 for k, v in dict(data.pop("extra", {}) or {}).items()}
+        regime = str(data.get("regime", "")).strip().lower().replace("-", "_")
+        if task in (None, "unknown"):
+            card = dataset_card(str(data.get("dataset", "")), data.get("data_root"),
+                                str(data.get("source", "auto")), required=True)
+            task = str(card.task)
+        options, subset_seed, dropped = options_from_legacy(task, extra, regime)
+        return cls(**data, task=task, options=options, subset_seed=subset_seed,
+                   legacy_extra=tuple(dropped.items()))
+
+
+# -- datasets -----------------------------------------------------------------------------------
+
+def split_dataset(dataset: str, data_root: str | None, source: str) -> tuple[str, str | None, str]:
+    """(card name, data root, source): a folder path becomes its name and parent, a hub repo
+    id (``Mirali33/<name>``) its name with source ``hf``."""
+    path = Path(dataset).expanduser()
+    looks_like_path = "/" in dataset or "\\" in dataset or dataset.startswith(".")
+    if looks_like_path and (path.is_dir() or (data_root is None and path.is_absolute())):
+        resolved = path.resolve()
+        return resolved.name, str(resolved.parent), source
+    if "/" in dataset and not path.exists() and dataset.count("/") == 1:
+        return dataset.split("/")[-1], data_root, "hf" if source == "auto" else source
+    return dataset, data_root, source
+
+
+@lru_cache(maxsize=256)
+def dataset_card(dataset: str, data_root: str | None, source: str = "auto", *,
+                 required: bool = True):
+    """The card of a catalog dataset, or of a user folder ``data_root/dataset``; None (or an
+    error naming the dataset, when ``required``) where neither exists."""
+    from ..catalog import UnknownDatasetError, get_card, list_cards
+
+    try:
+        return get_card(dataset)
+    except UnknownDatasetError:
+        pass
+    if data_root is not None and (Path(data_root) / dataset).is_dir():
+        from ..sources.open import resolve
+
+        return resolve(Path(data_root) / dataset, source=source)[0]
+    if not required:
+        return None
+    where = f"{Path(data_root) / dataset}" if data_root else "dataset"
+    raise OptionError("unknown dataset", where=where, value=dataset,
+                      fix=did_you_mean(dataset, [c.name for c in list_cards()]) +
+                      " (a catalog name from `marsbench datasets list`, or a dataset folder)")
+
+
+def _check_variant(variant: Variant, card, subset_seed: int | None) -> None:
+    """A variant the dataset publishes, or a recorded draw (``subset_seed``); few-shot is for
+    classification. User folders list no variants on their card: their files are checked when
+    the split is opened."""
+    if variant.is_full:
+        return
+    if variant.kind == "few_shot" and str(card.task) != "classification":
+        raise OptionError(f"few-shot variants exist for classification only, not {card.task}",
+                          where=card.name, value=str(variant), fix="use full or partition:<p>")
+    published = card.variants()
+    if (card.few_shot or card.partitions) and str(variant) not in published \
+            and subset_seed is None:
+        raise OptionError("the dataset does not publish this variant", where=card.name,
+                          value=str(variant),
+                          fix=f"use one of {', '.join(published)}, or set a subset seed "
+                              "(--subset-seed / data.subset_seed) to draw a recorded subset")
+
+
+def _check_loss_for_kind(loss: str, card) -> None:
+    kind = str(card.kind)
+    if kind == "multilabel" and loss not in ("auto", "bce"):
+        raise OptionError("multi-label classification trains with loss bce", where=card.name,
+                          value=f"loss={loss}", fix="use loss auto or bce")
+    if kind == "multiclass" and card.task == "classification" and loss == "bce":
+        raise OptionError("loss bce is for binary and multi-label tasks", where=card.name,
+                          value=f"loss={loss}", fix="use loss auto or ce")
+
+
+# -- scalars ------------------------------------------------------------------------------------
+
+def _choice(name: str, value: Any, choices: tuple[str, ...], what: str | None = None) -> str:
+    text = str(value).strip().lower().replace("-", "_")
+    if text not in choices:
+        raise OptionError(f"unknown {what or name}", where=name, value=value,
+                          fix=f"use one of {', '.join(choices)}")
+    return text
 
 
 def _as_int(name: str, value: Any, low: int | None) -> int:
     try:
         ok = not isinstance(value, bool) and float(value).is_integer()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
-        raise TypeError(f"RunSpec.{name} must be an integer, got {value!r}")
+        raise OptionError(f"RunSpec.{name} must be an integer", where=name, value=value)
     value = int(value) if hasattr(value, "__index__") else int(float(value))
     if low is not None and value < low:
-        raise ValueError(f"RunSpec.{name} must be >= {low}, got {value}")
+        raise OptionError(f"RunSpec.{name} must be >= {low}", where=name, value=value)
     return value
 
 
 def _as_float(name: str, value: Any) -> float:
     if isinstance(value, bool):
-        raise TypeError(f"RunSpec.{name} must be a number, got {value!r}")
+        raise OptionError(f"RunSpec.{name} must be a number", where=name, value=value)
     try:
         return normalise_float(float(value))
-    except (TypeError, ValueError):
-        raise TypeError(f"RunSpec.{name} must be a finite number, got {value!r}") from None
-
-
-def _as_extra(extra: Any) -> tuple[tuple[str, str], ...]:
-    items = extra.items() if isinstance(extra, Mapping) else extra
-    out: dict[str, str] = {}
-    for item in items:
-        try:
-            k, v = item
-        except (TypeError, ValueError):
-            raise TypeError(f"RunSpec.extra items must be (name, value) pairs: {item!r}") from None
-        k = str(k)
-        if k in out:
-            raise ValueError(f"RunSpec.extra names {k!r} twice")
-        out[k] = v if isinstance(v, str) else canonical_json(v)
-    return tuple(sorted(out.items()))
+    except (TypeError, ValueError, OverflowError):
+        raise OptionError(f"RunSpec.{name} must be a finite number", where=name,
+                          value=value) from None

@@ -22,7 +22,6 @@ from .distributed import current_world
 from .features import cached_features, compute_features, feature_key
 from .loop import fit
 
-FE_PATHS = ("cached", "online")
 
 
 class PreparedImages(Dataset):
@@ -113,17 +112,15 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
 
     card = splits["train"].card
     kind = card.kind
-    extra = dict(spec.extra)
-    fe_path = extra.get("fe_path", "cached")
-    if fe_path not in FE_PATHS:
-        raise ValueError(f"fe_path must be one of {FE_PATHS}, not {fe_path!r}")
-    model_spec = resolve_model_spec(spec.model, extra, spec.regime)  # incl. band strategy
+    options = spec.options  # typed and validated when the spec was built
+    fe_path = options.fe_path  # None outside feature_extraction
+    model_spec = resolve_model_spec(spec.model, options.to_dict(), spec.regime)  # band strategy
     prep = model_spec.preprocessing
-    if "input_size" in extra:  # e.g. small synthetic images; recorded in the spec's identity
-        prep = dataclasses.replace(prep, input_size=int(extra["input_size"]))
+    if options.input_size is not None:  # e.g. small synthetic images; part of the run's identity
+        prep = dataclasses.replace(prep, input_size=options.input_size)
     gen = torch.Generator().manual_seed(spec.seed)
     timings = {"feature_extraction_s": 0.0, "training_s": 0.0}
-    info = {"fe_path": fe_path if spec.regime == "feature_extraction" else None,
+    info = {"fe_path": fe_path,
             "augment_applied": spec.augment, "preprocessing": prep.to_dict(),
             "weights": weights_identity(spec, model_spec)}
     model = None

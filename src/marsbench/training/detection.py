@@ -4,7 +4,7 @@ Input: images go through the models' preprocessing path only up to the ``uint8``
 matched channels, then are scaled to ``[0, 1]``; the detector normalises them itself with the
 spec's mean/std inside its ``GeneralizedRCNNTransform`` (so nothing is normalised twice).
 
-Input-size policy (``extra["input_policy"]``, recorded in the run's ``extra``):
+Input-size policy (the run's typed option ``input_policy``, recorded in the run's ``extra``):
 
 - ``native`` (default): the detector's internal resize is set so that images of the dataset's
   size are *not* resized (``min_size`` = short side, ``max_size`` = long side, the largest
@@ -14,7 +14,7 @@ Input-size policy (``extra["input_policy"]``, recorded in the run's ``extra``):
   part when at least half of it lies inside), inference and validation on whole images at the
   native size (the detectors are convolutional): large scenes train fast, nothing is shrunk.
 - ``reference``: ``input_size`` (default 224) for both, as the reference resizes everything.
-``extra["min_size"]`` / ``extra["max_size"]`` override the evaluation sizes.
+Options ``min_size`` / ``max_size`` override the evaluation sizes.
 
 Validation loss: torchvision detectors only return losses in training mode, so it is computed in
 training mode with every BatchNorm and Dropout layer switched to eval (running statistics are
@@ -41,12 +41,12 @@ from torchvision.transforms.v2 import functional as TF
 from ..io import atomic_write_text
 from ..metrics.detection import ImageDetections, coco_ground_truth, coco_results, detection_metrics
 from ..models.detection import set_input_size
+from ..runs.options import DETECTION_REFERENCE_SIZE, DETECTION_TILE_SIZE
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
 from .loop import fit
 from .segmentation import DenseResult, model_image
 
-DET_POLICIES = ("native", "tile", "reference")
 NORMALISED_BY = "the detector's GeneralizedRCNNTransform (inputs in [0, 1])"
 NATIVE_PROBE = 8  # training images looked at to find the native size
 
@@ -94,20 +94,17 @@ def flip_sample(image: torch.Tensor, target: dict, g: torch.Generator):
 
 def input_sizes(spec: RunSpec, train: MarsDataset) -> dict:
     """The detector's ``min_size`` / ``max_size`` under the run's policy (module doc)."""
-    extra = dict(spec.extra)
-    policy = extra.get("input_policy", "native")
-    if policy not in DET_POLICIES:
-        raise ValueError(f"input_policy for detection must be one of {', '.join(DET_POLICIES)}, "
-                         f"not {policy!r}")
+    options = spec.options  # typed DetectionOptions, validated when the spec was built
+    policy = options.input_policy
     if policy == "reference":
-        lo = hi = int(extra.get("input_size", 224))
+        lo = hi = options.input_size or DETECTION_REFERENCE_SIZE
     else:  # the images' real size (a card's nominal size may differ, e.g. synthetic twins)
         shapes = [train[i].image.shape[:2] for i in range(min(len(train), NATIVE_PROBE))]
         lo, hi = max(min(s) for s in shapes), max(max(s) for s in shapes)
-    lo, hi = int(extra.get("min_size", lo)), int(extra.get("max_size", hi))
+    lo, hi = options.min_size or lo, options.max_size or hi
     out = {"name": policy, "min_size": lo, "max_size": max(lo, hi)}
     if policy == "tile":
-        out["tile_size"] = int(extra.get("tile_size", 256))
+        out["tile_size"] = options.tile_size or DETECTION_TILE_SIZE
     return out
 
 

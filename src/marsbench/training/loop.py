@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "cosine", "plateau", "step")
+from ..vocab import OPTIMIZERS, SCHEDULERS
 
 
 def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float,

@@ -17,9 +17,11 @@ import torch
 from ..catalog import Task
 from ..errors import MarsbenchError
 from ..io import atomic_path
+from ..errors import MarsbenchError
+from ..runs.data import open_splits
 from ..runs.record import RunRecord
 from ..runs.spec import RunSpec
-from ..sources import SPLITS, open_dataset
+from ..sources import SPLITS
 from ..sources.dataset import splits_fingerprint
 from .distributed import init_from_env
 
@@ -35,9 +37,38 @@ def feature_cache_dir() -> Path:
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    if name and name != "auto":
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The torch device of ``--device``: auto (CUDA if present, else CPU), cpu, cuda, cuda:N, mps.
+
+    A device this machine does not have is an `OptionError` (``--device cuda`` without CUDA,
+    ``cuda:7`` on a machine with 2 GPUs, ``gpu``), raised before anything runs -- never a
+    failed run in the store.
+    """
+    from ..errors import OptionError, did_you_mean
+
+    if not name or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise OptionError("unknown device", where="--device", value=name,
+                          fix=did_you_mean(str(name), ("auto", "cpu", "cuda", "cuda:0", "mps"))
+                          .replace("choose from", "use one of")) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise OptionError("CUDA is not available on this machine", where="--device",
+                              value=name, fix="use --device cpu (or auto), or install a CUDA "
+                                              "build of PyTorch and its driver")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise OptionError(f"no such CUDA device: this machine has {count}",
+                              where="--device", value=name,
+                              fix=f"use cuda:0 to cuda:{count - 1}, or cuda")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise OptionError("Apple MPS is not available on this machine", where="--device",
+                              value=name, fix="use --device cpu (or auto)")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -46,16 +77,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def open_splits(spec: RunSpec, subset_seed: int | None = None) -> dict:
-    return {split: open_dataset(spec.dataset, split, root=spec.data_root, source=spec.source,
-                                variant=spec.variant, subset_seed=subset_seed)
-            for split in SPLITS}
-
-
 def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
                    device: str | None = None, out_dir: str | Path | None = None,
-                   store=None, subset_seed: int | None = None,
-                   progress: Callable | None = None) -> RunRecord:
+                   store=None, progress: Callable | None = None) -> RunRecord:
     """Run ``spec``: train with early stopping, restore the best weights, score val and test.
 
     The record holds the resolved spec and its key, metrics, best epoch, epochs run, timings
@@ -63,7 +87,8 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
     Predictions go to ``out_dir/predictions/<key>.csv`` (classification), or to the folder
     ``out_dir/predictions/<key>/``: ``<split>/<id>.png`` masks (segmentation) or ``<split>.json``
     COCO-style detections (detection). With ``store`` the record is written
-    there atomically; a failure is recorded too, then re-raised.
+    there atomically; a failure is recorded too, then re-raised — except bad input or a missing
+    environment piece (a `MarsbenchError`: data, weights, options), which is not a result.
     """
     t0 = time.perf_counter()
     world = init_from_env()  # under torchrun: one process per device
@@ -75,7 +100,7 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
             store, out_dir, progress = None, None, None
     try:
         seed_everything(spec.seed)
-        splits = open_splits(spec, subset_seed)
+        splits = open_splits(spec)
         card = splits["train"].card
         dense_dir = (Path(out_dir) / "predictions" / spec.short_key
                      if out_dir is not None else None)
@@ -86,7 +111,7 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
             from ..models.earth_observation import resolve_model_spec
 
             def build_model():  # lazy: a run whose features are all cached builds no backbone
-                model_spec = resolve_model_spec(spec.model, dict(spec.extra), spec.regime)
+                model_spec = resolve_model_spec(spec.model, spec.options.to_dict(), spec.regime)
                 return build_classifier(model_spec, splits["train"].num_classes, spec.regime,
                                         weights=weights_path, multilabel=card.multilabel,
                                         num_outputs=binary_outputs(card.kind, spec.loss))
@@ -109,10 +134,11 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
                                    weights=weights_path)
             result = train_detection(spec, model, splits, device=torch_device,
                                      predictions_dir=dense_dir, progress=progress)
+    except MarsbenchError:
+        raise  # bad input or environment (data, weights, options): not a result, not recorded
     except Exception as exc:
         if store is not None:
-            store.put(RunRecord.failure(spec, exc, task=_task_or_none(spec)),
-                      on_duplicate="replace")
+            store.put(RunRecord.failure(spec, exc), on_duplicate="replace")
         raise
     timings = result.timings | {"total_s": time.perf_counter() - t0}
     data_fp = splits_fingerprint(splits)
@@ -145,15 +171,6 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
     if store is not None:
         store.put(record, on_duplicate="replace")
     return record
-
-
-def _task_or_none(spec: RunSpec) -> str | None:
-    try:
-        from ..catalog import get_card
-
-        return str(get_card(Path(spec.dataset).name).task)
-    except KeyError:
-        return None
 
 
 def write_predictions(path: Path, predictions: dict, class_names: list[str]) -> Path:

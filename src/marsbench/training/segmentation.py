@@ -1,7 +1,7 @@
 """Train and score one segmentation run: input-size policies, losses, tiled inference, PNG export.
 
-Input-size policies (``RunSpec.extra["input_policy"]``; the record's ``extra["input_policy"]``
-says which one ran and with which sizes):
+Input-size policies (the run's typed option ``input_policy``; the record's
+``extra["input_policy"]`` says which one ran and with which sizes):
 
 - ``native`` (default): images at their own size, padded to a multiple of 32 (padding is
   ignored by loss and metrics) — nothing of a 500-1200 px scene is thrown away.
@@ -17,7 +17,7 @@ float images (MMLS, 7 bands) are first reduced to bands [2, 1, 0] stretched to 8
 reference's choice (`marsbench.vlm.images.display_pixels`).
 
 Losses (``RunSpec.loss``): ``ce`` (default, ``auto``), ``dice`` (generalised Dice, MONAI's
-``GeneralizedDiceLoss``; class weights ``extra["dice_weighting"]`` = ``square`` (default),
+``GeneralizedDiceLoss``; class weights: option ``dice_weighting`` = ``square`` (default),
 ``simple`` or ``uniform``) and ``combined`` (``ce+dice``: their sum). The dataset's ignore value
 (e.g. 255) and padding are excluded from losses and metrics.
 """
@@ -46,15 +46,15 @@ from ..models.preprocess import (
     resize,
     to_uint8_tensor,
 )
+from ..runs.options import SEGMENTATION_TILE_OVERLAP, SEGMENTATION_TILE_SIZE
 from ..runs.spec import RunSpec
+from ..vocab import DICE_WEIGHTINGS
 from ..sources import MarsDataset
 from .loop import fit
 
 IGNORE = -100  # the label of ignored pixels (dataset ignore value, padding) inside training
-POLICIES = ("native", "tile", "reference")
-LOSSES = {"auto": ("ce",), "ce": ("ce",), "dice": ("dice",), "gdice": ("dice",),
-          "combined": ("ce", "dice"), "ce+dice": ("ce", "dice"), "ce_dice": ("ce", "dice")}
-DICE_WEIGHTINGS = ("square", "simple", "uniform")
+# The parts of each segmentation loss (names: marsbench.vocab.LOSSES, validated in the spec).
+LOSS_PARTS = {"auto": ("ce",), "ce": ("ce",), "dice": ("dice",), "combined": ("ce", "dice")}
 # The reference's segmentation augmentation: flips and rot90, geometric only.
 SEGMENTATION_AUGMENT = AugmentConfig(jitter_p=0.0, blur_p=0.0)
 STRIDE = 32
@@ -80,21 +80,18 @@ class InputPolicy:
     overlap: float = 0.25
 
     @classmethod
-    def from_extra(cls, extra: dict, model_input_size: int) -> InputPolicy:
-        name = extra.get("input_policy", "native")
-        if name not in POLICIES:
-            raise ValueError(f"input_policy must be one of {', '.join(POLICIES)}, not {name!r}")
-        if name == "tile":
-            size, overlap = int(extra.get("tile_size", 512)), float(extra.get("tile_overlap", 0.25))
-            if size % STRIDE or size <= 0:
-                raise ValueError(f"tile_size must be a positive multiple of {STRIDE}, got {size}")
-            if not 0 <= overlap < 1:
-                raise ValueError(f"tile_overlap must be in [0, 1), got {overlap}")
-            return cls(name, size, overlap)
-        size = int(extra.get("input_size", model_input_size))
-        if name == "reference" and size % STRIDE:
-            raise ValueError(f"input_size must be a multiple of {STRIDE}, got {size}")
-        return cls(name, size if name == "reference" else 0, 0.0)
+    def from_options(cls, options, model_input_size: int) -> InputPolicy:
+        """From the run's validated `SegmentationOptions` (defaults resolved here, once)."""
+        if options.input_policy == "tile":
+            return cls("tile", options.tile_size or SEGMENTATION_TILE_SIZE,
+                       SEGMENTATION_TILE_OVERLAP if options.tile_overlap is None
+                       else options.tile_overlap)
+        if options.input_policy == "reference":
+            size = options.input_size or model_input_size
+            if size % STRIDE:
+                raise ValueError(f"input_size must be a multiple of {STRIDE}, got {size}")
+            return cls("reference", size, 0.0)
+        return cls("native", 0, 0.0)
 
     def describe(self) -> dict:
         out = asdict(self)
@@ -162,12 +159,13 @@ class SegmentationLoss:
     """CE, generalised Dice or both, with `IGNORE` pixels left out; see the module doc."""
 
     def __init__(self, name: str, num_classes: int, dice_weighting: str = "square") -> None:
-        if name not in LOSSES:
-            raise ValueError(f"segmentation loss must be one of {', '.join(LOSSES)}, not {name!r}")
+        if name not in LOSS_PARTS:
+            raise ValueError(f"segmentation loss must be one of {', '.join(LOSS_PARTS)}, "
+                             f"not {name!r}")
         if dice_weighting not in DICE_WEIGHTINGS:
             raise ValueError(f"dice_weighting must be one of {', '.join(DICE_WEIGHTINGS)}, "
                              f"not {dice_weighting!r}")
-        self.parts, self.num_classes = LOSSES[name], num_classes
+        self.parts, self.num_classes = LOSS_PARTS[name], num_classes
         self.dice = None
         if "dice" in self.parts:
             from monai.losses import GeneralizedDiceLoss
@@ -265,12 +263,11 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
                        progress: Callable | None = None) -> DenseResult:
     """Train ``model`` (a `DenseModel`) with early stopping on the validation loss, restore the
     best weights, score val and test; masks go to ``predictions_dir/<split>/<id>.png``."""
-    extra = dict(spec.extra)
-    policy = InputPolicy.from_extra(extra, model.spec.input_size)
+    policy = InputPolicy.from_options(spec.options, model.spec.input_size)
     prep = model.preprocessing
     train_data = splits["train"]
     num_classes = train_data.num_classes
-    criterion = SegmentationLoss(spec.loss, num_classes, extra.get("dice_weighting", "square"))
+    criterion = SegmentationLoss(spec.loss, num_classes, spec.options.dice_weighting or "square")
     gen = torch.Generator().manual_seed(spec.seed)
     model.to(device)
     images = {name: SegmentationImages(data, policy, prep) for name, data in splits.items()}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..catalog import DatasetCard, Task, TaskKind
+from ..errors import MarsbenchError
 from .cache import ResponseCache, cache_key
 from .clients import Reply, VLMClient
 from .images import DEFAULT_MAX_SIDE, encode_png, images_hash
@@ -34,7 +35,7 @@ FATAL_STATUS = (401, 403, 404)  # HTTP statuses that stop the whole run at once
 ItemStatus = Literal["ok", "unparseable", "failed"]
 
 
-class IncompleteRunError(RuntimeError):
+class IncompleteRunError(MarsbenchError, RuntimeError):
     """Some requests failed after retries; every other answer is cached. ``result`` is partial."""
 
     def __init__(self, result: ZeroShotResult):
@@ -236,7 +237,7 @@ def zero_shot_record(result: ZeroShotResult, *, data_root: str | None = None) ->
     ident = result.client_identity
     spec = RunSpec(
         dataset=result.dataset, model=result.model_label, regime=REGIME, seed=0,
-        extra={"provider": ident["provider"], "endpoint": ident.get("endpoint") or "",
+        options={"provider": ident["provider"], "endpoint": ident.get("endpoint") or "",
                "model_id": ident["model"], "temperature": ident.get("temperature"),
                "max_tokens": ident.get("max_tokens"), "prompt_version": result.prompt.version,
                "prompt_sha256": result.prompt.sha256, "max_side": result.max_side,

@@ -1,0 +1,38 @@
+"""Every fixed vocabulary of marsbench, defined once (and importable without torch).
+
+Modules that accept one of these names import it from here; `marsbench.runs.options` validates
+run options against them, the experiment-file parser and the CLI help list them.
+"""
+
+from __future__ import annotations
+
+TASKS = ("classification", "segmentation", "detection")
+
+# The paper's three training regimes, plus zero_shot for models scored without training (VLMs).
+TRAINING_REGIMES = ("scratch", "feature_extraction", "fine_tuning")
+REGIMES = (*TRAINING_REGIMES, "zero_shot")
+PRETRAINED_REGIMES = ("feature_extraction", "fine_tuning")  # regimes that load weights
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "cosine", "plateau", "step")
+
+# Losses per task, and the spellings accepted for them (normalised to the canonical name).
+LOSSES = {
+    "classification": ("auto", "ce", "bce"),
+    "segmentation": ("auto", "ce", "dice", "combined"),
+    "detection": ("auto",),  # the detectors' own losses
+}
+LOSS_ALIASES = {"gdice": "dice", "ce+dice": "combined", "ce_dice": "combined",
+                "cross_entropy": "ce"}
+
+# Where a run reads its data from (`open_dataset(source=...)`).
+DATA_SOURCES = ("auto", "folder", "hf")
+# Where `marsbench datasets download` fetches a dataset from, and the local copies it keeps.
+DOWNLOAD_SOURCES = ("hf", "zenodo")
+
+FE_PATHS = ("cached", "online")  # feature_extraction: backbone once (no augmentation) or per step
+SEGMENTATION_INPUT_POLICIES = ("native", "tile", "reference")
+DETECTION_INPUT_POLICIES = ("native", "tile", "reference")
+DICE_WEIGHTINGS = ("square", "simple", "uniform")  # MONAI GeneralizedDiceLoss w_type
+BAND_STRATEGIES = ("replicate", "visible", "adapter")  # Earth-observation models' band adaptation
+ANNOTATION_FORMATS = ("voc", "coco", "yolo")  # detection annotations; voc as the reference
