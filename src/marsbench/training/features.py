@@ -2,7 +2,8 @@
 
 With a frozen backbone in eval mode, the features of an un-augmented image never change, so they
 are computed once per (model, weights, dataset split and its fingerprint, preprocessing) and kept
-on disk (and in memory for the process). Every later run that shares them — other learning rates,
+on disk (and in memory for the process, least recently used first out past a byte budget:
+``MARSBENCH_FEATURE_MEMORY_BYTES``, default 2 GiB, so a long sweep does not grow without bound). Every later run that shares them — other learning rates,
 optimisers, seeds — trains only the head on the cached tensors and never runs the backbone.
 
 Train-time augmentation cannot be applied to cached features; runs on this path train the head
@@ -14,7 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +28,78 @@ from torch import nn
 from ..io import atomic_path
 
 FEATURE_CACHE_VERSION = 1
-_MEMORY: dict[str, torch.Tensor] = {}
+MEMORY_ENV = "MARSBENCH_FEATURE_MEMORY_BYTES"
+DEFAULT_MEMORY_BYTES = 2 * 2**30
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+class _MemoryCache:
+    """Feature tensors kept in this process, least recently used evicted past a byte budget."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.nbytes = 0
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> torch.Tensor | None:
+        with self._lock:
+            feats = self._items.get(key)
+            if feats is not None:
+                self._items.move_to_end(key)
+            return feats
+
+    def put(self, key: str, feats: torch.Tensor, budget: int) -> None:
+        size = _nbytes(feats)
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.nbytes -= _nbytes(old)
+            if size <= budget:  # larger than the whole budget: not kept (the disk has it)
+                self._items[key] = feats
+                self.nbytes += size
+            while self.nbytes > budget:  # the budget may also have shrunk since
+                _, evicted = self._items.popitem(last=False)
+                self.nbytes -= _nbytes(evicted)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.nbytes = 0
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.element_size() * t.nelement()
+
+
+def memory_budget() -> int:
+    """Bytes of features kept in memory: ``$MARSBENCH_FEATURE_MEMORY_BYTES`` (a byte count, or
+    with a binary suffix such as ``512M``, ``4G``; 0 keeps none), else 2 GiB."""
+    text = os.environ.get(MEMORY_ENV, "").strip()
+    if not text:
+        return DEFAULT_MEMORY_BYTES
+    number, unit = text.rstrip("bBiI"), ""
+    if number and number[-1].lower() in _UNITS:
+        number, unit = number[:-1], number[-1].lower()
+    try:
+        value = int(float(number) * _UNITS[unit])
+    except (ValueError, OverflowError):  # "abc", "inf", "nan"
+        value = -1
+    if value < 0:
+        from ..errors import OptionError
+
+        raise OptionError("not a byte count", where=f"environment variable {MEMORY_ENV}",
+                          value=text, fix="give bytes, e.g. 2147483648 or 2G (0 keeps no "
+                                          "features in memory)")
+    return value
+
+
+_MEMORY = _MemoryCache()
 
 
 def feature_key(*, model: str, weights: str, dataset_fingerprint: str, split: str,
@@ -45,11 +120,15 @@ def compute_features(backbone: nn.Module, batches, device: torch.device) -> torc
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def cached_features(key: str, cache_dir: Path | None,
-                    compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
-    """The features for ``key`` and whether they came from the cache (memory or disk)."""
-    if key in _MEMORY:
-        return _MEMORY[key], True
+def cached_features(key: str, cache_dir: Path | None, compute: Callable[[], torch.Tensor], *,
+                    memory_bytes: int | None = None) -> tuple[torch.Tensor, bool]:
+    """The features for ``key`` and whether they came from the cache (memory or disk).
+
+    ``memory_bytes``: the in-memory budget (default `memory_budget()`)."""
+    budget = memory_budget() if memory_bytes is None else int(memory_bytes)
+    feats = _MEMORY.get(key)
+    if feats is not None:
+        return feats, True
     path = cache_dir / f"{key}.pt" if cache_dir else None
     if path is not None and path.is_file():
         try:
@@ -58,7 +137,7 @@ def cached_features(key: str, cache_dir: Path | None,
             warnings.warn(f"feature cache {path} is unreadable ({exc}); recomputing it",
                           stacklevel=2)
         else:
-            _MEMORY[key] = feats
+            _MEMORY.put(key, feats, budget)
             return feats, True
     feats = compute()
     if path is not None:
@@ -69,9 +148,14 @@ def cached_features(key: str, cache_dir: Path | None,
         except OSError as exc:  # disk full, read-only cache: the run goes on uncached
             warnings.warn(f"feature cache {path} could not be written ({exc}); going on "
                           "without caching it", stacklevel=2)
-    _MEMORY[key] = feats
+    _MEMORY.put(key, feats, budget)
     return feats, False
 
 
 def clear_memory_cache() -> None:
     _MEMORY.clear()
+
+
+def memory_cache_bytes() -> int:
+    """Bytes of features held in memory now."""
+    return _MEMORY.nbytes
