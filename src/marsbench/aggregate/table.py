@@ -30,11 +30,10 @@ import pandas as pd
 from marsbench.catalog import UnknownDatasetError, Variant, get_card
 from marsbench.errors import MarsbenchError
 from marsbench.io import atomic_path
+from marsbench.vocab import REGIMES, TASKS
 
 COLUMNS: tuple[str, ...] = ("model", "dataset", "task", "regime", "variant", "seed", "metric", "value")
 KEY: tuple[str, ...] = COLUMNS[:-1]
-TASKS: tuple[str, ...] = ("classification", "segmentation", "detection")
-REGIMES: tuple[str, ...] = ("scratch", "feature_extraction", "fine_tuning", "zero_shot")
 _STRING_COLUMNS = ("model", "dataset", "task", "regime", "variant", "metric")
 _DUPLICATE_ATOL = 1e-12
 

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..catalog import get_card, list_cards
+from ..catalog import Task, get_card, list_cards
+from . import common
 
 app = typer.Typer(no_args_is_help=True, help="The 20 Mars-Bench datasets: list, inspect, "
                                             "download, validate, synthesise.")
@@ -20,17 +21,14 @@ RootOption = Annotated[Optional[Path], typer.Option(
     "--root", help="data root (default: $MARSBENCH_DATA or the user cache dir)")]
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(1)
-
-
 @app.command("list")
 def list_command(
     task: Annotated[Optional[str], typer.Option(help="classification|segmentation|detection")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per dataset")] = False,
 ) -> None:
     """List the datasets of the catalog."""
+    if task is not None:
+        common.choice(task, [t.value for t in Task], "--task")
     cards = list_cards(task)
     if as_json:
         typer.echo(json.dumps([c.to_dict() for c in cards], indent=2))
@@ -50,13 +48,10 @@ def list_command(
 @app.command("info")
 def info_command(name: str, root: RootOption = None) -> None:
     """Show a dataset's card and whether (and where) its data is present locally."""
-    from ..catalog import UnknownDatasetError
     from ..sources.cache import find_local, local_path
 
-    try:
-        card = get_card(name)
-    except UnknownDatasetError as exc:
-        _fail(str(exc))
+    card = get_card(name)
+    root = common.data_root(root)
     info = card.to_dict()
     table = Table(show_header=False, title=card.name)
     for key in ("task", "kind", "platform", "mission", "instrument", "image_size", "bands",
@@ -85,13 +80,13 @@ def check_command(
         "--ignore-index", help="mask value to ignore (e.g. 255)")] = None,
 ) -> None:
     """Validate a local copy in one pass and list every problem; exit 1 if any."""
-    from ..sources import DataError
     from ..sources.check import check_dataset
+    from ..vocab import DATA_SOURCES as SOURCES
 
-    try:
-        report = check_dataset(name, root=root, source=source, ignore_index=ignore_index)
-    except DataError as exc:
-        _fail(str(exc))
+    common.choice(source, SOURCES, "--source")
+    root = common.data_root(root)
+    common.dataset_name(name)
+    report = check_dataset(name, root=root, source=source, ignore_index=ignore_index)
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
     console.print(f"{report.dataset} ({report.source}, {report.location}): {counts}")
     for note in report.notes:
@@ -118,10 +113,11 @@ def synth_command(
     """Write a small SYNTHETIC dataset mirroring a card, in its exact public format."""
     from ..sources.synth import generate, generate_suite
 
-    if fmt not in ("folder", "hf"):
-        _fail(f"--format must be folder or hf, not {fmt!r}")
-    paths = (generate_suite(out, fmt, seed=seed) if name == "all"
-             else [generate(get_card(name), out, fmt, seed=seed)])
+    common.choice(fmt, ("folder", "hf"), "--format")
+    cards = None if name == "all" else [get_card(name)]  # a typo is refused before writing
+    out = common.output_folder(out, "--out")
+    paths = (generate_suite(out, fmt, seed=seed) if cards is None
+             else [generate(cards[0], out, fmt, seed=seed)])
     for path in paths:
         console.print(f"wrote synthetic {path.name} ({fmt}) to {path}")
 
@@ -136,11 +132,12 @@ def download_command(
     quiet: bool = False,
 ) -> None:
     """Download a dataset (resumable, integrity-checked) into the data root."""
-    from ..sources.download import DownloadError, download
+    from ..sources.cache import data_root
+    from ..sources.download import download
 
-    try:
-        path = download(name, source, root, progress=not quiet, zenodo_record=zenodo_record,
-                        force=force)
-    except DownloadError as exc:
-        _fail(str(exc))
+    get_card(name)  # refused before any network access: a typo, the source, the root
+    common.choice(source, ("hf", "zenodo", "folder"), "--source")
+    common.output_folder(data_root(root), "--root")
+    path = download(name, source, root, progress=not quiet, zenodo_record=zenodo_record,
+                    force=force)
     console.print(f"{name} is in {path}")

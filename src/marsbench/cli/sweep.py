@@ -9,6 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import OptionError
+from . import common
+
 console = Console(highlight=False)
 DEFAULT_STORE = Path("runs/results.sqlite")
 SHOW = 10  # failed / stale runs listed by name before "... and N more"
@@ -51,28 +54,35 @@ def sweep_command(
 
     Every finished run is written to the store at once; run the same command again to
     continue an interrupted sweep (finished runs are skipped)."""
-    from ..protocol import ExperimentError, list_experiments as shipped, load_experiment
+    from ..protocol import list_experiments as shipped, load_experiment
 
     if list_experiments:
         _print_shipped(shipped())
         return
     if experiment is None:
-        console.print("[red]error:[/red] give an experiment file or paper:<name> (see --list)")
-        raise typer.Exit(2)
-    try:
-        exp = load_experiment(experiment)
-        changes = {}
-        if root is not None:
-            changes["data_root"] = str(root.expanduser().resolve())
-        if source is not None:
-            changes["source"] = source
-        exp = exp.with_overrides(**changes) if changes else exp
-    except ExperimentError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2)
-    if executor not in ("local", "process", "ray"):
-        console.print(f"[red]error:[/red] --executor {executor!r}: use local, process or ray")
-        raise typer.Exit(2)
+        raise OptionError("no experiment given", where="marsbench sweep",
+                          fix="give an experiment file or paper:<name> (see --list)")
+    # Everything is checked before the store is opened or anything runs: a bad option is one
+    # line and exit code 2, never a sweep of failed runs.
+    common.choice(executor, ("local", "process", "ray"), "--executor")
+    if source is not None:
+        from ..vocab import DATA_SOURCES as SOURCES
+
+        common.choice(source, SOURCES, "--source")
+    root = common.data_root(root)
+    if out is not None:
+        common.output_folder(out, "--out", create=False)
+    if not dry_run and executor != "ray":  # ray places runs on the cluster's devices
+        from ..training.run import pick_device
+
+        pick_device(device)
+    exp = load_experiment(experiment)
+    changes = {}
+    if root is not None:
+        changes["data_root"] = str(root.resolve())
+    if source is not None:
+        changes["source"] = source
+    exp = exp.with_overrides(**changes) if changes else exp
 
     from ..runs.store import ResultsStore
 
@@ -89,14 +99,10 @@ def sweep_command(
 # -- dry run ------------------------------------------------------------------------------------
 
 def _dry_run(exp, store, retry_failed: bool, rerun_stale: bool, check_data: bool) -> None:
-    from ..protocol import ExperimentError, make_plan
+    from ..protocol import make_plan
 
-    try:
-        plan = make_plan(exp, store, retry_failed=retry_failed, rerun_stale=rerun_stale,
-                         check_data=check_data)
-    except ExperimentError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2)
+    plan = make_plan(exp, store, retry_failed=retry_failed, rerun_stale=rerun_stale,
+                     check_data=check_data)
     groups = len(plan.selections)
     console.print(f"[bold]{exp.name}[/bold]: {groups} groups (dataset x variant x model x "
                   f"regime), grid of {exp.grid_size} point(s) at seed {exp.grid_seed}, "
@@ -180,7 +186,7 @@ def _sweep(exp, store, *, quiet: bool, **options) -> None:
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
                                TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
-    from ..protocol import ExperimentError, SweepInterrupted, run_sweep
+    from ..protocol import SweepInterrupted, run_sweep
 
     live = console.is_terminal and not quiet
     progress = Progress(
@@ -229,9 +235,6 @@ def _sweep(exp, store, *, quiet: bool, **options) -> None:
         console.print("[yellow]interrupted[/yellow]: finished runs are in the store; run the "
                       "same command again to continue")
         raise typer.Exit(130)
-    except (ExperimentError, RuntimeError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2)
     _summarise(summary)
     if summary.progress.failed:
         raise typer.Exit(1)
@@ -242,6 +245,10 @@ def _summarise(summary) -> None:
     console.print(f"[bold]{summary.experiment}[/bold] on {summary.executor}: ran {p.finished} "
                   f"(ok {p.ok}, failed {p.failed}); {p.skipped} already done in "
                   f"{summary.store}", highlight=False)
+    if p.elsewhere:
+        failed = sum(not r.ok for r in summary.elsewhere)
+        console.print(f"{p.elsewhere} run(s) were done by a concurrent sweep on the same store"
+                      + (f" ({failed} failed)" if failed else ""), highlight=False)
     if summary.skipped_failed:
         console.print(f"{summary.skipped_failed} failed record(s) kept; --retry-failed runs "
                       "them again")

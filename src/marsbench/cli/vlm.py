@@ -10,6 +10,9 @@ from typing import Optional
 import platformdirs
 import typer
 
+from ..errors import OptionError
+from . import common
+
 DEFAULT_STORE = Path("runs/results.sqlite")  # the same store as `run` and `sweep`
 
 
@@ -60,22 +63,33 @@ def vlm_command(
 ) -> None:
     """Ask a VLM about every image of a split; score it like a trained model; store the record."""
     from ..runs import ResultsStore
-    from ..sources import open_dataset
-    from ..vlm import (IncompleteRunError, MissingAPIKeyError, PromptError, make_client,
-                       run_zero_shot, task_format, zero_shot_record)
+    from ..sources import SPLITS, open_dataset
+    from ..vocab import DATA_SOURCES as SOURCES
+    from ..vlm import IncompleteRunError, make_client, run_zero_shot, task_format, zero_shot_record
+    from ..vlm.clients import PROVIDERS
 
-    try:
-        client = make_client(provider, model, base_url=base_url, timeout=timeout,
-                             max_retries=max_retries, temperature=_temperature(temperature),
-                             max_tokens=max_tokens)
-    except (MissingAPIKeyError, ValueError) as e:
-        raise typer.BadParameter(str(e)) from None
+    # Every input is checked before the first (paid) request: a bad one is one line, exit 2.
+    common.choice(provider, PROVIDERS, "--provider")
+    common.choice(split, SPLITS, "--split")
+    common.choice(source, SOURCES, "--source")
+    root = common.data_root(root)
+    common.dataset_name(dataset, "--dataset")
+    if prompt is not None and not prompt.is_file():
+        raise OptionError("no prompt file at this path" if not prompt.is_dir() else
+                                 "the --prompt path is a folder, not a YAML file",
+                                 where=prompt, fix="give a prompt YAML file (see docs/vlm.md)")
+    cache_path = common.output_file(cache or default_cache(), "--cache")
+    if predictions is not None:
+        common.output_file(predictions, "--predictions", create=False)
+    results = ResultsStore(store)  # a folder, foreign or read-only store: refused now
+    client = make_client(provider, model, base_url=base_url, timeout=timeout,
+                         max_retries=max_retries, temperature=_temperature(temperature),
+                         max_tokens=max_tokens)  # MissingAPIKeyError: one line
     data = open_dataset(dataset, split, root=root, source=source)
     try:
         task_format(data.card)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--dataset") from None
-    cache_path = cache or default_cache()
     total = len(data) if limit is None else min(limit, len(data))
     done, lock = [0], threading.Lock()
 
@@ -91,18 +105,15 @@ def vlm_command(
         result = run_zero_shot(data, client, cache=cache_path, prompt=prompt, split=split,
                                limit=limit, concurrency=concurrency, max_side=max_side,
                                progress=progress)
-    except PromptError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    except IncompleteRunError as e:
-        typer.echo(f"error: {e}", err=True)
+    except IncompleteRunError as e:  # the work ran and part of it failed: exit 1, not 2
+        common.echo_error(str(e))
         raise typer.Exit(1) from None
     if predictions is not None:
         write_predictions(result, predictions)
     record = zero_shot_record(result, data_root=str(root) if root else None)
     if predictions is not None:
         record.predictions_path = str(predictions)
-    ResultsStore(store).put(record, on_duplicate="replace")
+    results.put(record, on_duplicate="replace")
     counts, usage, m = result.counts, result.usage, result.metrics
     typer.echo(json.dumps({
         "dataset": result.dataset, "split": result.split, "model": result.model_label,

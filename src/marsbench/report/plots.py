@@ -19,6 +19,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator  # noqa: E402
 
+from ..vocab import REGIMES  # noqa: E402
+
 DPI = 90
 _OWN_COLOURS = plt.get_cmap("tab10").colors
 _BASELINE_COLOURS = plt.get_cmap("tab20").colors[1::2]  # light twins of tab10
@@ -74,7 +76,7 @@ def regime_plot(scores: pd.DataFrame, task: str) -> Figure:
     """IQM with interval per model, one marker per regime side by side."""
     rows = scores[scores["task"] == task]
     models = sorted(rows["model"].unique())
-    regimes = [g for g in ("scratch", "feature_extraction", "fine_tuning", "zero_shot") if g in set(rows["regime"])]
+    regimes = [g for g in REGIMES if g in set(rows["regime"])]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(models) + 2), 4.2))
     width = 0.8 / len(regimes)
     for j, regime in enumerate(regimes):

@@ -166,6 +166,22 @@ class RunSpec:
         return (f"{self.dataset}[{self.variant}] {self.model}{weights} {self.regime} "
                 f"seed={self.seed} {hp}{extra}")
 
+    @property
+    def label(self) -> str:
+        """The model as the report groups it: the name, plus every identity axis beyond the
+        hyper-parameter grid that tells runs apart (user weights, non-default options, a drawn
+        subset), so runs that differ in them are never pooled into one score."""
+        parts = [] if self.weights == "default" else [f"weights={self.weights[:19]}"]
+        identity = self.options.identity()
+        if self.regime == "feature_extraction" and identity.get("fe_path") == "cached":
+            identity.pop("fe_path")  # the regime's default path
+        if self.regime == "zero_shot":
+            identity = {}  # the VLM's label already names provider and model
+        parts += [f"{k}={v}" for k, v in sorted(identity.items())]
+        if self.subset_seed is not None:
+            parts.append(f"subset_seed={self.subset_seed}")
+        return self.model + (f" [{' '.join(parts)}]" if parts else "")
+
     def replace(self, **changes: Any) -> RunSpec:
         return dataclasses.replace(self, **changes)
 

@@ -12,13 +12,24 @@ Each row keeps the full record as JSON (the source of truth) plus copies of the 
 filter on. A record replaced by ``put(..., on_duplicate="replace")`` is moved to the
 ``superseded`` table in the same transaction, so a replace never loses a finished result.
 The ``meta`` table holds ``schema_version``; a store written by a newer schema is refused.
+
+The ``claims`` table lets several sweeps share one store's work: a sweep claims a spec key
+(`ResultsStore.claim`) before running it, and skips keys another live sweep holds. A claim
+names its holder (host, pid, the pid's start time, a random token) and carries a heartbeat the
+holder refreshes; a claim whose process is gone (same host) or whose heartbeat is older than
+``stale_after`` is taken over. The table is created on the first claim, so stores written before
+it existed read and write as before (and older marsbench versions ignore it).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import socket
 import sqlite3
+import sys
 import time
+import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..catalog.variant import Variant
+from ..errors import MarsbenchError
 from .fingerprint import code_fingerprint as current_code_fingerprint
 from .record import RunRecord, utc_now
 from .spec import RunSpec
@@ -61,7 +73,7 @@ _RUN_COLUMNS = ("spec_key", "dataset", "variant", "model", "regime", "seed", "ta
                 "val_loss", "code_fingerprint", "data_fingerprint", "created_at", "record")
 
 
-class StoreError(RuntimeError):
+class StoreError(MarsbenchError, RuntimeError):
     """A results store cannot be opened or written as asked."""
 
 
@@ -102,19 +114,79 @@ class StaleRun:
         return out
 
 
+CLAIM_HEARTBEAT_S = 30.0  # how often a sweep refreshes the heartbeat of its claims
+CLAIM_STALE_S = 600.0  # a claim not refreshed for this long is taken over
+_CLAIMS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS claims (
+    spec_key TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    pid_started TEXT, claimed_at REAL NOT NULL, heartbeat REAL NOT NULL
+)
+"""
+_CLAIM_COLUMNS = ("spec_key", "owner", "host", "pid", "pid_started", "claimed_at", "heartbeat")
+
+
+@dataclass(frozen=True)
+class ClaimOwner:
+    """Who holds claims: one sweep, as host, pid, the pid's start time and a random token
+    (two sweeps in one process are two owners; a reused pid is told apart by its start time)."""
+
+    host: str
+    pid: int
+    pid_started: str | None
+    token: str
+
+    @classmethod
+    def current(cls) -> ClaimOwner:
+        pid = os.getpid()
+        return cls(socket.gethostname(), pid, process_start_time(pid), uuid.uuid4().hex[:12])
+
+    @property
+    def id(self) -> str:
+        return f"{self.host}:{self.pid}:{self.token}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A row of the ``claims`` table: ``owner`` runs ``spec_key`` (times: seconds since epoch)."""
+
+    spec_key: str
+    owner: str
+    host: str
+    pid: int
+    pid_started: str | None
+    claimed_at: float
+    heartbeat: float
+
+    def alive(self, *, stale_after: float = CLAIM_STALE_S, now: float | None = None) -> bool:
+        """False once the heartbeat is older than ``stale_after`` or, on this host, once the
+        holding process is gone; True otherwise."""
+        if (time.time() if now is None else now) - self.heartbeat > stale_after:
+            return False
+        if self.host == socket.gethostname():
+            return process_alive(self.pid, self.pid_started) is not False
+        return True
+
+
 class ResultsStore:
     """Run records in the SQLite file ``path`` (created with its folders if missing).
 
     Safe to share between processes: open one `ResultsStore` per process (it is just a path and
     pickles as one); every call opens its own short-lived connection.
+
+    Opening checks the file at once, so that a bad ``--store`` is refused before any work:
+    a folder, a file that is not SQLite, an SQLite file of another program, a store of a newer
+    schema, an unreadable file, or (unless ``readonly``) a store or folder that cannot be
+    written each raise `StoreError` naming the path and the fix. ``readonly=True`` (for
+    readers such as ``marsbench report``) also refuses a missing file instead of creating it.
     """
 
-    def __init__(self, path: str | Path, *, timeout: float = 60.0):
+    def __init__(self, path: str | Path, *, timeout: float = 60.0, readonly: bool = False):
         if str(path) == ":memory:":
-            raise StoreError("a ResultsStore needs a file path (':memory:' is private to one call)")
+            raise StoreError("a ResultsStore needs a file path", value=":memory:",
+                             fix="':memory:' is private to one connection; give a file path")
         self.path = Path(path)
         self.timeout = float(timeout)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _check_location(self.path, readonly=readonly)
         self._open_schema()
 
     def __repr__(self) -> str:
@@ -130,9 +202,9 @@ class ResultsStore:
             con.execute("PRAGMA synchronous = FULL")
             yield con
         except sqlite3.DatabaseError as e:
-            if "not a database" in str(e) or "malformed" in str(e):
-                raise StoreError(f"{self.path} is not a readable marsbench results store: {e}. "
-                                 "Point --store at another file or restore this one.") from e
+            problem = _store_problem(self.path, e)
+            if problem is not None:
+                raise problem from e
             raise
         finally:
             con.close()
@@ -167,7 +239,8 @@ class ResultsStore:
             elif version != SCHEMA_VERSION:
                 # No older schema exists yet; a future version adds its migration here.
                 raise SchemaVersionError(
-                    f"{self.path}: schema {version} has no migration to {SCHEMA_VERSION}")
+                    f"the results store's schema has no migration to {SCHEMA_VERSION}",
+                    where=self.path, value=version, fix="upgrade marsbench")
 
     # -- writing ----------------------------------------------------------------------------
     def put(self, record: RunRecord, *, on_duplicate: DuplicatePolicy = "error") -> bool:
@@ -227,6 +300,68 @@ class ResultsStore:
     def _insert(self, con: sqlite3.Connection, row: tuple[Any, ...]) -> None:
         marks = ", ".join("?" * len(_RUN_COLUMNS))
         con.execute(f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({marks})", row)
+
+    # -- claims: several sweeps sharing one store's work -------------------------------------
+    def claim(self, key: str | RunSpec, owner: ClaimOwner, *,
+              stale_after: float = CLAIM_STALE_S) -> bool:
+        """Claim ``key`` for ``owner``; False if another owner's live claim holds it.
+
+        Atomic (one write transaction): of two sweeps claiming a key at once, one wins. A
+        claim of a dead process or with a heartbeat older than ``stale_after`` is taken over;
+        ``owner``'s own claim is renewed. Claiming says nothing about records: check the store
+        for a record made meanwhile before running.
+        """
+        key = key.key if isinstance(key, RunSpec) else key
+        now = time.time()
+        with self._transaction() as con:
+            con.execute(_CLAIMS_SCHEMA)
+            row = con.execute(f"SELECT {', '.join(_CLAIM_COLUMNS)} FROM claims "
+                              "WHERE spec_key = ?", (key,)).fetchone()
+            if row is not None:
+                held = Claim(*row)
+                if held.owner != owner.id and held.alive(stale_after=stale_after, now=now):
+                    return False
+            con.execute(f"INSERT OR REPLACE INTO claims ({', '.join(_CLAIM_COLUMNS)}) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (key, owner.id, owner.host, owner.pid, owner.pid_started, now, now))
+        return True
+
+    def release(self, key: str | RunSpec, owner: ClaimOwner) -> bool:
+        """Drop ``owner``'s claim on ``key`` (another owner's claim is left); True if dropped."""
+        key = key.key if isinstance(key, RunSpec) else key
+        return self._claims_write("DELETE FROM claims WHERE spec_key = ? AND owner = ?",
+                                  (key, owner.id)) > 0
+
+    def release_all(self, owner: ClaimOwner) -> int:
+        """Drop every claim of ``owner``; returns how many."""
+        return self._claims_write("DELETE FROM claims WHERE owner = ?", (owner.id,))
+
+    def heartbeat(self, owner: ClaimOwner) -> int:
+        """Refresh the heartbeat of every claim of ``owner``; returns how many."""
+        return self._claims_write("UPDATE claims SET heartbeat = ? WHERE owner = ?",
+                                  (time.time(), owner.id))
+
+    def claims(self, *, live_only: bool = False,
+               stale_after: float = CLAIM_STALE_S) -> list[Claim]:
+        """The claims, oldest first; ``live_only`` leaves out those that would be taken over."""
+        try:
+            with self._connect() as con:
+                rows = con.execute(f"SELECT {', '.join(_CLAIM_COLUMNS)} FROM claims "
+                                   "ORDER BY claimed_at, spec_key").fetchall()
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return []  # a store nobody has claimed in yet
+            raise
+        out = [Claim(*row) for row in rows]
+        if live_only:
+            now = time.time()
+            out = [c for c in out if c.alive(stale_after=stale_after, now=now)]
+        return out
+
+    def _claims_write(self, sql: str, args: tuple[Any, ...]) -> int:
+        with self._transaction() as con:
+            con.execute(_CLAIMS_SCHEMA)
+            return con.execute(sql, args).rowcount
 
     # -- reading ----------------------------------------------------------------------------
     def get(self, key: str | RunSpec) -> RunRecord | None:
@@ -309,7 +444,8 @@ class ResultsStore:
         """Tidy table of successful runs: one row per numeric metric of ``split`` (or splits).
 
         Columns `TABLE_COLUMNS`: model, dataset, task, regime, variant, seed, metric, value,
-        split, spec_key. Nested metrics (``per_class_f1``), non-numbers and non-finite values
+        split, spec_key. ``model`` is the spec's `RunSpec.label`: the model name plus any
+        weights, options or subset that set its runs apart, so they are never pooled. Nested metrics (``per_class_f1``), non-numbers and non-finite values
         (a NaN loss is not a score) are left out; the records keep them.
         """
         import pandas as pd
@@ -322,7 +458,7 @@ class ResultsStore:
                 for name, value in (r.metrics.get(sp) or {}).items():
                     if (isinstance(value, (int, float)) and not isinstance(value, bool)
                             and math.isfinite(value)):
-                        rows.append((s.model, s.dataset, r.task, s.regime, s.variant, s.seed,
+                        rows.append((s.label, s.dataset, r.task, s.regime, s.variant, s.seed,
                                      name, float(value), sp, r.spec_key))
         table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
         table = table.astype({"seed": "int64", "value": "float64"})
@@ -339,24 +475,132 @@ class ResultsStore:
 # -- helpers ------------------------------------------------------------------------------------
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+_OTHER_STORE = "choose another --store file (this one is left untouched)"
+
+
+def _check_location(path: Path, *, readonly: bool) -> None:
+    """Refuse, before SQLite touches it, a store path that cannot work; create its folder."""
+    if path.is_dir():
+        raise StoreError("the results store is a folder, not a file", where=path,
+                         fix=f"give a file path, e.g. --store {path / 'results.sqlite'}")
+    if path.exists():
+        if not path.is_file():
+            raise StoreError("the results store is not a regular file", where=path,
+                             fix=_OTHER_STORE)
+        try:
+            with path.open("rb") as fh:
+                header = fh.read(len(SQLITE_HEADER))
+        except OSError as e:
+            raise StoreError("the results store cannot be read", where=path,
+                             value=e.strerror or str(e),
+                             fix="fix its permissions, or " + _OTHER_STORE) from e
+        if header and header != SQLITE_HEADER:
+            raise StoreError("not a marsbench results store: the file is not an SQLite database",
+                             where=path, value=f"starts with {header[:8]!r}", fix=_OTHER_STORE)
+        if not readonly and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+            raise StoreError("the results store cannot be written", where=path,
+                             value="read-only file or folder",
+                             fix="make the file and its folder writable (SQLite writes a "
+                                 "journal beside it), or " + _OTHER_STORE)
+        return
+    if readonly:
+        raise StoreError("no results store at this path", where=path,
+                         fix="check the path (`marsbench run` and `marsbench sweep` create it)")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise StoreError("the results store's folder cannot be made: a part of its path is a "
+                         "file", where=parent, fix=_OTHER_STORE) from e
+    except OSError as e:
+        raise StoreError("the results store's folder cannot be made", where=parent,
+                         value=e.strerror or str(e), fix=_OTHER_STORE) from e
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError("the results store's folder is not writable", where=parent,
+                         fix="fix its permissions, or " + _OTHER_STORE)
+
+
+def _store_problem(path: Path, e: sqlite3.DatabaseError) -> StoreError | None:
+    """The `StoreError` an SQLite error means when it is about the store file itself."""
+    text = str(e)
+    if "not a database" in text or "malformed" in text:
+        return StoreError("the results store is damaged or not an SQLite database", where=path,
+                          value=text, fix="restore it from a backup, or " + _OTHER_STORE)
+    if "unable to open" in text:
+        return StoreError("the results store cannot be opened", where=path, value=text,
+                          fix="check the path and the permissions of the file and its folder")
+    if "readonly" in text or "read-only" in text:
+        return StoreError("the results store cannot be written", where=path, value=text,
+                          fix="make the file and its folder writable, or " + _OTHER_STORE)
+    if "disk is full" in text or "disk I/O" in text:
+        return StoreError("the results store cannot be written", where=path, value=text,
+                          fix="free some disk space (records written before are kept)")
+    return None
+
+
 def _schema_version(con: sqlite3.Connection, path: Path) -> int | None:
     """The store's schema version; None for an empty file; errors for foreign or newer files."""
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "meta" not in tables:
         if tables:
-            raise StoreError(f"{path} is an SQLite database but not a marsbench results store "
-                             f"(tables: {sorted(tables)}); choose another --store file")
+            raise StoreError("an SQLite database but not a marsbench results store", where=path,
+                             value=f"tables {', '.join(sorted(tables))}", fix=_OTHER_STORE)
         return None
     row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if row is None:
-        raise StoreError(f"{path}: results store has no schema_version; it is damaged or foreign")
-    version = int(row[0])
+    try:
+        version = int(row[0]) if row is not None else None
+    except (TypeError, ValueError):
+        version = None
+    if version is None:
+        raise StoreError("the results store has no valid schema_version; it is damaged or "
+                         "foreign", where=path, value=None if row is None else row[0],
+                         fix=_OTHER_STORE)
     if version > SCHEMA_VERSION:
         raise SchemaVersionError(
-            f"{path} was written with results-store schema {version}, but this marsbench reads "
-            f"schema {SCHEMA_VERSION} at most: upgrade marsbench (pip install -U marsbench)"
-        )
+            f"the results store was written with schema {version}, newer than this marsbench "
+            f"reads ({SCHEMA_VERSION})", where=path, value=version,
+            fix="upgrade marsbench (pip install -U marsbench)")
     return version
+
+
+def process_start_time(pid: int) -> str | None:
+    """When process ``pid`` started, as the kernel counts it (Linux), to tell a reused pid from
+    the process that held it; None where unknown."""
+    stat = _proc_stat(pid)
+    return stat[19] if stat and len(stat) > 19 else None  # field 22: starttime, clock ticks
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (state first), or None (no such process, not Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            text = fh.read()
+        return text[text.rindex(")") + 2:].split()  # after "pid (name) "; name may hold spaces
+    except (OSError, ValueError):
+        return None
+
+
+def process_alive(pid: int, started: str | None = None) -> bool | None:
+    """Whether process ``pid`` (started at ``started``, if known) still runs on this host;
+    None where this cannot be told (Windows: there signal 0 would end the process)."""
+    if sys.platform == "win32":
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, owned by another user
+    except OSError:
+        return None
+    stat = _proc_stat(pid)
+    if stat is not None:
+        if stat[0] in ("Z", "X"):
+            return False  # exited, not yet reaped by its parent
+        if started is not None and len(stat) > 19 and stat[19] != started:
+            return False  # the pid was reused by a newer process
+    return True
 
 
 def _retry_locked(fn: Callable[[], Any], timeout: float) -> Any:

@@ -15,9 +15,10 @@ from typing import Literal
 
 import platformdirs
 
+from ..vocab import DOWNLOAD_SOURCES
+
 DATA_ENV = "MARSBENCH_DATA"
 Source = Literal["hf", "zenodo"]
-SOURCES: tuple[str, ...] = ("hf", "zenodo")
 _ALIASES = {"hf": "hf", "zenodo": "zenodo", "folder": "zenodo"}
 
 
@@ -64,4 +65,5 @@ def is_present(card_name: str, source: str, root: str | Path | None = None) -> b
 
 def find_local(card_name: str, root: str | Path | None = None) -> dict[str, Path]:
     """The local copies of ``card_name`` that exist, as ``{"zenodo"|"hf": path}``."""
-    return {s: local_path(card_name, s, root) for s in SOURCES if is_present(card_name, s, root)}
+    return {s: local_path(card_name, s, root) for s in DOWNLOAD_SOURCES
+            if is_present(card_name, s, root)}

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 from ..catalog import DatasetCard, Platform, Task, TaskKind, UnknownDatasetError, Variant, get_card
+from ..vocab import DATA_SOURCES
 from .dataset import SPLITS, MarsDataset
 from .errors import DataError
 from .folder import read_folder
 from .hf import read_hf
 
-SOURCES = ("auto", "folder", "hf")
 
 
 def detect_layout(path: Path) -> str | None:
@@ -83,8 +83,8 @@ def infer_card(path: Path) -> DatasetCard:
 def resolve(name_or_path: str | Path, *, root: str | Path | None = None,
             source: str = "auto") -> tuple[DatasetCard, str, str]:
     """(card, source, location) for a catalog name, a local folder, or a hub repo id."""
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
+    if source not in DATA_SOURCES:
+        raise ValueError(f"source must be one of {DATA_SOURCES}, not {source!r}")
     path = Path(name_or_path)
     if path.is_dir():
         layout = detect_layout(path)
@@ -101,20 +101,25 @@ def resolve(name_or_path: str | Path, *, root: str | Path | None = None,
     name = str(name_or_path)
     if "/" in name and source in ("auto", "hf"):  # a hub repo id such as Mirali33/mb-domars16k
         return get_card(name.split("/")[-1]), "hf", name
-    card = get_card(name)
+    try:
+        card = get_card(name)
+    except UnknownDatasetError:
+        if root is not None and (Path(root) / name).is_dir():  # a folder of one's own
+            return resolve(Path(root) / name, source=source)
+        raise
     from .cache import find_local
 
     present = {("folder" if k == "zenodo" else k): v for k, v in find_local(card.name, root).items()}
     if source == "auto":
         for candidate in ("folder", "hf"):
-            if candidate in present:
-                return card, candidate, str(present[candidate])
+            if candidate in present:  # read as a folder: a synthetic copy says so on its card
+                return resolve(present[candidate], source=candidate)
         raise DataError(
             "not present locally", dataset=card.name,
             fix=f"run `marsbench datasets download {card.name}` (or pass --root DIR holding "
                 f"{card.name}/), or use source='hf' to read {card.hf_repo} from the hub")
     if source in present:
-        return card, source, str(present[source])
+        return resolve(present[source], source=source)
     if source == "hf":
         return card, "hf", card.hf_repo
     raise DataError("no local copy in the folder layout", dataset=card.name,
