@@ -46,7 +46,7 @@ def test_task_counts_and_facts():
 
 
 def test_unknown_dataset_suggests_close_names():
-    with pytest.raises(KeyError, match="Did you mean mb-domars16k"):
+    with pytest.raises(KeyError, match="did you mean 'mb-domars16k'"):
         get_card("mb-domars")
 
 

@@ -55,7 +55,7 @@ def test_registry_holds_the_paper_baselines_and_lite0() -> None:
 
 
 def test_unknown_names_get_did_you_mean() -> None:
-    with pytest.raises(UnknownModelError, match="Did you mean resnet101"):
+    with pytest.raises(UnknownModelError, match="did you mean 'resnet101'"):
         get_spec("resnet_101")
     with pytest.raises(UnknownModelError, match="timm:resnet18"):
         get_spec("timm:resnet18x")

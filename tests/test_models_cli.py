@@ -32,4 +32,4 @@ def test_models_list_filters_by_task_and_renders_a_table() -> None:
     assert table.exit_code == 0 and "efficientnet_lite0" in table.output
     assert "timm:<name>" in table.output
     bad = runner.invoke(app, ["models", "list", "--task", "nonsense"])
-    assert bad.exit_code == 1 and "unknown task" in bad.output
+    assert bad.exit_code == 2 and "unknown --task value: nonsense" in bad.stderr

@@ -124,7 +124,7 @@ def test_input_errors_are_clear(tmp_path):
     result = runner.invoke(app, ["report", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "give results with --store PATH and/or --csv FILE" in result.output
     result = runner.invoke(app, ["report", "--csv", str(tmp_path / "nope.csv"), "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "nope.csv: no such file" in result.output
+    assert result.exit_code == 2 and "no such file" in result.output and "nope.csv)" in result.output
     bad = tmp_path / "bad.csv"
     bad.write_text("model,dataset,task,regime,variant,seed,metric,value\n"
                    "m,mb-domars16k,classification,frozen,full,0,f1_weighted,0.5\n")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
-
+from ..errors import MarsbenchError, did_you_mean
 from .card import FEW_SHOT_K, PARTITIONS, DatasetCard, Platform, Task, TaskKind
 from .cards import CARDS
 from .variant import Variant
@@ -11,7 +10,7 @@ from .variant import Variant
 _BY_NAME = {card.name: card for card in CARDS}
 
 
-class UnknownDatasetError(KeyError):
+class UnknownDatasetError(MarsbenchError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return str(self.args[0])
 
@@ -25,11 +24,10 @@ def get_card(name: str) -> DatasetCard:
     try:
         return _BY_NAME[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_BY_NAME), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise UnknownDatasetError(
-            f"unknown dataset {name!r}.{hint} Run `marsbench datasets list` for all 20."
-        ) from None
+            "unknown dataset", value=name,
+            fix=f"{did_you_mean(str(name), _BY_NAME)} (`marsbench datasets list` lists all "
+                f"{len(_BY_NAME)}; a folder in the Mars-Bench layout works too)") from None
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""`marsbench models list`."""
+"""`marsbench models list | info`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from .common import choice
 
 app = typer.Typer(no_args_is_help=True, help="The model registry: baselines, timm:<name>, "
                                             "and how each model is fed and initialised.")
@@ -30,10 +32,8 @@ def list_command(
     from ..catalog.card import Task
     from ..models import list_specs, registered_prefixes
 
-    if task is not None and task not in {t.value for t in Task}:
-        console.print(f"[red]error:[/red] unknown task {task!r}; use one of "
-                      f"{', '.join(t.value for t in Task)}", highlight=False)
-        raise typer.Exit(1)
+    if task is not None:
+        choice(task, [t.value for t in Task], "--task")
     specs = list_specs(task)
     if as_json:
         typer.echo(json.dumps([s.to_dict() for s in specs], indent=2))
@@ -53,6 +53,25 @@ def list_command(
     if registered_prefixes():
         console.print("Also accepted: " + ", ".join(f"{p}<name>" for p in registered_prefixes())
                       + " (e.g. timm:resnet18).", highlight=False)
+
+
+@app.command("info")
+def info_command(
+    name: Annotated[str, typer.Argument(help="registry name or timm:<name>")],
+    as_json: Annotated[bool, typer.Option("--json", help="the model as a JSON object")] = False,
+) -> None:
+    """Show how one model is built, fed and initialised."""
+    from ..models import get_spec
+
+    spec = get_spec(name)  # an unknown name: one line with "did you mean"
+    info = spec.to_dict()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    table = Table(show_header=False, title=spec.name)
+    for key, value in info.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    console.print(table)
 
 
 def _fmt(values: tuple[float, ...]) -> str:

@@ -11,40 +11,70 @@ from typing import Annotated
 
 import typer
 
+from ..errors import OptionError
+from . import common
+
 
 class Baselines(str, Enum):
     paper = "paper"
     none = "none"
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=2)
+def _check_inputs(store: Path | None, csvs: list[Path]) -> None:
+    """Refuse missing, folder or unreadable inputs by name, before any work."""
+    if store is None and not csvs:
+        raise OptionError("no results given", where="marsbench report",
+                          fix="give results with --store PATH and/or --csv FILE")
+    for path in csvs:
+        if path.is_dir():
+            raise OptionError("--csv is a folder, not a CSV file", where=path,
+                              fix="give the results CSV file itself")
+        if not path.is_file():
+            raise OptionError("--csv: no such file", where=path, fix="check the path")
 
 
-def _read_inputs(store: Path | None, csvs: list[Path], renumber_seeds: bool):
+def _read_store(store: Path):
+    from marsbench.runs.store import ResultsStore
+
+    results = ResultsStore(store, readonly=True)  # folder, foreign, corrupt: one clear line
+    table = results.to_table()
+    if table.empty:
+        failed = len(results.records(status="failed"))
+        raise OptionError(
+            "the results store has no successful runs to report", where=store,
+            value=f"{len(results)} run(s), {failed} failed",
+            fix="run `marsbench run` or `marsbench sweep` with this --store first"
+                + (" (`marsbench sweep --dry-run` lists the failures)" if failed else ""))
+    return table
+
+
+def _read_csv(path: Path, renumber_seeds: bool):
     import pandas as pd
 
     from marsbench.aggregate.published import read_published_csv
-    from marsbench.aggregate.table import concat_tables, is_tidy_csv, read_results_csv
+    from marsbench.aggregate.table import is_tidy_csv, read_results_csv
 
-    tables: list[pd.DataFrame] = []
-    if store is not None:
-        try:
-            from marsbench.runs.store import ResultsStore  # written alongside; imported only when asked
-        except ImportError as err:
-            raise _fail(f"--store needs marsbench.runs.store.ResultsStore, which cannot be imported "
-                        f"({err}); export the runs to CSV and pass --csv instead") from None
-        if not store.exists():
-            raise _fail(f"results store {store} does not exist")
-        tables.append(ResultsStore(store).to_table())
-    for path in csvs:
-        if not path.is_file():
-            raise _fail(f"--csv {path}: no such file")
+    try:
         if is_tidy_csv(path):
-            tables.append(read_results_csv(path))
-        else:
-            tables.append(read_published_csv(path, duplicate_seeds="renumber" if renumber_seeds else "error"))
+            return read_results_csv(path)
+        return read_published_csv(path, duplicate_seeds="renumber" if renumber_seeds else "error")
+    except UnicodeDecodeError as err:
+        raise OptionError("--csv is not a text CSV file", where=path,
+                          value=f"{err.reason} at byte {err.start}",
+                          fix="give a results CSV (tidy schema or a published Mars-Bench CSV)"
+                          ) from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+        raise OptionError("--csv cannot be read as CSV", where=path,
+                          value=" ".join(str(err).split()),
+                          fix="give a results CSV (tidy schema or a published Mars-Bench CSV)"
+                          ) from None
+
+
+def _read_inputs(store: Path | None, csvs: list[Path], renumber_seeds: bool):
+    from marsbench.aggregate.table import concat_tables
+
+    tables = [_read_store(store)] if store is not None else []
+    tables += [_read_csv(path, renumber_seeds) for path in csvs]
     return concat_tables(tables)
 
 
@@ -63,9 +93,14 @@ def _normaliser(choice: str, table):
         return default_normaliser().merged(from_table())
     path = Path(choice)
     if not path.is_file():
-        raise _fail(f"--normaliser {choice!r}: use paper, table, paper+table or the path of a "
-                    "normaliser JSON file (e.g. the normaliser.json of an earlier report)")
-    return Normaliser.load(path)
+        raise OptionError("--normaliser is neither a known choice nor a JSON file", value=choice,
+                          fix="use paper, table, paper+table or the path of a normaliser JSON "
+                              "file (e.g. the normaliser.json of an earlier report)")
+    try:
+        return Normaliser.load(path)
+    except UnicodeDecodeError:
+        raise OptionError("--normaliser is not a JSON text file", where=path,
+                          fix="give the normaliser.json of an earlier report") from None
 
 
 def report_command(
@@ -95,25 +130,22 @@ def report_command(
     """Write a self-contained HTML report, a Markdown summary and CSV tables (incl. leaderboard.csv)."""
     from marsbench.aggregate.normalise import parse_metric_overrides
     from marsbench.aggregate.published import paper_baselines
-    from marsbench.aggregate.table import ResultsTableError
     from marsbench.report.build import build_report_data
     from marsbench.report.write import write_report
 
     csvs = list(csv or [])
-    if store is None and not csvs:
-        raise _fail("give results with --store PATH and/or --csv FILE")
-    try:
-        table = _read_inputs(store, csvs, renumber_seeds)
-        data = build_report_data(
-            table, normaliser=_normaliser(normaliser, table),
-            baselines=paper_baselines() if baselines is Baselines.paper else None,
-            metrics=parse_metric_overrides(metric or []), rounds=rounds, seed=seed,
-            confidence=confidence, resample_datasets=resample_datasets, partial=partial,
-            inputs=[str(store)] * (store is not None) + [str(p) for p in csvs],
-        )
-        written = write_report(data, out, title=title)
-    except (ResultsTableError, ValueError, OSError) as err:
-        raise _fail(str(err)) from None
+    _check_inputs(store, csvs)
+    metrics = parse_metric_overrides(metric or [])
+    common.output_folder(out, "--out", create=False)
+    table = _read_inputs(store, csvs, renumber_seeds)
+    data = build_report_data(
+        table, normaliser=_normaliser(normaliser, table),
+        baselines=paper_baselines() if baselines is Baselines.paper else None,
+        metrics=metrics, rounds=rounds, seed=seed,
+        confidence=confidence, resample_datasets=resample_datasets, partial=partial,
+        inputs=[str(store)] * (store is not None) + [str(p) for p in csvs],
+    )
+    written = write_report(data, out, title=title)
     for note in data.notes():
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"report: {written['html']}")

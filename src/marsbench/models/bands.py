@@ -25,6 +25,8 @@ from enum import StrEnum
 import torch
 from torch import nn
 
+from ..errors import MarsbenchError
+
 # ITU-R BT.601 luma weights, as torchvision's rgb_to_grayscale.
 LUMINANCE = (0.299, 0.587, 0.114)
 SOURCE_BANDS = (1, 3)  # what a Mars image may have: grayscale or RGB
@@ -39,7 +41,7 @@ class BandStrategy(StrEnum):
 BAND_STRATEGIES = tuple(s.value for s in BandStrategy)
 
 
-class BandMismatchError(ValueError):
+class BandMismatchError(MarsbenchError, ValueError):
     """An image whose bands a model cannot take under the chosen strategy."""
 
 

@@ -6,17 +6,17 @@ added with `register_prefix`, whose resolver builds the spec on demand.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable
 
 from ..catalog.card import Task
+from ..errors import MarsbenchError, did_you_mean
 from .spec import ModelSpec
 
 _SPECS: dict[str, ModelSpec] = {}
 _PREFIXES: dict[str, tuple[Callable[[str], ModelSpec], Callable[[], Iterable[str]]]] = {}
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(MarsbenchError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return str(self.args[0])
 
@@ -46,20 +46,17 @@ def get_spec(name: str) -> ModelSpec:
     for prefix, (resolve, _known) in _PREFIXES.items():
         if name.startswith(prefix):
             return resolve(name[len(prefix):])
-    close = difflib.get_close_matches(name, list(_SPECS), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
     prefixes = ", ".join(f"{p}<name>" for p in _PREFIXES)
     raise UnknownModelError(
-        f"unknown model {name!r}.{hint} Run `marsbench models list` for the registered models"
-        + (f"; also accepted: {prefixes}." if prefixes else ".")
-    )
+        "unknown model", value=name,
+        fix=f"{did_you_mean(name, _SPECS)} (`marsbench models list` lists the registered "
+            "models" + (f"; also accepted: {prefixes})" if prefixes else ")"))
 
 
 def unknown_in_family(prefix: str, name: str, known: Iterable[str]) -> UnknownModelError:
     """The error for ``<prefix><name>`` that its family does not know, with close matches."""
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(prefix + c for c in close)}?" if close else ""
-    return UnknownModelError(f"unknown model {prefix + name!r}.{hint}")
+    return UnknownModelError("unknown model", value=prefix + name,
+                             fix=did_you_mean(prefix + name, [prefix + k for k in known]))
 
 
 def list_specs(task: Task | str | None = None) -> list[ModelSpec]:

@@ -20,16 +20,18 @@ from pathlib import Path
 
 import torch
 
+from ..errors import MarsbenchError
+
 OFFLINE_ENV = "MARSBENCH_OFFLINE"
 CHECKPOINT_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "weights")
 COMMON_PREFIXES = ("module.", "_orig_mod.", "model.", "net.", "encoder.", "backbone.")
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(MarsbenchError, RuntimeError):
     """Published weights are missing or cannot be loaded; the message says how to get them."""
 
 
-class WeightsLoadError(RuntimeError):
+class WeightsLoadError(MarsbenchError, RuntimeError):
     """A user checkpoint cannot be read or does not fit the model."""
 
 
@@ -95,11 +97,31 @@ def fetch_url_weights(url: str, what: str) -> dict[str, torch.Tensor]:
         ) from exc
 
 
+def check_weights_file(path: str | Path) -> Path:
+    """``path`` as a `Path` if it is a readable file; else `WeightsLoadError` saying what it is."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir()
+                        if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".safetensors"))[:3]
+        raise WeightsLoadError(
+            "the weights path is a folder, not a checkpoint file", where=path,
+            fix="pass the checkpoint file itself" + (
+                f" (e.g. {path / inside[0]})" if inside else " (.pt, .pth or .safetensors)"))
+    if not path.exists():
+        raise WeightsLoadError("no weights file at this path", where=path,
+                               fix="check the --weights path")
+    if not path.is_file():
+        raise WeightsLoadError("the weights path is not a regular file", where=path,
+                               fix="pass a checkpoint file (.pt, .pth or .safetensors)")
+    if not os.access(path, os.R_OK):
+        raise WeightsLoadError("the weights file cannot be read", where=path,
+                               value="permission denied", fix="fix its permissions")
+    return path
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file, read safely; unwraps ``{"state_dict": ...}``-style files."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsLoadError(f"weights file {path} does not exist")
+    path = check_weights_file(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -137,6 +159,8 @@ def _is_state_dict(obj: Mapping) -> bool:
 
 
 def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a weights file (`WeightsLoadError` if it is a folder or missing)."""
+    path = check_weights_file(path)
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

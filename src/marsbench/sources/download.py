@@ -30,6 +30,7 @@ from rich.progress import Progress
 
 from ..catalog import DatasetCard, Task, get_card
 from ..catalog.card import ZENODO_COMMUNITY
+from ..errors import MarsbenchError
 from .cache import data_root, downloads_dir, is_present, local_path, normalize_source
 
 ZENODO_URL_ENV = "MARSBENCH_ZENODO_URL"
@@ -45,7 +46,7 @@ STREAM_CHUNK_BYTES = 1 << 16  # bytes lost at most when a connection drops mid-c
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(MarsbenchError, RuntimeError):
     """A download could not complete; the message says why and what to do."""
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from ..errors import MarsbenchError
 from .images import MIME_TYPE
 from .prompts import Prompt
 
@@ -26,11 +27,11 @@ PROVIDERS = ("openai", "gemini")
 LOCAL_API_KEY = "unused-local-key"  # OpenAI-compatible local servers ignore the key
 
 
-class MissingAPIKeyError(RuntimeError):
+class MissingAPIKeyError(MarsbenchError, RuntimeError):
     """The provider's API key is not in the environment."""
 
 
-class MalformedResponseError(RuntimeError):
+class MalformedResponseError(MarsbenchError, RuntimeError):
     """The API answered, but not with a chat answer (e.g. no choices)."""
 
 

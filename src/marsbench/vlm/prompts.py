@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 import yaml
 
+from ..errors import MarsbenchError
+
 TaskFormat = Literal["single_label", "multi_label", "presence"]
 TASK_FORMATS = ("single_label", "multi_label", "presence")
 TOP_LEVEL_KEYS = {"version", "dataset", "task", "classes_from", "system", "context", "question",
@@ -38,7 +40,7 @@ GENERIC = {"single_label": "_generic_single_label", "multi_label": "_generic_mul
            "presence": "_generic_presence"}
 
 
-class PromptError(ValueError):
+class PromptError(MarsbenchError, ValueError):
     """A prompt file is malformed or does not fit the dataset's classes."""
 
 
