@@ -16,6 +16,10 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
@@ -35,7 +39,6 @@ class RunTask:
     weights_path: str | None = None
     device: str | None = None
     out_dir: str | None = None
-    subset_seed: int | None = None
     threads: int | None = None  # torch CPU threads in the worker; None leaves torch's default
 
 
@@ -49,7 +52,7 @@ def execute(task: RunTask) -> RunRecord:
         from ..training.run import run_experiment
 
         return run_experiment(task.spec, weights_path=task.weights_path, device=task.device,
-                              out_dir=task.out_dir, subset_seed=task.subset_seed)
+                              out_dir=task.out_dir)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, none stops a sweep
         return RunRecord.failure(task.spec, exc)
 
@@ -109,11 +112,42 @@ class LocalExecutor(Executor):
         self._queue.clear()
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: end this worker when the sweep that started it ends, however it
+    ends (kill -9 included), so no orphan keeps training and holding a GPU.
+
+    Linux: the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``). Elsewhere a
+    daemon thread checks once a second that the parent is still the parent.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass  # no usable libc: fall back to watching
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="marsbench-parent-watch", daemon=True).start()
+
+
 class ProcessExecutor(Executor):
     """A pool of ``workers`` spawned processes (spawn: no forked torch/CUDA state).
 
     A worker that dies (out of memory, a segfault in a library) breaks the pool; its tasks are
-    resubmitted once to a fresh pool, and a task lost twice is recorded as failed.
+    resubmitted once to a fresh pool, and a task lost twice is recorded as failed. Workers die
+    with the sweep: killed by ``close(cancel=True)`` (Ctrl-C, SIGTERM, an error in the driver)
+    and, if the driver itself is killed, by the kernel (see `_die_with_parent`).
     """
 
     name = "process"
@@ -130,7 +164,8 @@ class ProcessExecutor(Executor):
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(self.workers,
-                                      mp_context=multiprocessing.get_context("spawn"))
+                                      mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_die_with_parent, initargs=(os.getpid(),))
 
     def submit(self, task: RunTask) -> None:
         if not task.threads:
@@ -177,7 +212,14 @@ class ProcessExecutor(Executor):
         return len(self._futures)
 
     def close(self, cancel: bool = False) -> None:
+        # shutdown() lets running tasks finish; a cancelled sweep stops its workers now
+        workers = list((getattr(self._pool, "_processes", None) or {}).values()) if cancel else []
         self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        for process in workers:
+            if process.is_alive():
+                process.kill()
+        for process in workers:
+            process.join(timeout=5)
         self._futures.clear()
 
 

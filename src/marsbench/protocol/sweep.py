@@ -10,17 +10,30 @@ are submitted; other groups keep running meanwhile.
 A run that raises is recorded as failed (with its traceback) and the sweep goes on;
 ``retry_failed`` runs failed records again. Records made by other code or data are reported
 (`SweepSummary.stale`) and kept unless ``rerun_stale``.
+
+Several sweeps can share one store (two terminals, two jobs of a scheduler): before submitting
+a run the driver claims its key in the store (`ResultsStore.claim`); a key another live sweep
+holds is set aside and watched, and a run whose record appeared since this sweep planned it is
+taken as done. When its own work is done the sweep waits for the set-aside runs (or runs them
+itself if their holder died without a record), so every sweep ends with every run done, each run
+executed once. A background thread refreshes the heartbeat of this sweep's claims; claims are
+released when a run's record is stored and on any exit, and a claim left by a killed sweep is
+taken over (its process is gone, or its heartbeat stopped).
 """
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..runs.record import RunRecord
-from ..runs.store import ResultsStore, StaleRun
+from ..runs.store import CLAIM_HEARTBEAT_S, ClaimOwner, ResultsStore, StaleRun
 from .executors import Executor, RunTask, make_executor
 from .experiment import Experiment
 from .plan import (
@@ -49,6 +62,8 @@ class SweepProgress:
     failed: int = 0
     running: int = 0
     skipped: int = 0  # planned runs already done in the store
+    elsewhere: int = 0  # runs a concurrent sweep on the same store did while this one ran
+    waiting: int = 0  # runs another live sweep is running now (set aside, watched)
 
     @property
     def remaining(self) -> int:
@@ -57,7 +72,9 @@ class SweepProgress:
 
 @dataclass
 class SweepEvent:
-    kind: str  # "started" | "submitted" | "finished" | "selected"
+    # "started" | "submitted" | "finished" | "selected" | "waiting" (another sweep runs it) |
+    # "elsewhere" (another sweep finished it: ``record`` is its record)
+    kind: str
     progress: SweepProgress
     run: PlannedRun | None = None
     record: RunRecord | None = None
@@ -71,6 +88,7 @@ class SweepSummary:
     executor: str
     progress: SweepProgress
     failures: list[RunRecord] = field(default_factory=list)
+    elsewhere: list[RunRecord] = field(default_factory=list)  # done by a concurrent sweep
     stale_kept: list[StaleRun] = field(default_factory=list)
     stale_rerun: list[StaleRun] = field(default_factory=list)
     skipped_failed: int = 0  # failed records kept (no --retry-failed)
@@ -119,36 +137,99 @@ def run_sweep(
     caller). Raises `SweepInterrupted` on Ctrl-C after cancelling the runs in flight.
     """
     store = store if isinstance(store, ResultsStore) else ResultsStore(store)
+    owner = ClaimOwner.current()
     fresh = Freshness(exp, check_data=check_data)
     plan = make_plan(exp, store, retry_failed=retry_failed, rerun_stale=rerun_stale,
                      freshness=fresh)
     driver = _Driver(exp, store, plan, fresh, retry_failed=retry_failed,
                      rerun_stale=rerun_stale, device=device,
-                     out_dir=None if out_dir is None else str(out_dir), on_event=on_event)
+                     out_dir=None if out_dir is None else str(out_dir), on_event=on_event,
+                     owner=owner)
     own = not isinstance(executor, Executor)
     ex = make_executor(executor, workers, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
                        ray_address=ray_address, threads=threads) if own else executor
     driver.summary.executor = ex.name
     driver._emit(SweepEvent("started", driver.progress))
     try:
-        driver.loop(ex, poll_s)
+        with _heartbeat(store, owner), _sigterm_interrupts():
+            driver.loop(ex, poll_s)
     except BaseException as exc:
         if own:
             ex.close(cancel=True)
+        _release_claims(store, owner)
         if isinstance(exc, KeyboardInterrupt):
             driver.summary.interrupted = True
             raise SweepInterrupted(driver.summary) from None
         raise
     if own:
         ex.close()
+    _release_claims(store, owner)
     return driver.summary
+
+
+@contextmanager
+def _heartbeat(store: ResultsStore, owner: ClaimOwner,
+               every_s: float = CLAIM_HEARTBEAT_S) -> Iterator[None]:
+    """Refresh ``owner``'s claims from a thread, so a long run (even one that blocks the
+    driver, as the local executor does) keeps its claims alive."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            try:
+                store.heartbeat(owner)
+            except Exception:  # noqa: BLE001 - a busy or full disk: try again next beat
+                pass
+
+    thread = threading.Thread(target=beat, name="marsbench-sweep-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler ending the job) stops the sweep as Ctrl-C does: workers
+    are stopped, claims released, what finished is in the store. Main thread only."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):
+        yield  # the application has its own handler: leave it alone
+        return
+
+    def interrupt(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _release_claims(store: ResultsStore, owner: ClaimOwner) -> None:
+    try:
+        store.release_all(owner)
+    except Exception:  # noqa: BLE001 - left claims die with this process (dead pid)
+        pass
 
 
 class _Driver:
     def __init__(self, exp: Experiment, store: ResultsStore, plan: Plan, fresh: Freshness, *,
                  retry_failed: bool, rerun_stale: bool, device: str | None,
-                 out_dir: str | None, on_event: Callable[[SweepEvent], None] | None) -> None:
+                 out_dir: str | None, on_event: Callable[[SweepEvent], None] | None,
+                 owner: ClaimOwner | None = None) -> None:
         self.exp, self.store, self.fresh = exp, store, fresh
+        self.owner = owner or ClaimOwner.current()
+        # the stored record (as JSON) each queued run was planned against: a different one
+        # found later was written by a concurrent sweep
+        self.planned: dict[str, str | None] = {}
+        self.deferred: dict[str, PlannedRun] = {}  # held by another live sweep
         self.opts = dict(retry_failed=retry_failed, rerun_stale=rerun_stale)
         self.device, self.out_dir, self.on_event = device, out_dir, on_event
         self.progress = SweepProgress()
@@ -188,26 +269,76 @@ class _Driver:
             return False
         self.queue.append(status.run)
         self.queued.add(key)
+        self.planned[key] = None if status.record is None else status.record.to_json()
         if status.record is not None:
             self.rerun.add(key)
         self.progress.to_run += 1
         return True
 
     def loop(self, ex: Executor, poll_s: float) -> None:
-        while self.queue or ex.in_flight:
+        while self.queue or ex.in_flight or self.deferred:
             while self.queue and ex.in_flight < ex.capacity:
                 run = self.queue.popleft()
-                ex.submit(RunTask(run.spec, run.weights_path, self.device, self.out_dir,
-                                  self.exp.subset_seed))
+                if not self._claim(run):
+                    continue
+                ex.submit(RunTask(run.spec, run.weights_path, self.device, self.out_dir))
                 self.running[run.key] = run
                 self.progress.running = len(self.running)
                 self._emit(SweepEvent("submitted", self.progress, run=run))
-            for task, record in ex.wait(timeout=poll_s):
-                self._finished(self.running.pop(task.spec.key), record)
+            if self.deferred:
+                self._check_deferred()
+            if ex.in_flight:
+                for task, record in ex.wait(timeout=poll_s):
+                    self._finished(self.running.pop(task.spec.key), record)
+            elif self.deferred and not self.queue:
+                time.sleep(poll_s)  # only other sweeps' runs left: wait for them
+
+    def _claim(self, run: PlannedRun) -> bool:
+        """Claim ``run`` in the store; False if it is set aside or was done meanwhile."""
+        if not self.store.claim(run.key, self.owner):
+            self.deferred[run.key] = run
+            self.progress.waiting = len(self.deferred)
+            self._emit(SweepEvent("waiting", self.progress, run=run))
+            return False
+        current = self.store.get(run.key)
+        if current is not None and current.to_json() != self.planned.get(run.key):
+            self.store.release(run.key, self.owner)  # a concurrent sweep ran it already
+            self._done_elsewhere(run, current)
+            return False
+        return True
+
+    def _check_deferred(self) -> None:
+        """Take set-aside runs that another sweep finished; requeue those it gave up."""
+        # claims first, records second: a holder stores the record, then releases the claim
+        held = {c.spec_key for c in self.store.claims(live_only=True)
+                if c.owner != self.owner.id}
+        records = {r.spec_key: r for r in self.store.records(spec_key=list(self.deferred))}
+        for key, run in list(self.deferred.items()):
+            current = records.get(key)
+            if current is not None and current.to_json() != self.planned.get(key):
+                del self.deferred[key]
+                self._done_elsewhere(run, current)
+            elif key not in held:
+                del self.deferred[key]  # its holder ended without a record: run it here
+                self.queue.appendleft(run)
+        self.progress.waiting = len(self.deferred)
+
+    def _done_elsewhere(self, run: PlannedRun, record: RunRecord) -> None:
+        p = self.progress
+        p.to_run -= 1
+        p.elsewhere += 1
+        self.summary.elsewhere.append(record)
+        self._emit(SweepEvent("elsewhere", p, run=run, record=record))
+        if run.stage == "grid":
+            self._grid_done(run, record)
 
     def _finished(self, run: PlannedRun, record: RunRecord) -> None:
         policy = "replace" if run.key in self.rerun else "replace_failed"
         self.store.put(record, on_duplicate=policy)
+        self.store.release(run.key, self.owner)
+        if record.ok and record.extra.get("predictions_error"):
+            self.summary.warnings.append(
+                f"{record.spec.describe()}: {record.extra['predictions_error']}")
         p = self.progress
         p.finished += 1
         p.running = len(self.running)
@@ -219,11 +350,14 @@ class _Driver:
         self._emit(SweepEvent("finished", p, run=run, record=record))
         if run.stage == "grid":
             # read back: a concurrent sweep's ok record wins over this one's failure
-            self.records[run.key] = self.store.get(run.key) or record
-            waiting = self.waiting[run.group]
-            waiting.discard(run.key)
-            if not waiting:
-                self._decide(run.group)
+            self._grid_done(run, self.store.get(run.key) or record)
+
+    def _grid_done(self, run: PlannedRun, record: RunRecord) -> None:
+        self.records[run.key] = record
+        waiting = self.waiting[run.group]
+        waiting.discard(run.key)
+        if not waiting:
+            self._decide(run.group)
 
     def _decide(self, group: Group) -> None:
         runs = self.grid[group]
