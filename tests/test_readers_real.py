@@ -1,12 +1,14 @@
 """The real subsets in ../shared/data load as user datasets with the counts their READMEs state."""
 
+import json
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from marsbench.catalog import Task, TaskKind
 from marsbench.cli.main import app
-from marsbench.sources import open_dataset
+from marsbench.sources import DataError, open_dataset
 from marsbench.sources.check import check_dataset
 
 COUNTS = {
@@ -17,11 +19,21 @@ COUNTS = {
 }
 
 
+def _surface_with_sun(writable_copy):
+    """mb-surface_cls-mini with the id its mapping.json leaves out (22, "sun", per PROVENANCE)."""
+    root = writable_copy("mb-surface_cls-mini")
+    mapping = json.loads((root / "mapping.json").read_text())
+    mapping["22"] = "sun"
+    (root / "mapping.json").write_text(json.dumps(mapping))
+    return root
+
+
 @pytest.mark.parametrize("name", sorted(COUNTS))
-def test_counts_and_clean_check(shared_data, name):
-    sizes = tuple(len(open_dataset(shared_data / name, s)) for s in ("train", "val", "test"))
+def test_counts_and_clean_check(shared_data, writable_copy, name):
+    folder = _surface_with_sun(writable_copy) if name == "mb-surface_cls-mini" else shared_data / name
+    sizes = tuple(len(open_dataset(folder, s)) for s in ("train", "val", "test"))
     assert sizes == COUNTS[name]
-    report = check_dataset(shared_data / name)
+    report = check_dataset(folder)
     assert report.ok, report.problems[:5]
     assert report.counts == dict(zip(("train", "val", "test"), COUNTS[name]))
 
@@ -38,10 +50,16 @@ def test_landmark_classes_and_samples(shared_data):
     assert counts.sum() == 196 and (counts > 0).sum() >= 6
 
 
-def test_surface_mini_reads_names_from_mapping_with_a_gap(shared_data):
-    ds = open_dataset(shared_data / "mb-surface_cls-mini", "test")
-    assert ds.num_classes == 25  # ids 0..24, id 22 ("sun") has no entry in mapping.json
-    assert ds.class_names[24] == "wheel" and ds.class_names[22] == "class_22"
+def test_surface_mini_mapping_gap_is_refused_not_invented(shared_data, writable_copy):
+    # id 22 ("sun") has no entry in the shared mapping.json: no name is made up for it
+    with pytest.raises(DataError, match=r"^mapping\.json: class ids have gaps \(.*mapping\.json\): "
+                                        r"missing 22 of 0\.\.24; add the missing ids"):
+        open_dataset(shared_data / "mb-surface_cls-mini", "test")
+    report = check_dataset(shared_data / "mb-surface_cls-mini")
+    assert not report.ok and any("missing 22" in p.message for p in report.problems)
+    ds = open_dataset(_surface_with_sun(writable_copy), "test")
+    assert ds.num_classes == 25
+    assert ds.class_names[24] == "wheel" and ds.class_names[22] == "sun"
     assert ds[0].image.shape[2] == 3
 
 

@@ -16,10 +16,11 @@ import numpy as np
 from ..catalog import Task, Variant
 from .dataset import SPLITS
 from .detection_formats import CocoIndex, parse_voc, parse_yolo
-from .errors import DataError
+from .errors import DataError, VariantUnavailableError
 from .folder import read_folder
 from .images import is_image_file
 from .open import resolve
+from .validate import validate_boxes
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,26 @@ def _strip(message: str, location: str) -> str:
     return message.replace(location + "/", "")
 
 
+def _problem_text(exc: Exception) -> str:
+    """A `DataError`'s own line; anything else (a reader bug) named by its type, never raised:
+    `check` lists every problem it meets instead of stopping at the first."""
+    if isinstance(exc, DataError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__} while reading: {exc}"
+
+
 def check_dataset(name_or_path: str | Path, *, root: str | Path | None = None,
                   source: str = "auto", ignore_index: int | None = None) -> CheckReport:
-    card, src, location = resolve(name_or_path, root=root, source=source)
+    """Read every split and sample of a local copy; return every problem found (never raise
+    for bad data in a folder: a dataset that cannot even be opened is one listed problem)."""
+    try:
+        card, src, location = resolve(name_or_path, root=root, source=source)
+    except DataError as exc:
+        if not Path(name_or_path).is_dir():
+            raise
+        report = CheckReport(Path(name_or_path).name, str(name_or_path), source)
+        report.add("-", name_or_path, str(exc))
+        return report
     report = CheckReport(card.name, location, src)
     ids_by_split: dict[str, set[str]] = {}
     options = dict(ignore_index=ignore_index)
@@ -65,12 +83,15 @@ def check_dataset(name_or_path: str | Path, *, root: str | Path | None = None,
                 from .hf import read_hf
 
                 ds = read_hf(card, location, split, Variant(), **options)
-        except DataError as exc:
-            report.add(split, location, str(exc))
+        except Exception as exc:  # noqa: BLE001 - listed, see _problem_text
+            report.add(split, location, _problem_text(exc))
             continue
         report.counts[split] = len(ds)
-        report.notes += [n for n in ds.notes if n not in report.notes]
-        keys = _identity(ds, src)
+        try:
+            keys = _identity(ds, src)
+        except Exception as exc:  # noqa: BLE001
+            report.add(split, location, _problem_text(exc))
+            keys = list(ds.sample_ids)
         ids_by_split[split] = set(keys)
         if len(ids_by_split[split]) != len(keys):
             report.add(split, location, "sample ids repeated within the split"
@@ -78,17 +99,24 @@ def check_dataset(name_or_path: str | Path, *, root: str | Path | None = None,
         for i in range(len(ds)):
             try:
                 ds[i]
-            except DataError as exc:
-                report.add(split, _entry_path(ds.entries[i]), str(exc))
+            except Exception as exc:  # noqa: BLE001
+                report.add(split, _entry_path(ds.entries[i]), _problem_text(exc))
+        report.notes += [n for n in ds.notes if n not in report.notes]
         if src == "folder":
-            _check_folder_files(card.task, Path(location), split, ds, report)
+            try:
+                _check_folder_files(card.task, Path(location), split, ds, report)
+            except Exception as exc:  # noqa: BLE001
+                report.add(split, location, _problem_text(exc))
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         dup = ids_by_split.get(a, set()) & ids_by_split.get(b, set())
         if dup:
             what = "images" if src == "hf" else "ids"
             report.add(f"{a}+{b}", location,
                        f"{len(dup)} {what} appear in both splits, e.g. {sorted(dup)[:3]}")
-    _check_variant_leaks(card, src, location, ids_by_split, report)
+    try:
+        _check_variant_leaks(card, src, location, ids_by_split, report)
+    except Exception as exc:  # noqa: BLE001
+        report.add("train[variants]", location, _problem_text(exc))
     return report
 
 
@@ -142,25 +170,51 @@ def _check_folder_files(task: Task, root: Path, split: str, ds, report: CheckRep
 
 def _check_detection_formats(root: Path, split: str, ds, report: CheckReport) -> None:
     """YOLO, COCO and VOC must give the same boxes (within a pixel of rounding)."""
+    from .images import image_size
+    from .paths import Guard, read_text
+
     base = root / "data" / split
+    guard = Guard(root, dataset=ds.card.name, split=split)
     coco_path = base / "coco_annotations.json"
-    coco = CocoIndex(coco_path) if coco_path.is_file() else None
+    coco = None
+    if coco_path.is_file() or coco_path.is_symlink():
+        try:
+            coco = CocoIndex(coco_path, root=root)
+        except DataError as exc:
+            report.add(split, coco_path, str(exc))
     class_ids = {n.lower(): i + 1 for i, n in enumerate(ds.class_names)}
     for img in ds.entries:
         txt, xml = base / "labels" / f"{img.stem}.txt", base / "pascal_voc" / f"{img.stem}.xml"
         if not (txt.is_file() and xml.is_file()):
             continue
         try:
-            from PIL import Image
-
-            with Image.open(img) as im:
-                w, h = im.size
-            formats = {"yolo": parse_yolo(txt.read_text(), w, h, path=str(txt)),
-                       "voc": parse_voc(xml, class_ids)}
-            if coco is not None:
-                formats["coco"] = coco.boxes(img.name)
-        except (DataError, OSError) as exc:
-            report.add(split, img, str(exc))
+            w, h = image_size(guard(img, what="image"))
+        except Exception:  # noqa: BLE001 - reading the sample has reported it already
+            continue
+        rel = f"{ds.card.name}/{img.relative_to(root).as_posix()}"
+        readers = {
+            "voc": lambda: parse_voc(Path(rel), class_ids, text=read_text(
+                root, xml, what="Pascal VOC file", allow_empty=False)),
+            "yolo": lambda: parse_yolo(read_text(root, txt, what="YOLO label file"), w, h,
+                                       path=f"{ds.card.name}/{txt.relative_to(root).as_posix()}"),
+        }
+        if coco is not None:
+            readers["coco"] = lambda: coco.boxes(img.name)
+        formats = {}
+        for fmt, read in readers.items():
+            try:
+                formats[fmt] = read()
+            except Exception as exc:  # noqa: BLE001 - listed, see _problem_text
+                if fmt != "voc":  # VOC is what the split reads: `ds[i]` reported it
+                    report.add(split, img, f"{fmt}: {_problem_text(exc)}")
+                continue
+            if fmt == "voc":
+                continue
+            try:
+                validate_boxes(*formats[fmt], w, h, len(ds.class_names), f"{fmt}: {rel}")
+            except DataError as exc:
+                report.add(split, img, str(exc))
+        if "voc" not in formats:
             continue
         ref_boxes, ref_labels = formats["voc"]
         for fmt, (boxes, labels) in formats.items():
@@ -198,8 +252,11 @@ def _check_variant_leaks(card, src: str, location: str, ids: dict[str, set[str]]
                 from .hf import read_hf
 
                 ds = read_hf(card, location, "train", variant)
-        except DataError:
+        except VariantUnavailableError:
             continue  # variants are optional; `open_dataset` reports a missing one on use
+        except Exception as exc:  # noqa: BLE001 - a variant that exists but is broken is listed
+            report.add(f"train[{variant}]", location, _problem_text(exc))
+            continue
         keys = set(_identity(ds, src))
         leak = keys & held_out
         if leak:

@@ -16,40 +16,126 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s_\-]+", " ", name.strip().lower())
 
 
-def parse_mapping(data: dict, *, path: str = "mapping.json") -> tuple[dict[int, list[str]], int | None]:
+_MAPPING_FIX = 'write mapping.json as {"0": "name", "1": "name", ...} with ids 0..K-1'
+
+
+def load_json(text: str, *, path: str | Path, dataset: str | None = None,
+              what: str = "JSON file") -> object:
+    """Parse JSON text; a syntax error or a key given twice in one object is a `DataError`."""
+
+    def no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+        out: dict = {}
+        for key, value in pairs:
+            if key in out:
+                raise DataError(f"{what}: key given twice", dataset=dataset, path=path,
+                                value=key, fix="keep one entry per key")
+            out[key] = value
+        return out
+
+    try:
+        return json.loads(text, object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column "
+                        f"{exc.colno})", dataset=dataset, path=path) from None
+    except RecursionError:
+        raise DataError(f"{what} is nested too deeply", dataset=dataset, path=path) from None
+
+
+def parse_mapping(data: object, *, path: str | Path = "mapping.json",
+                  dataset: str | None = None) -> tuple[dict[int, list[str]], int | None]:
     """``{"0": "name"}`` or ``{"0": ["code", "name"]}`` -> ({id: aliases}, ignore value or None).
 
-    An entry whose id is >= 255 or whose name says ignore/unlabelled is the ignore value.
+    An entry whose id is >= 255 or whose name says ignore/unlabelled is the ignore value. Keys
+    must be non-negative integers written as text, names non-empty text (or lists of it), each id
+    and each name given once, and at most one ignore entry; anything else is a `DataError`.
     """
+    def bad(message: str, value: object) -> DataError:
+        return DataError(f"mapping.json: {message}", dataset=dataset, path=path, value=value,
+                         fix=_MAPPING_FIX)
+
+    if not isinstance(data, dict):
+        raise bad("expected a JSON object of id -> class name", type(data).__name__)
     mapping: dict[int, list[str]] = {}
-    ignore = None
+    ignore: int | None = None
+    seen: dict[int, str] = {}
     for key, value in data.items():
-        try:
-            idx = int(key)
-        except ValueError:
-            raise DataError(f"key {key!r} is not an integer class id", path=path) from None
-        aliases = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        if not re.fullmatch(r"\s*\d+\s*", str(key)):
+            raise bad("key is not a non-negative integer class id", key)
+        idx = int(key)
+        if idx in seen:
+            raise bad(f"class id {idx} given twice (keys {seen[idx]!r} and {key!r})", key)
+        seen[idx] = key
+        if isinstance(value, str):
+            aliases = [value]
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            aliases = list(value)
+        else:
+            raise bad(f"class {idx}: name must be text or a non-empty list of text", value)
+        if any(not a.strip() for a in aliases):
+            raise bad(f"class {idx}: empty name", value)
         if idx >= 255 or any(w in _norm(aliases[0]) for w in IGNORE_WORDS):
+            if ignore is not None:
+                raise bad(f"two ignore entries ({ignore} and {idx})", value)
             ignore = idx
             continue
         mapping[idx] = aliases
+    names: dict[str, int] = {}
+    for idx in sorted(mapping):
+        norm = _norm(mapping[idx][0])
+        if norm in names:
+            raise bad(f"classes {names[norm]} and {idx} have the same name", mapping[idx][0])
+        names[norm] = idx
     return mapping, ignore
 
 
-def read_mapping_file(path: Path) -> tuple[dict[int, list[str]], int | None] | None:
-    if not path.is_file():
+def read_mapping_file(path: Path, *, root: Path | None = None,
+                      dataset: str | None = None) -> tuple[dict[int, list[str]], int | None] | None:
+    """The parsed ``mapping.json`` (None when absent); read only inside ``root``."""
+    from .paths import read_text
+
+    if not path.is_file() and not path.is_symlink():
         return None
-    try:
-        return parse_mapping(json.loads(path.read_text()), path=str(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON ({exc})", path=path) from None
+    text = read_text(root or path.parent, path, dataset=dataset, what="mapping.json",
+                     allow_empty=False)
+    data = load_json(text, path=path, dataset=dataset, what="mapping.json")
+    return parse_mapping(data, path=path, dataset=dataset)
 
 
-def names_from_mapping(mapping: dict[int, list[str]]) -> list[str]:
-    """Names in index order; an id with no entry (a class absent from a subset) gets class_<i>."""
+def names_from_mapping(mapping: dict[int, list[str]], *, card: DatasetCard | None = None,
+                       ignore: int | None = None, notes: list[str] | None = None,
+                       path: str | Path = "mapping.json") -> list[str]:
+    """Names in index order 0..max id.
+
+    A missing id is never invented: the ignore entry's own slot keeps the name ``ignore``; a
+    missing id the card names is filled from the card (and noted); any other gap is a
+    `DataError` listing the missing ids.
+    """
     if not mapping:
         return []
-    return [mapping[i][0] if i in mapping else f"class_{i}" for i in range(max(mapping) + 1)]
+    known: dict[int, str] = {}
+    if card is not None:
+        known = dict(enumerate(card.class_names)) if card.class_names else dict(
+            card.known_class_names)
+    names, missing, filled = [], [], []
+    for i in range(max(mapping) + 1):
+        if i in mapping:
+            names.append(mapping[i][0])
+        elif i == ignore:
+            names.append("ignore")
+        elif i in known:
+            names.append(known[i])
+            filled.append(i)
+        else:
+            missing.append(i)
+    if missing:
+        shown = ", ".join(str(i) for i in missing[:10]) + (", ..." if len(missing) > 10 else "")
+        raise DataError("mapping.json: class ids have gaps", dataset=card.name if card else None,
+                        path=path, value=f"missing {shown} of 0..{max(mapping)}",
+                        fix=f'add the missing ids with their names (e.g. "{missing[0]}": '
+                            '"<name>") so no class name is invented')
+    if filled and notes is not None:
+        notes.append(f"mapping.json has no entry for ids {filled}; names taken from the card")
+    return names
 
 
 def reconcile(card: DatasetCard, data_names: list[str], aliases: dict[int, list[str]] | None,

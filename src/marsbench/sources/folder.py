@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,11 @@ from .dataset import MarsDataset
 from .detection_formats import CocoIndex, parse_voc, parse_yolo
 from .errors import DataError, VariantUnavailableError
 from .images import decode_image, decode_mask, is_image_file
+from .paths import Guard, contained, read_text
 from .samples import ClassificationSample, DetectionSample, SegmentationSample
+from .validate import class_label, multilabel_from_ids, validate_boxes, validate_mask
+
+SPLITS = ("train", "val", "test")
 
 ANNOTATION_FORMATS = ("voc", "coco", "yolo")
 
@@ -41,15 +44,33 @@ def variant_csv(card: DatasetCard, root: Path, variant: Variant) -> Path:
             "`subset_seed=` / `--subset-seed`")
 
 
-def _read_csv(path: Path, required: set[str], dataset: str) -> pd.DataFrame:
+def _read_csv(path: Path, required: set[str], dataset: str, root: Path | None = None) -> pd.DataFrame:
+    """An annotation / variant CSV (inside ``root``) with its required columns and split names."""
+    import io
+
+    text = read_text(root or path.parent, path, dataset=dataset, what="CSV file",
+                     allow_empty=False)
+    shown = path.relative_to(root) if root is not None and path.is_relative_to(root) else path
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"unreadable CSV ({exc})", dataset=dataset, path=path) from None
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001 - pandas raises several types for a bad CSV
+        raise DataError(f"unreadable CSV ({type(exc).__name__}: {exc})", dataset=dataset,
+                        path=shown) from None
     missing = required - set(df.columns)
     if missing:
-        raise DataError(f"missing columns {sorted(missing)}; has {list(df.columns)}",
-                        dataset=dataset, path=path)
+        raise DataError(f"CSV lacks columns {sorted(missing)}", dataset=dataset, path=shown,
+                        value=f"has {list(df.columns)}")
+    if "split" in df.columns:
+        bad = df.index[~df["split"].isin(SPLITS)]
+        if len(bad):
+            from ..errors import did_you_mean
+
+            value = df.at[bad[0], "split"]
+            raise DataError("unknown split name", dataset=dataset, path=shown,
+                            row=int(bad[0]) + 2, value=value,
+                            fix=f"valid splits: {', '.join(SPLITS)}"
+                                + (f" ({did_you_mean(value, SPLITS)})" if value else "")
+                                + (f"; {len(bad)} rows affected" if len(bad) > 1 else ""))
     return df
 
 
@@ -60,49 +81,44 @@ def _split_rows(card: DatasetCard, root: Path, split: str, variant: Variant,
         path = variant_csv(card, root, variant)
     else:
         path = root / "annotation.csv"
-    df = _read_csv(path, required, card.name)
+    df = _read_csv(path, required, card.name, root)
+    all_rows = df
     if "split" in df.columns:
         df = df[df["split"] == split]
     if subset_ids is not None:
         df = df[df["file_id"].isin(set(subset_ids))]
+    if df.empty:
+        counts = (all_rows["split"].value_counts().to_dict() if "split" in all_rows.columns
+                  else {})
+        raise DataError("split has no samples", dataset=card.name, split=split,
+                        path=path.relative_to(root),
+                        value=", ".join(f"{k} {counts.get(k, 0)}" for k in SPLITS) or "no rows",
+                        fix="add rows for this split to the CSV")
     return df, path
 
 
 # ---- classification ----------------------------------------------------------------------------
 
-def _parse_multilabel(text: str, num: int, where: str, dataset: str) -> np.ndarray:
-    try:
-        ids = ast.literal_eval(text) if text.strip() else []
-        ids = [ids] if isinstance(ids, int) else list(ids)
-    except (ValueError, SyntaxError):
-        raise DataError(f"label {text!r} is not a list of label ids like [0, 4, 17]",
-                        dataset=dataset, path=where) from None
-    target = np.zeros(num, dtype=np.int8)
-    for i in ids:
-        if not 0 <= int(i) < num:
-            raise DataError(f"label {i} out of range 0..{num - 1}", dataset=dataset, path=where)
-        target[int(i)] = 1
-    return target
-
-
-def _after_path(before: Path) -> Path:
+def _after_path(before: Path, **at) -> Path:
     parts = list(before.parts)
     for i in range(len(parts) - 1, -1, -1):
         if "before" in parts[i]:
             parts[i] = parts[i].replace("before", "after")
             return Path(*parts)
-    raise DataError("image-pair file_id does not contain 'before'", path=before)
+    raise DataError("image-pair file_id does not contain 'before'", value=before.name,
+                    fix="name the pair's files ...before... / ...after...", **at)
 
 
 def read_classification(card: DatasetCard, root: Path, split: str, variant: Variant,
                         subset_ids: list[str] | None = None) -> MarsDataset:
     notes: list[str] = []
-    mapping = read_mapping_file(root / "mapping.json")
+    mapping = read_mapping_file(root / "mapping.json", root=root, dataset=card.name)
     df, csv_path = _split_rows(card, root, split, variant, {"file_id", "label", "split"},
                                subset_ids)
     if mapping:
-        aliases, _ = mapping
-        names = reconcile(card, names_from_mapping(aliases), aliases, notes)
+        aliases, ignore = mapping
+        names = reconcile(card, names_from_mapping(aliases, card=card, ignore=ignore, notes=notes,
+                                                   path=root / "mapping.json"), aliases, notes)
     elif card.class_names:
         names = list(card.class_names)
     else:
@@ -111,32 +127,36 @@ def read_classification(card: DatasetCard, root: Path, split: str, variant: Vari
     num = len(names)
     multilabel = card.kind is TaskKind.MULTILABEL
     pair = card.kind is TaskKind.IMAGE_PAIR
+    guard = Guard(root, dataset=card.name, split=split)
     entries, ids, targets = [], [], []
     for row_no, row in zip(df.index, df.itertuples(index=False)):
-        where = f"{csv_path.name} row {row_no + 2}"
+        at = dict(dataset=card.name, split=split, path=csv_path.relative_to(root),
+                  row=int(row_no) + 2)
         feature = getattr(row, "feature_name", "") if not multilabel else ""
-        base = root / "data" / split
-        path = base / feature / row.file_id if feature else base / row.file_id
+        if not row.file_id.strip():
+            raise DataError("file_id is empty", **at, fix="name the image file of this row")
+        relative = f"data/{split}/{feature}/{row.file_id}" if feature else f"data/{split}/{row.file_id}"
+        path = contained(guard, relative, dataset=card.name, split=split, where=at["path"],
+                         row=at["row"], what="image")
         if multilabel:
-            target = _parse_multilabel(row.label, num, where, card.name)
+            target = multilabel_from_ids(row.label, num, **at)
         else:
-            try:
-                target = int(float(row.label))
-            except ValueError:
-                raise DataError(f"label {row.label!r} is not an integer", dataset=card.name,
-                                path=where) from None
-            if not 0 <= target < num:
-                raise DataError(f"label {target} out of range 0..{num - 1} ({row.file_id})",
-                                dataset=card.name, path=where,
-                                fix="fix the label or mapping.json")
-        paths = (path, _after_path(path)) if pair else (path,)
+            target = class_label(row.label, num, **at)
+        if pair:
+            after = _after_path(path, **at)
+            contained(guard, after.relative_to(root), dataset=card.name, split=split,
+                      where=at["path"], row=at["row"], what="image")
+            paths = (path, after)
+        else:
+            paths = (path,)
         entries.append((row.file_id, paths, target))
         ids.append(row.file_id)
         targets.append(target)
 
     def load(entry) -> ClassificationSample:
         sample_id, paths, target = entry
-        images = tuple(decode_image(p, name=f"{card.name}/{p.relative_to(root)}") for p in paths)
+        images = tuple(decode_image(guard(p, what="image"), notes=notes,
+                                    name=f"{card.name}/{p.relative_to(root)}") for p in paths)
         return ClassificationSample(sample_id, images, target)
 
     def content() -> list[str]:  # every file this split reads, by its bytes
@@ -162,11 +182,21 @@ def mask_for(image: Path, masks_dir: Path) -> Path | None:
     return None
 
 
-def _list_images(folder: Path, dataset: str) -> list[Path]:
+def _list_images(folder: Path, dataset: str, guard: Guard | None = None) -> list[Path]:
+    """The image files of ``folder`` (each checked to resolve inside the dataset)."""
     if not folder.is_dir():
         raise DataError("folder missing", dataset=dataset, path=folder,
                         fix="check --root points at the extracted dataset folder")
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+    images = sorted(p for p in folder.iterdir() if is_image_file(p) and p.is_file())
+    if guard is not None:
+        for p in images:
+            guard(p, what="image")
+    return images
+
+
+def _no_samples(card: DatasetCard, split: str, folder: Path, why: str) -> DataError:
+    return DataError(f"split has no samples ({why})", dataset=card.name, split=split,
+                     path=folder, fix="add the split's images, or point --root at the full copy")
 
 
 def _train_subset(card: DatasetCard, root: Path, split: str, variant: Variant,
@@ -179,7 +209,7 @@ def _train_subset(card: DatasetCard, root: Path, split: str, variant: Variant,
     if variant.kind == "few_shot":
         raise VariantUnavailableError("few-shot variants exist for classification only",
                                       dataset=card.name)
-    df = _read_csv(variant_csv(card, root, variant), {"file_id"}, card.name)
+    df = _read_csv(variant_csv(card, root, variant), {"file_id"}, card.name, root)
     if "split" in df.columns:
         df = df[df["split"] == "train"]
     return {Path(f).name for f in df["file_id"]} | {Path(f).stem for f in df["file_id"]}
@@ -198,10 +228,12 @@ def read_segmentation(card: DatasetCard, root: Path, split: str, variant: Varian
                       subset_ids: list[str] | None = None,
                       skip_unpaired: bool = False) -> MarsDataset:
     notes: list[str] = []
-    mapping = read_mapping_file(root / "mapping.json")
+    mapping = read_mapping_file(root / "mapping.json", root=root, dataset=card.name)
     if mapping:
         aliases, mapped_ignore = mapping
-        names = reconcile(card, names_from_mapping(aliases), aliases, notes)
+        names = reconcile(card, names_from_mapping(aliases, card=card, ignore=mapped_ignore,
+                                                   notes=notes, path=root / "mapping.json"),
+                          aliases, notes)
         ignore_index = ignore_index if ignore_index is not None else mapped_ignore
     else:
         names = list(card.class_names or [])
@@ -210,7 +242,8 @@ def read_segmentation(card: DatasetCard, root: Path, split: str, variant: Varian
                             dataset=card.name, path=root)
     ignore_index = ignore_index if ignore_index is not None else card.ignore_index
     base = root / "data" / split
-    images = _list_images(base / "images", card.name)
+    guard = Guard(root, dataset=card.name, split=split)
+    images = _list_images(base / "images", card.name, guard)
     keep = _train_subset(card, root, split, variant, subset_ids)
     if keep is not None:
         images = [p for p in images if p.name in keep or p.stem in keep]
@@ -223,15 +256,19 @@ def read_segmentation(card: DatasetCard, root: Path, split: str, variant: Varian
                 continue
             raise DataError(f"image {img.name} has no mask (expected masks/{img.stem}.png)",
                             dataset=card.name, split=split, path=img)
-        entries.append((img.stem, img, mask))
+        entries.append((img.stem, img, guard(mask, what="mask")))
         ids.append(img.stem)
+    if not entries:
+        raise _no_samples(card, split, base / "images",
+                          "no images" if not images else "no image has a mask")
     num = len(names)
 
     def load(entry) -> SegmentationSample:
         sample_id, img_path, mask_path = entry
         rel = f"{card.name}/{mask_path.relative_to(root)}"
-        image = decode_image(img_path, name=f"{card.name}/{img_path.relative_to(root)}")
-        mask = decode_mask(mask_path, name=rel)
+        image = decode_image(guard(img_path, what="image"), notes=notes,
+                             name=f"{card.name}/{img_path.relative_to(root)}")
+        mask = decode_mask(guard(mask_path, what="mask"), name=rel)
         validate_mask(image, mask, num, ignore_index, rel)
         return SegmentationSample(sample_id, image, mask)
 
@@ -244,38 +281,33 @@ def read_segmentation(card: DatasetCard, root: Path, split: str, variant: Varian
                        ignore_index=ignore_index, content=content, notes=notes)
 
 
-def validate_mask(image: np.ndarray, mask: np.ndarray, num_classes: int,
-                  ignore_index: int | None, where: str) -> None:
-    if image.shape[:2] != mask.shape[:2]:
-        raise DataError(f"image is {image.shape[1]}x{image.shape[0]} but mask is "
-                        f"{mask.shape[1]}x{mask.shape[0]}", path=where)
-    values = np.unique(mask)
-    bad = [int(v) for v in values if (v < 0 or v >= num_classes) and v != ignore_index]
-    if bad:
-        hint = " or set an ignore value" if ignore_index is None else ""
-        raise DataError(f"mask value {bad[0]} >= {num_classes} classes", path=where,
-                        fix=f"fix the mask{hint}")
-
-
 # ---- detection ---------------------------------------------------------------------------------
 
 def read_detection(card: DatasetCard, root: Path, split: str, variant: Variant, *,
                    annotation_format: str = "voc", drop_negatives: bool = False,
                    subset_ids: list[str] | None = None) -> MarsDataset:
     if annotation_format not in ANNOTATION_FORMATS:
-        raise ValueError(f"annotation_format must be one of {ANNOTATION_FORMATS}")
+        from ..errors import OptionError, did_you_mean
+
+        raise OptionError("unknown annotation_format", where="annotation_format",
+                          value=annotation_format,
+                          fix=did_you_mean(annotation_format, ANNOTATION_FORMATS))
     base = root / "data" / split
-    images = _list_images(base / "images", card.name)
+    notes: list[str] = []
+    guard = Guard(root, dataset=card.name, split=split)
+    images = _list_images(base / "images", card.name, guard)
     keep = _train_subset(card, root, split, variant, subset_ids)
     if keep is not None:
         images = [p for p in images if p.name in keep or p.stem in keep]
+    if not images:
+        raise _no_samples(card, split, base / "images", "no images")
     coco_path = base / "coco_annotations.json"
-    coco = CocoIndex(coco_path) if coco_path.is_file() else None
+    coco = CocoIndex(coco_path, root=root) if coco_path.is_file() or coco_path.is_symlink() else None
     if coco and coco.categories:
         names = [coco.categories[k] for k in sorted(coco.categories)]
         if sorted(coco.categories) != list(range(1, len(names) + 1)):
-            raise DataError(f"COCO category ids {sorted(coco.categories)} are not 1..K",
-                            dataset=card.name, path=coco_path)
+            raise DataError("COCO category ids are not 1..K", dataset=card.name, split=split,
+                            path=coco_path, value=sorted(coco.categories))
     else:
         names = list(card.class_names or ["object"])
     class_ids = {n.lower(): i + 1 for i, n in enumerate(names)}
@@ -288,25 +320,31 @@ def read_detection(card: DatasetCard, root: Path, split: str, variant: Variant, 
             return coco.boxes(img.name)
         if annotation_format == "yolo":
             txt = base / "labels" / f"{img.stem}.txt"
-            if not txt.is_file():
-                raise DataError("YOLO label file missing", dataset=card.name, split=split,
-                                path=txt)
-            return parse_yolo(txt.read_text(), width, height, path=str(txt))
+            text = read_text(root, txt, dataset=card.name, split=split, what="YOLO label file")
+            return parse_yolo(text, width, height, path=_rel(root, txt, card.name))
         xml = base / "pascal_voc" / f"{img.stem}.xml"
-        if not xml.is_file():
-            raise DataError("Pascal VOC file missing", dataset=card.name, split=split, path=xml)
-        return parse_voc(xml, class_ids)
+        text = read_text(root, xml, dataset=card.name, split=split, what="Pascal VOC file",
+                         allow_empty=False)
+        return parse_voc(Path(_rel(root, xml, card.name)), class_ids, text=text)
+
+    if annotation_format != "coco":  # per-image annotation files must stay inside, too
+        sub, ext = ("labels", ".txt") if annotation_format == "yolo" else ("pascal_voc", ".xml")
+        for img in images:
+            guard(base / sub / f"{img.stem}{ext}", what="annotation file")
 
     def load(img: Path) -> DetectionSample:
         rel = f"{card.name}/{img.relative_to(root)}"
-        image = decode_image(img, name=rel)
+        image = decode_image(guard(img, what="image"), name=rel, notes=notes)
         h, w = image.shape[:2]
         boxes, labels = annotations(img, w, h)
         validate_boxes(boxes, labels, w, h, len(names), rel)
         return DetectionSample(img.stem, image, boxes, labels)
 
     if drop_negatives:
-        images = [p for p in images if _has_boxes(p, base, annotation_format, coco)]
+        images = [p for p in images if _has_boxes(p, base, annotation_format, coco, root)]
+        if not images:
+            raise _no_samples(card, split, base / "images", "every image is a negative and "
+                              "drop_negatives is set")
 
     def content() -> list[str]:  # every file this split reads, by its bytes
         per_image = {"coco": lambda p: [],  # coco_annotations.json is listed below
@@ -320,30 +358,25 @@ def read_detection(card: DatasetCard, root: Path, split: str, variant: Variant, 
 
     return MarsDataset(card, split, variant, names, [p.stem for p in images], images, load,
                        "folder", str(root), fingerprint_parts=[f"format={annotation_format}"],
-                       content=content)
+                       content=content, notes=notes)
 
 
-def _has_boxes(img: Path, base: Path, fmt: str, coco: CocoIndex | None) -> bool:
+def _has_boxes(img: Path, base: Path, fmt: str, coco: CocoIndex | None, root: Path) -> bool:
     if fmt == "coco" and coco is not None:
         return len(coco.boxes(img.name)[0]) > 0
     if fmt == "yolo":
         txt = base / "labels" / f"{img.stem}.txt"
-        return txt.is_file() and bool(txt.read_text().strip())
+        return txt.is_file() and bool(read_text(root, txt, what="YOLO label file").strip())
     xml = base / "pascal_voc" / f"{img.stem}.xml"
-    return xml.is_file() and "<object>" in xml.read_text()
+    return xml.is_file() and "<object>" in read_text(root, xml, what="Pascal VOC file")
 
 
-def validate_boxes(boxes: np.ndarray, labels: np.ndarray, width: int, height: int,
-                   num_classes: int, where: str, tolerance: float = 1.0) -> None:
-    for (x0, y0, x1, y1), label in zip(boxes.tolist(), labels.tolist()):
-        box = f"[{x0:g}, {y0:g}, {x1:g}, {y1:g}]"
-        if x1 <= x0 or y1 <= y0:
-            raise DataError(f"box {box} has zero area", path=where, fix="drop or fix the box")
-        if x0 < -tolerance or y0 < -tolerance or x1 > width + tolerance or y1 > height + tolerance:
-            raise DataError(f"box {box} lies outside the {width}x{height} image", path=where,
-                            fix="clip or fix the box")
-        if not 1 <= label <= num_classes:
-            raise DataError(f"class id {label} out of range 1..{num_classes}", path=where)
+def _rel(root: Path, path: Path, dataset: str) -> str:
+    """``<dataset>/<path relative to the dataset>``, as errors name files."""
+    try:
+        return f"{dataset}/{path.relative_to(root).as_posix()}"
+    except ValueError:
+        return str(path)
 
 
 # ---- dispatch ----------------------------------------------------------------------------------

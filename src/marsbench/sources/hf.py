@@ -8,20 +8,21 @@ directory holding the same files. Rows are decoded on access from the memory-map
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
 from ..catalog import DatasetCard, Task, TaskKind, Variant
-from .classnames import names_from_mapping, parse_mapping, reconcile
+from .classnames import load_json, names_from_mapping, parse_mapping, reconcile
 from .content_hash import named_digests
 from .dataset import MarsDataset
 from .errors import DataError, VariantUnavailableError
-from .folder import validate_boxes, validate_mask
-from .images import decode_image, decode_mask
+from .images import MIN_IMAGE_SIDE, decode_image, decode_mask, max_image_pixels
+from .paths import Guard, contained, decode_text, read_text
 from .samples import ClassificationSample, DetectionSample, SegmentationSample
+from .validate import (box_numbers, class_label, multihot, parse_class_id, validate_boxes,
+                       validate_mask)
 
 SHARD = re.compile(r"(?:^|/)data/(?P<split>[^/]+?)-\d{5}-of-\d{5}(?:-[0-9a-f]+)?\.parquet$")
 PAIR_COLUMNS = (("image_before", "image_after"), ("before", "after"), ("image1", "image2"))
@@ -31,10 +32,17 @@ def list_shards(location: str) -> tuple[dict[str, list[str]], dict | None]:
     """Parquet shards per split and the parsed ``mapping.json`` (or None), local or on the hub."""
     path = Path(location)
     if path.is_dir():
-        files = [p.relative_to(path).as_posix() for p in path.rglob("*.parquet")]
+        guard = Guard(path)
+        found = sorted(path.rglob("*.parquet"))
+        for p in found:
+            guard(p, what="parquet shard")
+        files = [p.relative_to(path).as_posix() for p in found]
         prefix = str(path) + "/"
         mapping_path = path / "mapping.json"
-        mapping = json.loads(mapping_path.read_text()) if mapping_path.is_file() else None
+        mapping = None
+        if mapping_path.is_file() or mapping_path.is_symlink():
+            text = read_text(path, mapping_path, what="mapping.json", allow_empty=False)
+            mapping = load_json(text, path=mapping_path, what="mapping.json")
     else:
         from huggingface_hub import hf_hub_download, list_repo_files
 
@@ -49,8 +57,10 @@ def list_shards(location: str) -> tuple[dict[str, list[str]], dict | None]:
         prefix = f"hf://datasets/{location}/"
         mapping = None
         if "mapping.json" in files:
-            mapping = json.loads(Path(hf_hub_download(location, "mapping.json",
-                                                      repo_type="dataset")).read_text())
+            local = Path(hf_hub_download(location, "mapping.json", repo_type="dataset"))
+            text = decode_text(local.read_bytes(), path=f"{location}/mapping.json",
+                               what="mapping.json", allow_empty=False)
+            mapping = load_json(text, path=f"{location}/mapping.json", what="mapping.json")
     shards: dict[str, list[str]] = {}
     for f in sorted(files):
         m = SHARD.search(f)
@@ -78,16 +88,50 @@ def _hf_split_name(card: DatasetCard, split: str, variant: Variant,
                     dataset=card.name, path=location)
 
 
-def _load_arrow(files: list[str]):
+def _load_arrow(files: list[str], dataset: str | None = None, split: str | None = None):
+    """The shards as one memory-mapped table; a corrupt, truncated or mismatched shard is a
+    `DataError` naming it."""
     import datasets
 
     datasets.disable_progress_bars()
-    ds = datasets.load_dataset("parquet", data_files={"split": files}, split="split")
-    # Decode images ourselves so every reader returns the same (H, W, C) arrays.
-    for column, feature in ds.features.items():
-        if isinstance(feature, datasets.Image):
-            ds = ds.cast_column(column, datasets.Image(decode=False))
+    try:
+        ds = datasets.load_dataset("parquet", data_files={"split": files}, split="split")
+        # Decode images ourselves so every reader returns the same (H, W, C) arrays.
+        for column, feature in ds.features.items():
+            if isinstance(feature, datasets.Image):
+                ds = ds.cast_column(column, datasets.Image(decode=False))
+    except Exception as exc:  # noqa: BLE001 - pyarrow / datasets raise many types here
+        bad, detail = _bad_shard(files)
+        cause = exc.__cause__ or exc.__context__ or exc
+        raise DataError(f"unreadable parquet shard ({detail or f'{type(cause).__name__}: {cause}'})",
+                        dataset=dataset, split=split, path=bad or ", ".join(files),
+                        fix="re-download the dataset (the shard is corrupt or truncated)") from None
     return ds
+
+
+def _bad_shard(files: list[str]) -> tuple[str | None, str | None]:
+    """The first local shard pyarrow cannot read, and why (hub shards are not re-read)."""
+    import pyarrow.parquet as pq
+
+    for f in files:
+        if f.startswith("hf://"):
+            continue
+        try:
+            pq.read_table(f)
+        except Exception as exc:  # noqa: BLE001
+            return f, f"{type(exc).__name__}: {exc}"
+    return None, None
+
+
+def _require_columns(ds, needed: tuple[str, ...], files: list[str], dataset: str,
+                     split: str) -> None:
+    missing = [c for c in needed if c not in ds.column_names]
+    if missing:
+        raise DataError(f"parquet shard has no {' / '.join(repr(c) for c in missing)} column",
+                        dataset=dataset, split=split, path=files[0],
+                        value=f"columns: {ds.column_names}",
+                        fix="the HF layout needs the columns of the facts sheet (image, label, "
+                            "mask, ...)")
 
 
 def _rows(value) -> list[dict]:
@@ -100,22 +144,66 @@ def _rows(value) -> list[dict]:
     return list(value)
 
 
-def _decode_cell(cell, where: str) -> np.ndarray:
+def _decode_cell(cell, where: str, location: str, notes: list[str] | None = None,
+                 column: str = "image") -> np.ndarray:
     """An Image cell ({bytes, path}) or an array feature (e.g. MMLS 7-band Array3D)."""
     if isinstance(cell, (list, np.ndarray)):
+        return _array_cell(cell, where, column)
+    return decode_image(_image_bytes(cell, where, location, column), name=where, notes=notes)
+
+
+def _array_cell(cell, where: str, column: str) -> np.ndarray:
+    try:
         array = np.asarray(cell)
-        if array.dtype == np.float64:
-            array = array.astype(np.float32)  # Arrow lists come back as Python floats
-        return array[:, :, None] if array.ndim == 2 else array
-    return decode_image(_image_bytes(cell, where), name=where)
+    except ValueError:
+        raise DataError(f"{column!r} array cell is ragged", path=where) from None
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
+                                     or array.dtype == np.bool_):
+        raise DataError(f"{column!r} array cell holds non-numbers (null or ragged)", path=where,
+                        value=str(array.dtype))
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)  # Arrow lists come back as Python floats
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise DataError(f"{column!r} array cell must be (H, W) or (H, W, bands)", path=where,
+                        value=str(array.shape))
+    h, w = array.shape[:2]
+    if h * w > max_image_pixels() or min(h, w) < MIN_IMAGE_SIDE:
+        raise DataError(f"{column!r} array cell has an unusable size", path=where,
+                        value=f"{w}x{h}")
+    return array
 
 
-def _image_bytes(cell: dict, where: str) -> bytes:
-    if not cell or cell.get("bytes") is None:
-        if cell and cell.get("path") and Path(cell["path"]).is_file():
-            return Path(cell["path"]).read_bytes()
-        raise DataError("image cell has no bytes", path=where)
-    return cell["bytes"]
+def _image_bytes(cell, where: str, location: str, column: str = "image") -> bytes:
+    """The encoded image of a cell: its bytes, else the file its ``path`` names - read only
+    from a local copy and only inside it (a path leaving the dataset folder is refused)."""
+    if cell is None:
+        raise DataError(f"{column!r} cell is null", path=where,
+                        fix="re-download the dataset or drop the row")
+    if not isinstance(cell, dict):
+        raise DataError(f"{column!r} cell is not an image ({{bytes, path}})", path=where,
+                        value=type(cell).__name__)
+    data = cell.get("bytes")
+    if data is not None:
+        if not isinstance(data, (bytes, bytearray)):
+            raise DataError(f"{column!r} cell bytes are not binary", path=where,
+                            value=type(data).__name__)
+        return bytes(data)
+    ref = cell.get("path")
+    if not ref:
+        raise DataError(f"{column!r} cell has neither bytes nor a path", path=where,
+                        fix="re-download the dataset or drop the row")
+    root = Path(location)
+    if not root.is_dir():
+        raise DataError(f"{column!r} cell has no bytes, only a path (not read from a hub copy)",
+                        path=where, value=str(ref),
+                        fix="download the repo and read the local copy")
+    file = contained(root, ref, where=where, what=f"{column!r} cell path")
+    if not file.is_file():
+        raise DataError(f"{column!r} cell has no bytes and its path is not a file", path=where,
+                        value=str(ref))
+    return file.read_bytes()
 
 
 def _class_names(card: DatasetCard, ds, mapping: dict | None, notes: list[str]) -> tuple[list[str], int | None]:
@@ -127,12 +215,15 @@ def _class_names(card: DatasetCard, ds, mapping: dict | None, notes: list[str]) 
         names = list(label.names)
         return reconcile(card, names, None, notes), None
     if mapping:
-        aliases, ignore = parse_mapping(mapping)
-        return reconcile(card, names_from_mapping(aliases), aliases, notes), ignore
-    if "feature_names" in ds.column_names and len(ds):
-        return list(ds[0]["feature_names"]), None
+        aliases, ignore = parse_mapping(mapping, dataset=card.name)
+        names = names_from_mapping(aliases, card=card, ignore=ignore, notes=notes)
+        return reconcile(card, names, aliases, notes), ignore
     if card.class_names:
         return list(card.class_names), None
+    if "feature_names" in ds.column_names and "labels" in ds.column_names and len(ds):
+        first = ds[0]  # the full label set only where it is as long as the multi-hot vector
+        if first["feature_names"] and len(first["feature_names"]) == len(first["labels"] or []):
+            return [str(n) for n in first["feature_names"]], None
     raise DataError("the repo has no ClassLabel feature and no mapping.json",
                     dataset=card.name, fix="add mapping.json at the repo root")
 
@@ -146,9 +237,17 @@ def read_hf(card: DatasetCard, location: str, split: str, variant: Variant, *,
                         dataset=card.name, path=location,
                         fix="point at a copy of the Hugging Face repo (or its id)")
     hf_split = _hf_split_name(card, split, variant, shards, location)
-    ds = _load_arrow(shards[hf_split])
+    ds = _load_arrow(shards[hf_split], card.name, hf_split)
     notes: list[str] = []
     where = f"{location} [{hf_split}]"
+    if len(ds) == 0:
+        raise DataError("split has no samples (the parquet shards hold no rows)",
+                        dataset=card.name, split=hf_split, path=shards[hf_split][0],
+                        fix="re-download the dataset")
+    if card.task is Task.SEGMENTATION:
+        _require_columns(ds, ("image", "mask"), shards[hf_split], card.name, hf_split)
+    elif card.task is Task.DETECTION or card.kind is not TaskKind.IMAGE_PAIR:
+        _require_columns(ds, ("image",), shards[hf_split], card.name, hf_split)
     content = shard_content(location, shards[hf_split], with_mapping=mapping is not None)
     fingerprint = [f"format={annotation_format}"] if card.task is Task.DETECTION else []
     if card.task is Task.CLASSIFICATION:
@@ -165,8 +264,9 @@ def read_hf(card: DatasetCard, location: str, split: str, variant: Variant, *,
         def load_seg(i: int) -> SegmentationSample:
             row = ds[i]
             rid = f"{where} row {i}"
-            image = _decode_cell(row["image"], rid)
-            mask = decode_mask(_image_bytes(row["mask"], rid), name=rid + " mask")
+            image = _decode_cell(row["image"], rid, location, notes)
+            mask = decode_mask(_image_bytes(row["mask"], rid, location, "mask"),
+                               name=rid + " mask")
             validate_mask(image, mask, num, ignore, rid)
             return SegmentationSample(ids[i], image, mask)
 
@@ -250,8 +350,17 @@ def content_hashes(data: MarsDataset) -> list[str]:
     out = []
     for i in data.entries:
         cell = ds[i][column]
-        raw = cell["bytes"] if isinstance(cell, dict) else np.asarray(cell).tobytes()
-        out.append(hashlib.sha1(raw or b"").hexdigest())
+        if isinstance(cell, dict) and isinstance(cell.get("bytes"), (bytes, bytearray)):
+            raw = bytes(cell["bytes"])
+        elif isinstance(cell, (list, np.ndarray)):
+            try:
+                raw = np.asarray(cell).tobytes()
+            except ValueError:
+                raw = None
+        else:
+            raw = None
+        # a cell without bytes (null, path only) is no one's duplicate: reading it is reported
+        out.append(hashlib.sha1(raw).hexdigest() if raw is not None else f"no-bytes-row-{i}")
     return out
 
 
@@ -259,34 +368,29 @@ def _classification(card, ds, split, variant, names, location, where, fingerprin
     num = len(names)
     pair_cols = next((c for c in PAIR_COLUMNS if set(c) <= set(ds.column_names)), None)
     if card.kind is TaskKind.IMAGE_PAIR and pair_cols is None:
-        raise DataError(f"image-pair dataset but no before/after columns in {ds.column_names}",
-                        dataset=card.name, path=location)
+        raise DataError("image-pair dataset but no before/after image columns", dataset=card.name,
+                        split=split, path=where, value=f"columns: {ds.column_names}",
+                        fix=f"name them {PAIR_COLUMNS[0][0]!r} and {PAIR_COLUMNS[0][1]!r}")
     image_cols = pair_cols if card.kind is TaskKind.IMAGE_PAIR else ("image",)
     multilabel = card.kind is TaskKind.MULTILABEL
     label_col = "labels" if multilabel else "label"
     if label_col not in ds.column_names:
-        raise DataError(f"no {label_col!r} column; has {ds.column_names}", dataset=card.name,
-                        path=location)
+        raise DataError(f"parquet shard has no {label_col!r} column", dataset=card.name,
+                        split=split, path=where, value=f"columns: {ds.column_names}")
     raw_targets = ds[label_col]
     targets = []
     for i, value in enumerate(raw_targets):
+        at = dict(dataset=card.name, path=where, row=i)
         if multilabel:
-            vec = np.asarray(value, dtype=np.int8)
-            if vec.shape != (num,) or not np.isin(vec, (0, 1)).all():
-                raise DataError(f"row {i}: 'labels' must be a multi-hot vector of length {num}",
-                                dataset=card.name, path=where)
-            targets.append(vec)
+            targets.append(multihot(value, num, **at))
         else:
-            if not 0 <= int(value) < num:
-                raise DataError(f"row {i}: label {value} out of range 0..{num - 1}",
-                                dataset=card.name, path=where)
-            targets.append(int(value))
+            targets.append(class_label(value, num, **at))
     ids = _row_ids(ds, split, skip=(label_col,))
 
     def load(i: int) -> ClassificationSample:
         row = ds[i]
         rid = f"{where} row {i}"
-        images = tuple(_decode_cell(row[c], rid) for c in image_cols)
+        images = tuple(_decode_cell(row[c], rid, location, notes, c) for c in image_cols)
         return ClassificationSample(ids[i], images, targets[i])
 
     out = MarsDataset(card, split, variant, names, ids, list(range(len(ds))), load, "hf",
@@ -299,56 +403,102 @@ def _detection(card, ds, split, variant, location, where, fingerprint, fmt, drop
     names = list(card.class_names or ["object"])
     class_ids = {n.lower(): i + 1 for i, n in enumerate(names)}
 
-    def boxes_of(row: dict, width: int, height: int):
+    column = {"coco": "coco_annotation", "yolo": "yolo_annotation",
+              "voc": "pascal_voc_annotation"}[fmt]
+    if column not in ds.column_names:
+        raise DataError(f"parquet shard has no {column!r} column (annotation_format={fmt!r})",
+                        dataset=card.name, split=split, path=where,
+                        value=f"columns: {ds.column_names}")
+
+    def boxes_of(row: dict, width: int, height: int, i: int):
+        at = dict(path=where, row=i)
+        ann = row.get(column)
+        if not isinstance(ann, dict):
+            raise DataError(f"{column!r} cell is null or not a struct", value=type(ann).__name__,
+                            fix="a negative image has an annotation with empty lists", **at)
         boxes, labels = [], []
         if fmt == "coco":
-            for ann in _rows((row.get("coco_annotation") or {}).get("annotations")):
-                x, y, w, h = ann["bbox"]
-                boxes.append([x, y, x + w, y + h]); labels.append(int(ann["category_id"]))
+            for j, a in enumerate(_struct_rows(ann.get("annotations"), column, at)):
+                x, y, w, h = box_numbers(a.get("bbox"), 4, f"annotation {j} bbox [x, y, w, h]",
+                                         **at)
+                boxes.append([x, y, x + w, y + h])
+                labels.append(_int_cell(a.get("category_id"), f"annotation {j} category_id", at))
         elif fmt == "yolo":
-            ann = row.get("yolo_annotation") or {}
-            for (cx, cy, w, h), cat in zip(ann.get("bbox") or [], ann.get("category") or []):
+            bboxes, cats = ann.get("bbox") or [], ann.get("category") or []
+            if len(bboxes) != len(cats):
+                raise DataError(f"yolo_annotation has {len(bboxes)} boxes but {len(cats)} "
+                                "categories", **at)
+            for j, (bb, cat) in enumerate(zip(bboxes, cats)):
+                cx, cy, w, h = box_numbers(bb, 4, f"yolo box {j} [cx, cy, w, h]", **at)
+                if w <= 0 or h <= 0:
+                    raise DataError(f"yolo box {j} has zero or negative width/height",
+                                    value=list(bb), fix="drop or fix the box", **at)
                 boxes.append([(cx - w / 2) * width, (cy - h / 2) * height,
                               (cx + w / 2) * width, (cy + h / 2) * height])
-                labels.append(_category_id(cat, class_ids, where))
+                labels.append(_category_id(cat, class_ids, where, i))
         else:
-            for obj in _rows((row.get("pascal_voc_annotation") or {}).get("objects")):
-                bb = obj["bbox"]
-                boxes.append([bb["xmin"], bb["ymin"], bb["xmax"], bb["ymax"]])
-                labels.append(_category_id(obj["name"], class_ids, where))
+            for j, obj in enumerate(_struct_rows(ann.get("objects"), column, at)):
+                bb = obj.get("bbox")
+                if not isinstance(bb, dict):
+                    raise DataError(f"object {j} has no bbox struct", **at)
+                boxes.append(box_numbers([bb.get(k) for k in ("xmin", "ymin", "xmax", "ymax")],
+                                         4, f"object {j} bbox", **at))
+                labels.append(_category_id(obj.get("name"), class_ids, where, i))
         return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
                 np.asarray(labels, dtype=np.int64))
 
+    notes: list[str] = []
     annotation_cols = [c for c in ds.column_names if c != "image"]
     meta = ds.select_columns(annotation_cols)
     indices = list(range(len(ds)))
     if drop_negatives:
-        indices = [i for i in indices
-                   if len(boxes_of(meta[i], meta[i].get("width") or 1, meta[i].get("height") or 1)[0])]
+        indices = [i for i in indices if len(boxes_of(meta[i], meta[i].get("width") or 1,
+                                                      meta[i].get("height") or 1, i)[0])]
+        if not indices:
+            raise DataError("split has no samples (every image is a negative and "
+                            "drop_negatives is set)", dataset=card.name, split=split, path=where)
     all_ids = _row_ids(ds, split)
     ids = [all_ids[i] for i in indices]
 
     def load(i: int) -> DetectionSample:
         row = ds[i]
         rid = f"{where} row {i}"
-        image = _decode_cell(row["image"], rid)
+        image = _decode_cell(row["image"], rid, location, notes)
         h, w = image.shape[:2]
-        boxes, labels = boxes_of(row, w, h)
+        boxes, labels = boxes_of(row, w, h, i)
         validate_boxes(boxes, labels, w, h, len(names), rid)
         return DetectionSample(all_ids[i], image, boxes, labels)
 
     out = MarsDataset(card, split, variant, names, ids, indices, load, "hf", location,
-                      fingerprint_parts=fingerprint)
+                      fingerprint_parts=fingerprint, notes=notes)
     out.arrow = ds
     return out
 
 
-def _category_id(category, class_ids: dict[str, int], where: str) -> int:
-    if isinstance(category, int):
-        return category + 1
-    key = str(category).lower()
-    if key.isdigit():
-        return int(key) + 1
-    if key not in class_ids:
-        raise DataError(f"unknown category {category!r}; known: {sorted(class_ids)}", path=where)
-    return class_ids[key]
+def _struct_rows(value, column: str, at: dict) -> list[dict]:
+    rows = _rows(value)
+    if not all(isinstance(r, dict) for r in rows):
+        raise DataError(f"{column!r} entries are not structs", **at)
+    return rows
+
+
+def _int_cell(value, what: str, at: dict) -> int:
+    try:
+        return parse_class_id(value)
+    except ValueError as exc:
+        raise DataError(f"{what} is not an integer ({exc})", value=repr(value), **at) from None
+
+
+def _category_id(category, class_ids: dict[str, int], where: str, row: int | None = None) -> int:
+    """A 0-based YOLO / VOC category (an id, or a class name) -> class id 1..K."""
+    if category is None or isinstance(category, bool):
+        raise DataError("category is null or not a class", path=where, row=row,
+                        value=repr(category))
+    key = str(category).strip().lower()
+    if key in class_ids:
+        return class_ids[key]
+    try:
+        return parse_class_id(category) + 1
+    except ValueError:
+        raise DataError(f"unknown category; known: {sorted(class_ids)}", path=where, row=row,
+                        value=repr(category)) from None

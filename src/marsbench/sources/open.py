@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from ..catalog import DatasetCard, Platform, Task, TaskKind, UnknownDatasetError, Variant, get_card
 from ..vocab import DATA_SOURCES
+from ..errors import OptionError, did_you_mean
 from .dataset import SPLITS, MarsDataset
 from .errors import DataError
 from .folder import read_folder
@@ -34,15 +34,17 @@ def infer_card(path: Path) -> DatasetCard:
     import pandas as pd
 
     from .classnames import names_from_mapping, read_mapping_file
+    from .folder import _read_csv
 
-    mapping = read_mapping_file(path / "mapping.json")
-    names = names_from_mapping(mapping[0]) if mapping else []
+    mapping = read_mapping_file(path / "mapping.json", root=path, dataset=path.name)
+    names = (names_from_mapping(mapping[0], ignore=mapping[1], path=path / "mapping.json")
+             if mapping else [])
     ignore = mapping[1] if mapping else None
     split_dirs = [path / "data" / s for s in SPLITS]
     sizes: dict[str, int] = {}
     if (path / "annotation.csv").is_file():
         task = Task.CLASSIFICATION
-        df = pd.read_csv(path / "annotation.csv", dtype=str, keep_default_na=False)
+        df = _read_csv(path / "annotation.csv", {"file_id", "label", "split"}, path.name, path)
         sizes = {s: int((df.get("split") == s).sum()) for s in SPLITS}
         labels = df.get("label", pd.Series(dtype=str))
         if labels.str.startswith("[").any():
@@ -61,8 +63,10 @@ def infer_card(path: Path) -> DatasetCard:
         coco = next((d / "coco_annotations.json" for d in split_dirs
                      if (d / "coco_annotations.json").is_file()), None)
         if coco and not names:
-            cats = json.loads(coco.read_text()).get("categories", [])
-            names = [c["name"] for c in sorted(cats, key=lambda c: c["id"])]
+            from .detection_formats import CocoIndex
+
+            cats = CocoIndex(coco, root=path).categories
+            names = [cats[k] for k in sorted(cats)]
     else:
         raise DataError("not a Mars-Bench folder: no annotation.csv, data/<split>/masks, "
                         "labels, pascal_voc or coco_annotations.json", path=path,
@@ -84,7 +88,8 @@ def resolve(name_or_path: str | Path, *, root: str | Path | None = None,
             source: str = "auto") -> tuple[DatasetCard, str, str]:
     """(card, source, location) for a catalog name, a local folder, or a hub repo id."""
     if source not in DATA_SOURCES:
-        raise ValueError(f"source must be one of {DATA_SOURCES}, not {source!r}")
+        raise OptionError("unknown data source", where="source", value=source,
+                          fix=did_you_mean(source, DATA_SOURCES))
     path = Path(name_or_path)
     if path.is_dir():
         layout = detect_layout(path)
@@ -131,7 +136,10 @@ def is_synthetic(path: Path) -> bool:
     if (path / "SYNTHETIC.md").is_file():
         return True
     readme = path / "README.md"
-    return readme.is_file() and "SYNTHETIC" in readme.read_text(errors="replace")[:4000]
+    if not readme.is_file() or readme.resolve().parent != path.resolve():
+        return False  # a README linked from outside the dataset is not read
+    with open(readme, "rb") as f:
+        return b"SYNTHETIC" in f.read(4000)
 
 
 def _hf_user_card(path: Path) -> DatasetCard:
@@ -154,7 +162,14 @@ def open_dataset(name_or_path: str | Path, split: str = "train", *,
     yolo; negatives (images without boxes) are kept unless ``drop_negatives``.
     """
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+        raise OptionError("unknown split", where="split", value=split,
+                          fix=did_you_mean(split, SPLITS))
+    from .folder import ANNOTATION_FORMATS
+
+    if annotation_format not in ANNOTATION_FORMATS:
+        raise OptionError("unknown annotation_format", where="annotation_format",
+                          value=annotation_format,
+                          fix=did_you_mean(annotation_format, ANNOTATION_FORMATS))
     card, src, location = resolve(name_or_path, root=root, source=source)
     variant = Variant.parse(variant)
     options = dict(annotation_format=annotation_format, drop_negatives=drop_negatives,
