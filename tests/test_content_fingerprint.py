@@ -207,7 +207,7 @@ def _files(folder: Path, n: int) -> list[Path]:
 
 
 def test_recheck_reads_no_file_when_the_memo_knows_them(tmp_path, monkeypatch, memo_now):
-    files = _files(tmp_path / "d", 150)  # above the thread-pool threshold
+    files = _files(tmp_path / "d", 150)
     stats: dict = {}
     first = content_hash.file_digests(files, stats=stats)
     assert stats == {"files": 150, "memo_hits": 0, "hashed": 150, "memoised": 150}

@@ -39,7 +39,6 @@ import stat as stat_module
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePath
 
 import platformdirs
@@ -58,7 +57,6 @@ MEMO_KEEP_ROWS = 2_000_000  # ... down to this many (a few hundred MB at most)
 _TABLE = "blake2b_128_v1"
 _LOOKUP_CHUNK = 900  # bound parameters per query (old SQLite builds allow 999)
 _WRITE_CHUNK = 5000  # rows per write transaction: other processes wait at most that long
-_THREADS_FROM = 64  # hash in a thread pool when at least this many files miss the memo
 _BUSY_TIMEOUT_MS = 5000
 _warned: set[str] = set()
 
@@ -77,12 +75,22 @@ def _new_hash():
     return hashlib.blake2b(digest_size=16)
 
 
-def _hash_open_file(path: str) -> tuple[str, os.stat_result]:
-    """Digest of the file's bytes and its stat taken after reading (to spot a concurrent write)."""
-    with open(path, "rb") as fh:
-        digest = hashlib.file_digest(fh, _new_hash).hexdigest()
-        after = os.fstat(fh.fileno())
-    return digest, after
+def _hash_open_file(path: str) -> tuple[str, os.stat_result, int]:
+    """Digest of the file's bytes, its stat after reading (to spot a concurrent write) and the
+    time the read began (to spot a racy file)."""
+    started = time.time_ns()
+    try:
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, _new_hash).hexdigest()
+            after = os.fstat(fh.fileno())
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    return digest, after, started
+
+
+def _unreadable(path: str, exc: OSError) -> DataError:
+    return DataError(f"cannot read data file ({exc.strerror or exc})", path=path,
+                     fix="check the file's permissions and the disk")
 
 
 def _signature(st: os.stat_result) -> str:
@@ -118,9 +126,16 @@ def file_digests(paths: Iterable[str | os.PathLike], *, missing_ok: bool = False
             raise DataError("data file missing", path=name,
                             fix="restore the file, or remove it from the dataset's listing") \
                 from None
+        except OSError as exc:
+            raise _unreadable(name, exc) from None
         if not stat_module.S_ISREG(st.st_mode):
             raise DataError("not a regular file", path=name, fix="point at the data file")
-        folder, base = os.path.split(name)
+        # The memo key: the folder's real path (resolved once per folder) and the file's name.
+        if os.altsep is None:  # POSIX: a plain string split, several times faster
+            folder, sep, base = name.rpartition(os.sep)
+            folder = folder or sep  # "/x.png" lies in "/"; "x.png" in ""
+        else:
+            folder, base = os.path.split(name)
         real = real_dirs.get(folder)
         if real is None:
             real = real_dirs[folder] = os.path.realpath(folder or ".")
@@ -142,22 +157,16 @@ def file_digests(paths: Iterable[str | os.PathLike], *, missing_ok: bool = False
         elif key not in todo:
             todo[key] = i
 
-    def work(i: int) -> tuple[str, os.stat_result]:
-        return _hash_open_file(names[i])
-
+    # One thread: for files in the page cache a thread pool measured slower (GIL hand-offs
+    # outweigh the overlap); the memo, not parallel reads, is what makes re-checks cheap.
     indices = list(todo.values())
-    if len(indices) >= _THREADS_FROM:
-        with ThreadPoolExecutor(max_workers=min(8, 2 * (os.cpu_count() or 1))) as pool:
-            results = list(pool.map(work, indices, chunksize=64))
-    else:
-        results = [work(i) for i in indices]
-    now = time.time_ns()
+    results = [_hash_open_file(names[i]) for i in indices]
     fresh: list[tuple[str, str, str]] = []
     computed: dict[str, str] = {}
-    for i, (digest, after) in zip(indices, results):
+    for i, (digest, after, started) in zip(indices, results):
         key, sig = keys[i], sigs[i]
         computed[key] = digest  # type: ignore[index]
-        quiet = now - max(after.st_mtime_ns, after.st_ctime_ns) >= RACY_WINDOW_NS
+        quiet = started - max(after.st_mtime_ns, after.st_ctime_ns) >= RACY_WINDOW_NS
         if quiet and _signature(after) == sig:  # unchanged while it was read, and not racy
             fresh.append((key, sig, digest))  # type: ignore[arg-type]
     for i, key in enumerate(keys):
