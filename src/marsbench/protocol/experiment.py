@@ -186,8 +186,10 @@ def parse_experiment(text: str, *, path: str | Path | None = None) -> Experiment
     """Validate experiment YAML ``text``; relative paths resolve against ``path``'s folder."""
     where = str(path) if path is not None else "<experiment>"
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        from .. import yaml_io  # no aliases: a "billion laughs" file is refused, not expanded
+
+        node = yaml_io.compose(text)
+        data = yaml_io.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

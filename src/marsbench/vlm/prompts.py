@@ -229,7 +229,13 @@ def load_prompt(dataset_or_path: str | Path, *, task: TaskFormat | None = None) 
                     f"no prompt file for {dataset_or_path!r}; packaged prompts: "
                     f"{', '.join(packaged_prompts())}. Pass --prompt FILE (see docs/vlm.md)")
             path = prompt_path(GENERIC[task])  # type: ignore[assignment]
-    template = parse_prompt(yaml.safe_load(path.read_text()), source=str(path))
+    from ..yaml_io import safe_load  # no aliases (see marsbench.yaml_io)
+
+    try:
+        data = safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise PromptError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    template = parse_prompt(data, source=str(path))
     if task is not None and template.task != task:
         raise PromptError(
             f"{path}: prompt task is {template.task!r} but the dataset needs {task!r}")
