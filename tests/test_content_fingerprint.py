@@ -20,7 +20,6 @@ from marsbench.sources import content_hash, open_dataset
 from marsbench.sources.dataset import SPLITS, splits_fingerprint
 from marsbench.sources.synth import generate
 
-TICK = 0.05  # s: longer than a filesystem timestamp tick, so an edit moves mtime/ctime
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +32,24 @@ def private_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def memo_now(monkeypatch):
     """Memoise even files written a moment ago (the default waits `RACY_WINDOW_NS`), so tests
-    exercise memo hits; tests using it sleep a `TICK` before editing a hashed file."""
+    exercise memo hits; tests using it call `next_tick` before editing a hashed file."""
     monkeypatch.setattr(content_hash, "RACY_WINDOW_NS", 0)
+
+
+def next_tick(folder: Path) -> None:
+    """Wait until the filesystem's clock has moved past every timestamp under ``folder`` (the
+    racy window would otherwise cover an edit made within the same timestamp tick)."""
+    newest = max(max(p.stat().st_mtime_ns, p.stat().st_ctime_ns)
+                 for p in folder.rglob("*") if p.is_file())
+    probe = folder / ".tick-probe"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        probe.write_bytes(b"")
+        if probe.stat().st_mtime_ns > newest:
+            probe.unlink()
+            return
+        time.sleep(0.005)
+    pytest.fail("the filesystem clock did not move in 5 s")
 
 
 def fingerprint(path, **kw) -> str:
@@ -79,7 +94,7 @@ def test_same_size_edit_changes_fingerprint_feature_key_and_flags_the_sweep(tmp_
     cached_features(key_before, tmp_path / "features", lambda: torch.ones(2, 3))
     assert cached_features(key_before, tmp_path / "features", lambda: torch.zeros(1))[1]
 
-    time.sleep(TICK)
+    next_tick(root)
     flip_byte_in_place(train.entries[0][1][0])  # one training image, same name and size
     after_train = open_dataset(root, "train")
     assert after_train.fingerprint() != train.fingerprint()
@@ -102,7 +117,7 @@ def test_restoring_the_mtime_does_not_hide_an_edit(tmp_path, memo_now):
     root = generate("mb-frost_cls", tmp_path / "data")
     first = fingerprint(root)
     image = next((root / "data" / "train").rglob("*.png"))
-    time.sleep(TICK)
+    next_tick(root)
     old = flip_byte_in_place(image)
     os.utime(image, ns=(old.st_atime_ns, old.st_mtime_ns))
     assert image.stat().st_mtime_ns == old.st_mtime_ns and image.stat().st_size == old.st_size
