@@ -100,6 +100,10 @@ def check_command(
     for p in report.problems:
         table.add_row(p.split, p.path, p.message)
     console.print(table)
+    first = report.problems[0]
+    common.echo_error(first.message if len(report.problems) == 1 else
+                      f"{len(report.problems)} problems in {report.location} (listed above); "
+                      f"the first: {first.message}")
     raise typer.Exit(1)
 
 

@@ -110,7 +110,10 @@ def vlm_command(
         raise typer.Exit(1) from None
     if predictions is not None:
         write_predictions(result, predictions)
-    record = zero_shot_record(result, data_root=str(root) if root else None)
+    folder = Path(dataset).expanduser()
+    # a dataset given as a folder is recorded by name under its parent folder, as `run` does
+    data_root = str(folder.resolve().parent) if folder.is_dir() else (str(root) if root else None)
+    record = zero_shot_record(result, data_root=data_root)
     if predictions is not None:
         record.predictions_path = str(predictions)
     results.put(record, on_duplicate="replace")
