@@ -430,6 +430,88 @@ def test_unsafe_archive_through_download_writes_nothing(host, tmp_path, monkeypa
     assert [p.suffix for p in (root / ".downloads").iterdir()] == [".lock"]  # archive deleted
 
 
+# ---- zip bombs: limits on members, total size and compression ratio ----------------------------
+
+
+def _zip_members(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name, payload in members.items():
+            zf.writestr(name, payload)
+    return buf.getvalue()
+
+
+def _nothing_extracted(root: Path) -> bool:
+    return not root.exists() or not any(p for p in root.rglob("*") if p.is_file())
+
+
+def test_zip_bomb_member_is_refused_before_writing(tmp_path):
+    # ~80 KB on disk, 80 MB once extracted: the ratio (about 1000) gives it away
+    archive = tmp_path / "bomb.zip"
+    archive.write_bytes(_zip_members({f"{NAME}/data/train/images/a.png": b"\0" * (80 << 20)}))
+    assert archive.stat().st_size < 1 << 20
+    root = tmp_path / "root"
+    with pytest.raises(dl.UnsafeArchiveError,
+                       match=r"refusing to extract: member '.*a\.png' expands \d+ -> 83886080 "
+                             r"bytes, a ratio over 100 .*MARSBENCH_MAX_COMPRESSION_RATIO") as err:
+        dl.safe_extract(archive, root, NAME)
+    assert _nothing_extracted(root)
+    assert "\n" not in str(err.value)  # one line, as the CLI prints it
+
+
+def test_many_small_compressible_members_are_refused_as_a_whole(tmp_path, monkeypatch):
+    # each member stays under the per-member floor; the archive as a whole is a bomb
+    monkeypatch.setattr(dl, "RATIO_FLOOR_BYTES", 1 << 20)
+    members = {f"{NAME}/data/train/images/{i}.png": b"\0" * (900 << 10) for i in range(6)}
+    archive = tmp_path / "bomb.zip"
+    archive.write_bytes(_zip_members(members))
+    root = tmp_path / "root"
+    with pytest.raises(dl.UnsafeArchiveError, match=r"it expands \d+ -> 5529600 bytes, a ratio"):
+        dl.safe_extract(archive, root, NAME)
+    assert _nothing_extracted(root)
+
+
+@pytest.mark.parametrize("env, value, message", [
+    ("MARSBENCH_MAX_ARCHIVE_MEMBERS", "3", r"holds 5 members, over the limit of 3"),
+    ("MARSBENCH_MAX_EXTRACTED_BYTES", "100", r"would extract 500 bytes, over the limit of 100"),
+])
+def test_member_count_and_total_size_limits(tmp_path, monkeypatch, env, value, message):
+    monkeypatch.setenv(env, value)
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(_zip_members({f"{NAME}/f{i}.txt": bytes(range(100)) for i in range(5)}))
+    root = tmp_path / "root"
+    with pytest.raises(dl.UnsafeArchiveError, match=message + rf".*{env}"):
+        dl.safe_extract(archive, root, NAME)
+    assert _nothing_extracted(root)
+    monkeypatch.delenv(env)
+    assert (dl.safe_extract(archive, root, NAME) / "f4.txt").read_bytes() == bytes(range(100))
+
+
+def test_member_larger_than_its_declared_size_is_not_written_past_it(tmp_path):
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    data = bytearray(_zip_members({f"{NAME}/big.bin": payload}))
+    # the central directory and the local header both claim 10 bytes
+    for sig, offset in ((b"PK\x01\x02", 24), (b"PK\x03\x04", 22)):
+        at = data.index(sig)
+        data[at + offset:at + offset + 4] = (10).to_bytes(4, "little")
+    archive = tmp_path / "liar.zip"
+    archive.write_bytes(bytes(data))
+    root = tmp_path / "root"
+    with pytest.raises(dl.DownloadError, match=r"liar\.zip"):
+        dl.safe_extract(archive, root, NAME)
+    assert _nothing_extracted(root)
+
+
+def test_zip_bomb_through_download_deletes_the_archive(host, tmp_path, monkeypatch):
+    publish_on_zenodo(host, _zip_members({f"{NAME}/data/a.png": b"\0" * (40 << 20)}))
+    monkeypatch.setenv("MARSBENCH_ZENODO_URL", host.url)
+    root = tmp_path / "root"
+    with pytest.raises(dl.UnsafeArchiveError, match="ratio over 100"):
+        dl.download(NAME, "zenodo", root, progress=False)
+    assert not (root / NAME).exists()
+    assert [p.suffix for p in (root / ".downloads").iterdir()] == [".lock"]  # archive deleted
+
+
 def test_connection_refused_is_an_offline_error_naming_url_and_target(tmp_path, monkeypatch):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

@@ -21,6 +21,7 @@ import tempfile
 import time
 import warnings
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -44,6 +45,14 @@ MAX_SEARCH_PAGES = 40
 CHUNK_BYTES = 1 << 20  # read size when hashing
 STREAM_CHUNK_BYTES = 1 << 16  # bytes lost at most when a connection drops mid-chunk
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+# Archive limits (zip bombs): each can be raised through its environment variable.
+MAX_ARCHIVE_MEMBERS = 500_000  # the largest Mars-Bench archive holds some tens of thousands
+MAX_EXTRACTED_BYTES = 500 * 2**30  # 500 GiB
+MAX_COMPRESSION_RATIO = 100  # images barely compress; a 300 KB -> 300 MB zip is a bomb
+RATIO_FLOOR_BYTES = 32 * 2**20  # the ratio is only held against members / archives above this
+ARCHIVE_LIMIT_ENV = {"members": "MARSBENCH_MAX_ARCHIVE_MEMBERS",
+                     "bytes": "MARSBENCH_MAX_EXTRACTED_BYTES",
+                     "ratio": "MARSBENCH_MAX_COMPRESSION_RATIO"}
 
 
 class DownloadError(MarsbenchError, RuntimeError):
@@ -437,7 +446,69 @@ def unsafe_member_problem(info: zipfile.ZipInfo) -> str | None:
         return "has an absolute path"
     if ".." in posix.parts:
         return "contains '..' and would extract outside the target folder"
+    if not [p for p in posix.parts if p not in (".", "/")]:
+        return "has an empty name"
     return None
+
+
+def _limit(kind: str, default: int) -> int:
+    text = os.environ.get(ARCHIVE_LIMIT_ENV[kind], "").strip()
+    try:
+        value = int(float(text)) if text else default
+    except ValueError:
+        value = -1
+    if value < 1:
+        raise DownloadError(f"{ARCHIVE_LIMIT_ENV[kind]} must be a positive number, not {text!r}")
+    return value
+
+
+def archive_problem(archive: Path, infos: list[zipfile.ZipInfo]) -> str | None:
+    """Why the archive's declared sizes look like a zip bomb, or None (read before extracting).
+
+    Limits: member count, total uncompressed size, and compression ratio (per member and over
+    the whole archive, once past `RATIO_FLOOR_BYTES`); see the ``MARSBENCH_MAX_*`` variables.
+    """
+    members, max_bytes = _limit("members", MAX_ARCHIVE_MEMBERS), _limit("bytes", MAX_EXTRACTED_BYTES)
+    ratio = _limit("ratio", MAX_COMPRESSION_RATIO)
+    if len(infos) > members:
+        return (f"it holds {len(infos)} members, over the limit of {members} "
+                f"(raise {ARCHIVE_LIMIT_ENV['members']} if it is genuine)")
+    total = sum(i.file_size for i in infos)
+    if total > max_bytes:
+        return (f"it would extract {total} bytes, over the limit of {max_bytes} "
+                f"(raise {ARCHIVE_LIMIT_ENV['bytes']} if it is genuine)")
+    for i in infos:
+        if i.file_size > RATIO_FLOOR_BYTES and i.file_size > ratio * max(i.compress_size, 1):
+            return (f"member {i.filename!r} expands {i.compress_size} -> {i.file_size} bytes, "
+                    f"a ratio over {ratio} (raise {ARCHIVE_LIMIT_ENV['ratio']} if it is genuine)")
+    packed = max(archive.stat().st_size, sum(i.compress_size for i in infos), 1)
+    if total > RATIO_FLOOR_BYTES and total > ratio * packed:
+        return (f"it expands {packed} -> {total} bytes, a ratio over {ratio} "
+                f"(raise {ARCHIVE_LIMIT_ENV['ratio']} if it is genuine)")
+    return None
+
+
+def _extract_members(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], dest: Path,
+                     archive: Path) -> None:
+    """Write every member under ``dest``, counting bytes: no member may exceed its declared
+    size (the central directory could lie) nor the archive its declared total."""
+    budget = sum(i.file_size for i in infos)
+    for info in infos:
+        target = dest / info.filename
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with zf.open(info) as src, open(target, "wb") as out:
+            while chunk := src.read(STREAM_CHUNK_BYTES):
+                written += len(chunk)
+                budget -= len(chunk)
+                if written > info.file_size or budget < 0:
+                    raise UnsafeArchiveError(f"{archive}: refusing to extract member "
+                                             f"{info.filename!r}: it expands past its declared "
+                                             f"size of {info.file_size} bytes")
+                out.write(chunk)
 
 
 def safe_extract(archive: Path, root: Path, folder_name: str, *, force: bool = False) -> Path:
@@ -449,12 +520,21 @@ def safe_extract(archive: Path, root: Path, folder_name: str, *, force: bool = F
     target = root / folder_name
     try:
         with zipfile.ZipFile(archive) as zf:
-            bad = [(i.filename, p) for i in zf.infolist() if (p := unsafe_member_problem(i))]
+            infos = zf.infolist()
+            bad = [(i.filename, p) for i in infos if (p := unsafe_member_problem(i))]
             if bad:
                 listing = "; ".join(f"member {n!r} {p}" for n, p in bad[:10])
                 raise UnsafeArchiveError(f"{archive}: refusing to extract: {listing}. Nothing "
                                          "was written; the archive is not trustworthy.")
+            bomb = archive_problem(archive, infos)
+            if bomb:
+                raise UnsafeArchiveError(f"{archive}: refusing to extract: {bomb}. Nothing was "
+                                         "written.")
             root.mkdir(parents=True, exist_ok=True)
+            needed, free = sum(i.file_size for i in infos), shutil.disk_usage(root).free
+            if needed > free:
+                raise DownloadError(f"{archive}: extracting needs {needed} bytes but {root} has "
+                                    f"{free} free; free some space or pass another --root")
             tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}.extracting-", dir=root))
             try:
                 tmp_resolved = tmp.resolve()
@@ -463,7 +543,7 @@ def safe_extract(archive: Path, root: Path, folder_name: str, *, force: bool = F
                         raise UnsafeArchiveError(f"{archive}: refusing to extract member "
                                                  f"{info.filename!r}: it resolves outside "
                                                  f"{target}")
-                zf.extractall(tmp)
+                _extract_members(zf, infos, tmp, archive)
                 source = _dataset_folder(tmp, folder_name)
                 if target.exists():
                     if not force:
@@ -473,8 +553,14 @@ def safe_extract(archive: Path, root: Path, folder_name: str, *, force: bool = F
                 os.replace(source, target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+    except DownloadError:
+        raise
     except zipfile.BadZipFile as exc:
         raise CorruptArchiveError(f"{archive} is not a valid zip archive ({exc})") from exc
+    except (zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
+        # a damaged stream, an unsupported compression method, an encrypted member
+        raise CorruptArchiveError(f"{archive} cannot be extracted ({type(exc).__name__}: "
+                                  f"{exc})") from exc
     return target
 
 
