@@ -10,11 +10,13 @@ Writes, under src/marsbench/aggregate/data/:
   (the paper's recipe).
 
 Usage: .venv/bin/python scripts/build_paper_baselines.py [/path/to/reference-results]
-(default /work/shared/data/reference-results, see the PROVENANCE.md there).
+(default: reference-results in $MARSBENCH_SHARED_DATA, else in ../shared/data beside the
+repository; see the PROVENANCE.md there).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -34,10 +36,20 @@ FULL_FILES = FILES[:2]
 SOURCE = ("Mars-Bench published runs (github.com/kerner-lab/Mars-Bench benchmark/data, May 2025): "
           "classification_filtered.csv + segmentation_filtered.csv, feature extraction, full training set")
 DECIMALS = 8  # the published scores carry float32 noise beyond this
+REPO = Path(__file__).resolve().parents[1]
+
+
+def default_folder() -> Path:
+    shared = os.environ.get("MARSBENCH_SHARED_DATA") or REPO.parent / "shared" / "data"
+    return Path(shared) / "reference-results"
 
 
 def main(folder: Path) -> None:
-    out = Path(__file__).resolve().parents[1] / "src" / "marsbench" / "aggregate" / "data"
+    missing = [name for name in FILES if not (folder / name).is_file()]
+    if missing:
+        sys.exit(f"error: {folder} lacks {', '.join(missing)}; pass the folder holding the "
+                 "published Mars-Bench CSVs (github.com/kerner-lab/Mars-Bench benchmark/data)")
+    out = REPO / "src" / "marsbench" / "aggregate" / "data"
     out.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -56,4 +68,4 @@ def main(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/work/shared/data/reference-results"))
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else default_folder())

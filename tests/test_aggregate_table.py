@@ -1,10 +1,11 @@
-"""The tidy results table (schema, validation, CSV) and the readers of the published CSVs."""
+"""The tidy results table (schema, validation, CSV) and the readers of the published CSVs.
+
+Tests of the published CSVs themselves need ../shared/data/reference-results (fixture
+``reference_results``: skipped when absent); the shipped copy of those runs is checked without."""
 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
@@ -12,8 +13,6 @@ from marsbench.aggregate import (
     COLUMNS, PublishedCsvWarning, ResultsTableError, concat_tables, paper_baselines,
     read_published_csv, read_results_csv, results_table, write_results_csv,
 )
-
-REFERENCE = Path("/work/shared/data/reference-results")
 
 
 def row(**changes) -> dict:
@@ -76,9 +75,9 @@ def test_csv_round_trip_and_line_numbers(tmp_path):
 
 # --- published CSVs ----------------------------------------------------------------------------
 
-def test_read_default_files():
-    cls = read_published_csv(REFERENCE / "classification_filtered.csv")
-    seg = read_published_csv(REFERENCE / "segmentation_filtered.csv")
+def test_read_default_files(reference_results):
+    cls = read_published_csv(reference_results / "classification_filtered.csv")
+    seg = read_published_csv(reference_results / "segmentation_filtered.csv")
     assert len(cls) == 315 and len(seg) == 224
     assert set(cls["metric"]) == {"f1_weighted"} and set(seg["metric"]) == {"iou_reference"}
     assert set(cls["variant"]) == {"full"} and set(cls["regime"]) == {"feature_extraction"}
@@ -89,24 +88,24 @@ def test_read_default_files():
     assert round(swin.mean(), 3) == 0.866
 
 
-def test_read_partition_and_few_shot_files():
+def test_read_partition_and_few_shot_files(reference_results):
     with pytest.warns(PublishedCsvWarning, match=r"dropped 1 run\(s\) without a score, lines \[1044\]"):
-        few = read_published_csv(REFERENCE / "classification_few_shot_filtered.csv")
+        few = read_published_csv(reference_results / "classification_few_shot_filtered.csv")
     assert sorted(few["variant"].unique()) == sorted(f"few_shot:{k}" for k in (1, 2, 5, 10, 15, 20))
     assert len(few) == 1679
-    part = read_published_csv(REFERENCE / "classification_partition_filtered.csv")
+    part = read_published_csv(reference_results / "classification_partition_filtered.csv")
     assert "partition:0.01" in set(part["variant"]) and "partition:0.10" in set(part["variant"])
     # the 1.0 rows are the full-set runs: stacked with the default file they collapse
-    full = read_published_csv(REFERENCE / "classification_filtered.csv")
+    full = read_published_csv(reference_results / "classification_filtered.csv")
     both = concat_tables([full, part])
     assert len(both) == len(part)
     assert (both["variant"] == "full").sum() == 315
 
 
-def test_earth_data_repeats_seeds():
+def test_earth_data_repeats_seeds(reference_results):
     with pytest.raises(ResultsTableError, match=r"earth_data.csv: .* repeat a seed .*renumber"):
-        read_published_csv(REFERENCE / "earth_data.csv")
-    earth = read_published_csv(REFERENCE / "earth_data.csv", duplicate_seeds="renumber")
+        read_published_csv(reference_results / "earth_data.csv")
+    earth = read_published_csv(reference_results / "earth_data.csv", duplicate_seeds="renumber")
     assert len(earth) == 1053
     satmae = earth[(earth["model"] == "SatMAE_ViT-L/16") & (earth["dataset"] == "mb-surface_cls")
                    & (earth["variant"] == "full")]
@@ -123,11 +122,11 @@ def test_unknown_file_layout_is_refused(tmp_path):
         read_published_csv(path)
 
 
-def test_shipped_baselines_are_the_published_runs():
+def test_shipped_baselines_are_the_published_runs(reference_results):
     shipped = paper_baselines(suffix="")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PublishedCsvWarning)
-        published = concat_tables([read_published_csv(REFERENCE / name) for name in (
+        published = concat_tables([read_published_csv(reference_results / name) for name in (
             "classification_filtered.csv", "segmentation_filtered.csv",
             "classification_partition_filtered.csv", "segmentation_partition_filtered.csv",
             "classification_few_shot_filtered.csv")])
@@ -136,3 +135,20 @@ def test_shipped_baselines_are_the_published_runs():
     assert (merged["_merge"] == "both").all()
     assert (merged["value_shipped"] - merged["value_published"]).abs().max() < 1e-8
     assert paper_baselines()["model"].str.endswith(" [paper]").all()
+
+
+def test_shipped_baselines_hold_the_published_runs():
+    """What the package ships, checked with nothing beside the repository (the published CSVs'
+    counts, as in test_read_default_files and test_read_partition_and_few_shot_files)."""
+    shipped = paper_baselines(suffix="")
+    full = shipped[shipped["variant"] == "full"]
+    assert (full["task"] == "classification").sum() == 315
+    assert (full["task"] == "segmentation").sum() == 224
+    assert set(full["regime"]) == {"feature_extraction"}
+    assert full.groupby(["model", "dataset"]).size().eq(7).all()
+    assert full["seed"].drop_duplicates().sort_values().tolist() == [0, 1, 10, 42, 123, 1000, 1234]
+    swin = full[(full["model"] == "SwinV2-B") & (full["dataset"] == "mb-domars16k")]["value"]
+    assert round(swin.mean(), 3) == 0.866  # the facts sheet's figure
+    few = shipped[shipped["variant"].str.startswith("few_shot:")]
+    assert len(few) == 1679 and set(few["task"]) == {"classification"}
+    assert {"partition:0.01", "partition:0.10", "partition:0.50"} <= set(shipped["variant"])

@@ -1,4 +1,7 @@
-"""`marsbench report` through typer's CliRunner: files written, their content, errors."""
+"""`marsbench report` through typer's CliRunner: files written, their content, errors.
+
+The paper report reads the published runs in the published CSV layout, written here from the copy
+the package ships (so nothing beside the repository is needed)."""
 
 from __future__ import annotations
 
@@ -10,10 +13,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from marsbench.aggregate import LEADERBOARD_COLUMNS, default_normaliser, write_results_csv
+from marsbench.aggregate import (
+    LEADERBOARD_COLUMNS, default_normaliser, paper_baselines, write_results_csv,
+)
 from marsbench.cli.main import app
 
-REFERENCE = Path("/work/shared/data/reference-results")
 # PROVENANCE.md check figures (IQM, 3 decimals)
 CHECK_IQM = {"SwinV2-B": 0.898, "ViT-L/16": 0.856, "ResNet101": 0.507, "InceptionV3": 0.390,
              "SqueezeNet1.1": 0.359, "UNet": 0.824, "DPT": 0.646, "SegFormer": 0.401, "DeepLabV3+": 0.299}
@@ -21,12 +25,30 @@ CHECK_IQM = {"SwinV2-B": 0.898, "ViT-L/16": 0.856, "ResNet101": 0.507, "Inceptio
 runner = CliRunner()
 
 
+def write_published_layout(folder: Path) -> dict[str, Path]:
+    """classification_filtered.csv and segmentation_filtered.csv as the Mars-Bench repository
+    publishes them (model, dataset, test metric, training_type, seed, partition name), from the
+    full-training-set runs the package ships."""
+    shipped = paper_baselines(suffix="")
+    full = shipped[shipped["variant"] == "full"]
+    paths = {}
+    for task in ("classification", "segmentation"):
+        rows = full[full["task"] == task]
+        paths[task] = folder / f"{task}_filtered.csv"
+        pd.DataFrame({"model": rows["model"], "dataset": rows["dataset"],
+                      "test metric": rows["value"], "training_type": rows["regime"],
+                      "seed": rows["seed"], "partition name": "default"}).to_csv(
+            paths[task], index=False)
+    return paths
+
+
 @pytest.fixture(scope="module")
 def paper_report(tmp_path_factory) -> tuple[Path, object]:
+    published = write_published_layout(tmp_path_factory.mktemp("published"))
     out = tmp_path_factory.mktemp("report")
     result = runner.invoke(app, [
-        "report", "--csv", str(REFERENCE / "classification_filtered.csv"),
-        "--csv", str(REFERENCE / "segmentation_filtered.csv"), "--out", str(out), "--baselines", "paper",
+        "report", "--csv", str(published["classification"]),
+        "--csv", str(published["segmentation"]), "--out", str(out), "--baselines", "paper",
     ])
     return out, result
 
@@ -130,7 +152,12 @@ def test_input_errors_are_clear(tmp_path):
                    "m,mb-domars16k,classification,frozen,full,0,f1_weighted,0.5\n")
     result = runner.invoke(app, ["report", "--csv", str(bad), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "bad.csv line 2: regime 'frozen'" in result.output
-    result = runner.invoke(app, ["report", "--csv", str(REFERENCE / "earth_data.csv"), "--out", str(tmp_path / "o")])
+    # earth_data.csv's layout: no training_type, one seed repeated for a model's runs
+    earth = tmp_path / "earth_data.csv"
+    earth.write_text("seed,model,dataset,partition name,test metric\n"
+                     "42,SatMAE_ViT-L/16,mb-surface_cls,default,0.61\n"
+                     "42,SatMAE_ViT-L/16,mb-surface_cls,default,0.63\n")
+    result = runner.invoke(app, ["report", "--csv", str(earth), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "--renumber-seeds" in result.output
 
 
