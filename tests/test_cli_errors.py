@@ -98,6 +98,8 @@ CASES = [
     *[case(f"report-store-{name.split('.')[0].split('/')[0]}",
            f"report --store {{tmp}}/{name} --out {{tmp}}/r", name.split("/")[0], text)
       for name, text in STORES if "/" not in name],
+    case("report-store-zero-bytes", "report --store {tmp}/empty.csv --out {tmp}/r",
+         "{tmp}/empty.csv", "empty file"),
     case("report-store-empty", "report --store {tmp}/empty.sqlite --out {tmp}/r",
          "{tmp}/empty.sqlite", "no successful runs", "0 run(s)"),
     case("report-store-only-failed", "report --store {tmp}/failed.sqlite --out {tmp}/r",

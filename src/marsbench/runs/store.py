@@ -495,6 +495,9 @@ def _check_location(path: Path, *, readonly: bool) -> None:
             raise StoreError("the results store cannot be read", where=path,
                              value=e.strerror or str(e),
                              fix="fix its permissions, or " + _OTHER_STORE) from e
+        if not header and readonly:
+            raise StoreError("the results store is an empty file", where=path,
+                             fix="check the path (`marsbench run` and `marsbench sweep` fill it)")
         if header and header != SQLITE_HEADER:
             raise StoreError("not a marsbench results store: the file is not an SQLite database",
                              where=path, value=f"starts with {header[:8]!r}", fix=_OTHER_STORE)
