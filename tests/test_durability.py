@@ -312,12 +312,16 @@ SWEEP_SCRIPT = textwrap.dedent('''
     from test_durability import FAKE, LOSSES, Scripted
     from marsbench.protocol import parse_experiment, run_sweep
 
+    from marsbench.protocol import make_plan
+    from marsbench.runs import ResultsStore
+
     store, log, ready, go = sys.argv[1:5]
+    make_plan(parse_experiment(FAKE), ResultsStore(store), check_data=False)  # warm: imports
     open(ready, "w").close()
     while not os.path.exists(go):  # start both sweeps at the same moment
         time.sleep(0.01)
     summary = run_sweep(parse_experiment(FAKE), store, executor=Scripted(LOSSES, log=log,
-                        delay=0.15), check_data=False, poll_s=0.05)
+                        delay=0.3), check_data=False, poll_s=0.05)
     p = summary.progress
     print(json.dumps({"finished": p.finished, "elsewhere": p.elsewhere, "skipped": p.skipped,
                       "failed": p.failed}))
