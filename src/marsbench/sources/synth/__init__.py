@@ -65,8 +65,8 @@ Determinism: the same card, seed and scale give byte-identical files.
 
 from __future__ import annotations
 
-import os
 import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -105,9 +105,9 @@ def generate(card: DatasetCard | str, out_dir: Path | str, fmt: Format = "folder
             f"{target} exists and is not a synthetic dataset; refusing to overwrite it. "
             "Choose another --out directory or remove it yourself.")
     dataset = build(card, seed=seed, scale=scale)
-    staging = target.parent / f".{card.name}.synth-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # unique per process and thread: concurrent generators never write into one staging folder
+    staging = Path(tempfile.mkdtemp(prefix=f".{card.name}.synth-", dir=target.parent))
     try:
         if fmt == "folder":
             from .folder import write_folder
