@@ -54,7 +54,7 @@ IDENTITY_CHANGES = {
     "variant": "partition:0.10", "seed": 43, "lr": 1e-3, "batch_size": 64, "optimizer": "sgd",
     "weight_decay": 0.0, "scheduler": "cosine", "max_epochs": 100, "patience": 10, "loss": "ce",
     "augment": False, "weights": "sha256:abc", "options": {"input_size": 299},
-    "subset_seed": 3,
+    "subset_seed": 3, "precision": "bf16", "compile": True,
 }
 # task follows the dataset: changing it alone is refused (see test_task_must_match_the_dataset)
 DERIVED_IDENTITY = {"task"}
@@ -126,6 +126,8 @@ def test_dict_and_json_round_trip():
     (dict(variant="few_shot"), ValueError, "variant"),
     (dict(model=" "), ValueError, "model"),
     (dict(optimizer="adagrad"), ValueError, "adam, adamw, sgd"),
+    (dict(precision="fp8"), ValueError, "auto, fp32, bf16, fp16"),
+    (dict(compile="yes"), ValueError, "compile"),
     (dict(loss="focal"), ValueError, "auto, ce, bce"),
     (dict(options={"input_sise": 224}), ValueError, "did you mean 'input_size'"),
 ])

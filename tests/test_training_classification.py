@@ -5,6 +5,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from marsbench.errors import MarsbenchError
 from marsbench.runs.spec import RunSpec
 from marsbench.runs.store import ResultsStore
 from marsbench.training import features as feature_cache
@@ -146,10 +147,18 @@ def test_failed_run_is_recorded_with_its_error(synth_suite, tmp_path, monkeypatc
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
     store = ResultsStore(tmp_path / "r.sqlite")
     spec = spec_for(synth_suite, "mb-frost_cls", "feature_extraction").replace(model="resnet101")
-    with pytest.raises(Exception, match="resnet101"):
-        run_experiment(spec, store=store)
+    with pytest.raises(MarsbenchError, match="resnet101"):
+        run_experiment(spec, store=store)  # missing weights: an environment error, not a result
+    assert store.records() == []
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr("marsbench.training.classification.train_classification", broken)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        run_experiment(spec_for(synth_suite, "mb-frost_cls", "scratch"), store=store)
     (record,) = store.records()
-    assert record.status == "failed" and "resnet101" in record.error
+    assert record.status == "failed" and "illegal memory access" in record.error
 
 
 def test_feature_cache_survives_same_seed_writers_and_corrupt_files(tmp_path):

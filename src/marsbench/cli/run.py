@@ -36,6 +36,11 @@ def run_command(
         help="classification: auto | ce | bce; segmentation: auto | ce | dice | combined; "
              "detection: auto")] = "auto",
     augment: Annotated[bool, typer.Option(help="train-time augmentation")] = True,
+    precision: Annotated[str, typer.Option(
+        help="auto (bf16 autocast on CUDA, fp32 on the CPU) | fp32 | bf16 | fp16")] = "auto",
+    compile: Annotated[bool, typer.Option(
+        "--compile/--no-compile", help="torch.compile the model (classification, "
+                                       "segmentation)")] = False,
     fe_path: Annotated[Optional[str], typer.Option(
         help="option fe_path: feature_extraction only: cached (backbone once, no augmentation; "
              "default) | online")] = None,
@@ -85,8 +90,8 @@ def run_command(
     spec = RunSpec(dataset=dataset, model=model, regime=regime, variant=variant, seed=seed,
                    lr=lr, batch_size=batch_size, optimizer=optimizer,
                    weight_decay=weight_decay, scheduler=scheduler, max_epochs=max_epochs,
-                   patience=patience, loss=loss, augment=augment,
-                   weights=f"sha256:{file_sha256(weights)}" if weights else "default",
+                   patience=patience, loss=loss, augment=augment, precision=precision,
+                   compile=compile, weights=f"sha256:{file_sha256(weights)}" if weights else "default",
                    subset_seed=subset_seed, options=options,
                    data_root=str(root) if root else None, source=source)
     if spec.options.to_dict().get("band_strategy") is not None:

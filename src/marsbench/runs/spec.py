@@ -34,6 +34,7 @@ from ..vocab import (
     LOSS_ALIASES,
     LOSSES,
     OPTIMIZERS,
+    PRECISIONS,
     REGIMES,
     SCHEDULERS,
     TASKS,
@@ -45,6 +46,9 @@ SPEC_SCHEMA = "marsbench.RunSpec/2"
 LEGACY_SCHEMAS = ("marsbench.RunSpec/1",)
 # Fields that say where data came from, or what an old record carried: not part of the key.
 NON_IDENTITY_FIELDS = ("data_root", "source", "legacy_extra")
+# Fields added after schema 2: left out of the key at their default, so adding them never
+# re-keyed a run (the default is the behaviour from before they existed).
+DEFAULT_FREE_FIELDS = {"subset_seed": None, "precision": "auto", "compile": False}
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,8 @@ class RunSpec:
     tag or content hash of a user checkpoint (not its path: a path is not an identity).
     ``options`` holds the task's typed options (a mapping is validated into them);
     ``subset_seed`` draws a recorded stratified subset where a variant has no official file.
-    ``task`` is read from the dataset's card when not given.
+    ``task`` is read from the dataset's card when not given. ``precision``: ``auto`` (bf16
+    autocast on CUDA, fp32 on the CPU) | fp32 | bf16 | fp16; ``compile``: torch.compile the model.
     """
 
     dataset: str
@@ -75,6 +80,8 @@ class RunSpec:
     augment: bool = True
     weights: str = "default"
     subset_seed: int | None = None
+    precision: str = "auto"
+    compile: bool = False
     task: str | None = None
     options: Any = None  # TaskOptions after __post_init__
     data_root: str | None = field(default=None, compare=False)
@@ -104,6 +111,10 @@ class RunSpec:
             raise OptionError("bad variant", where="variant", value=self.variant,
                               fix=str(exc).split(": ", 1)[-1]) from None
         set_("optimizer", _choice("optimizer", self.optimizer, OPTIMIZERS))
+        set_("precision", _choice("precision", self.precision, PRECISIONS))
+        if not isinstance(self.compile, bool):
+            raise OptionError("RunSpec.compile must be True or False", where="compile",
+                              value=self.compile)
         set_("scheduler", _choice("scheduler", self.scheduler, SCHEDULERS))
         set_("weights", str(self.weights).strip())
         for name, low in (("seed", 0), ("batch_size", 1), ("max_epochs", 1), ("patience", 0)):
@@ -124,6 +135,10 @@ class RunSpec:
         if self.task is not None and card is not None and str(self.task) != task:
             raise OptionError(f"{self.dataset} is a {task} dataset", where="task", value=self.task)
         set_("task", task)
+        if self.compile and task == "detection":
+            raise OptionError("torch.compile is not supported for detection runs (torchvision "
+                              "detectors take lists of images of varying size)",
+                              where="compile", value=True, fix="leave --compile out")
         loss = str(self.loss).strip().lower()
         set_("loss", _choice("loss", LOSS_ALIASES.get(loss, loss), LOSSES[task],
                              what=f"{task} loss"))
@@ -142,7 +157,8 @@ class RunSpec:
         out = {f.name: getattr(self, f.name) for f in fields(self)
                if f.name not in NON_IDENTITY_FIELDS}
         out["options"] = self.options.identity()
-        return {k: v for k, v in out.items() if v is not None}
+        return {k: v for k, v in out.items()
+                if v is not None and not (k in DEFAULT_FREE_FIELDS and v == DEFAULT_FREE_FIELDS[k])}
 
     @property
     def key(self) -> str:
@@ -161,6 +177,8 @@ class RunSpec:
         opts = self.options.describe()
         extra = (f" {opts}" if opts else "") + (
             f" subset_seed={self.subset_seed}" if self.subset_seed is not None else "")
+        extra += "".join(f" {k}={getattr(self, k)}" for k in ("precision", "compile")
+                         if getattr(self, k) != DEFAULT_FREE_FIELDS[k])
         extra += "".join(f" {k}={v}(schema-1, unused)" for k, v in self.legacy_extra)
         weights = "" if self.weights == "default" else f" weights={self.weights}"
         return (f"{self.dataset}[{self.variant}] {self.model}{weights} {self.regime} "
@@ -180,6 +198,8 @@ class RunSpec:
         parts += [f"{k}={v}" for k, v in sorted(identity.items())]
         if self.subset_seed is not None:
             parts.append(f"subset_seed={self.subset_seed}")
+        if self.precision != "auto":
+            parts.append(f"precision={self.precision}")
         return self.model + (f" [{' '.join(parts)}]" if parts else "")
 
     def replace(self, **changes: Any) -> RunSpec:

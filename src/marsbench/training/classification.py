@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..catalog import TaskKind
 from ..metrics.classification import classification_metrics, predictions_from_logits
@@ -19,6 +19,7 @@ from ..models.preprocess import augment, normalize, prepare
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
 from .distributed import current_world
+from .engine import Precision, Stepper, eval_batch_size, make_loader, prepare_model, to_device
 from .features import cached_features, compute_features, feature_key
 from .loop import fit
 
@@ -77,11 +78,6 @@ class ClassificationResult:
     info: dict = field(default_factory=dict)
 
 
-def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=0)
-
-
 def reset_head(head: nn.Module, seed: int) -> None:
     """Initialise the head from the run's seed alone, so it does not depend on how much random
     state building the backbone consumed (a run that finds its features cached builds none)."""
@@ -119,8 +115,10 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
     if options.input_size is not None:  # e.g. small synthetic images; part of the run's identity
         prep = dataclasses.replace(prep, input_size=options.input_size)
     gen = torch.Generator().manual_seed(spec.seed)
+    precision = Precision.resolve(spec.precision, device)
+    eval_batch = eval_batch_size(device, spec.batch_size)
     timings = {"feature_extraction_s": 0.0, "training_s": 0.0}
-    info = {"fe_path": fe_path,
+    info = {"fe_path": fe_path, "precision": precision.name, "compiled": spec.compile,
             "augment_applied": spec.augment, "preprocessing": prep.to_dict(),
             "weights": weights_identity(spec, model_spec)}
     model = None
@@ -128,21 +126,24 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
     def get_model():
         nonlocal model
         if model is None:
-            model = build_model().to(device)
+            model = prepare_model(build_model(), device)
         return model
 
     if spec.regime == "feature_extraction" and fe_path == "cached":
         t0 = time.perf_counter()
         feats, hits = {}, {}
         for name, data in splits.items():
+            # fp32 features keep their old keys; reduced-precision ones are other features
+            prep_key = prep.key() + ("" if precision.name == "fp32" else f"|{precision.name}")
             key = feature_key(model=spec.model, weights=info["weights"],
                               dataset_fingerprint=data.fingerprint(), split=name,
-                              preprocessing=prep.key())
+                              preprocessing=prep_key)
             feats[name], hits[name] = cached_features(
                 key, cache_dir, lambda d=data: compute_features(
                     get_model().backbone,
-                    (normalize(x, prep) for x, _ in
-                     _loader(PreparedImages(d, prep, kind), 64, False, 0)), device))
+                    (normalize(to_device(x, device), prep) for x, _ in
+                     make_loader(PreparedImages(d, prep, kind), batch_size=eval_batch,
+                                 device=device)), device, autocast=precision.autocast))
         targets = {name: torch.stack([target_tensor(t, kind) for t in _targets(data)])
                    for name, data in splits.items()}
         timings["feature_extraction_s"] = time.perf_counter() - t0
@@ -191,8 +192,9 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
         model = get_model()
         reset_head(model.head, spec.seed)
         criterion = make_loss(kind, spec.loss, model.num_outputs)
-        loaders = {name: _loader(PreparedImages(data, prep, kind), spec.batch_size,
-                                 name == "train", spec.seed)
+        loaders = {name: make_loader(PreparedImages(data, prep, kind),
+                                     batch_size=spec.batch_size if name == "train" else eval_batch,
+                                     device=device, shuffle=name == "train", seed=spec.seed)
                    for name, data in splits.items()}
         trainable: nn.Module = model
         if spec.regime == "feature_extraction":
@@ -204,6 +206,8 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
                 info["trained"] = "head + input adapter"
 
         step = _WithAux(model)
+        if spec.compile:
+            step = torch.compile(step)  # the module (and its state) stays `model`
         world = current_world()
         if world is not None:  # torchrun: shard the train split, average gradients with DDP
             from torch.nn.parallel import DistributedDataParallel
@@ -212,11 +216,13 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
             train_set = loaders["train"].dataset
             sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank,
                                          shuffle=True, seed=spec.seed)
-            loaders["train"] = DataLoader(train_set, batch_size=spec.batch_size, sampler=sampler)
+            loaders["train"] = make_loader(train_set, batch_size=spec.batch_size, device=device,
+                                           sampler=sampler)
             step = DistributedDataParallel(
                 step, device_ids=[device.index] if device.type == "cuda" else None)
             info.update(world_size=world.size, train_samples_per_rank=len(sampler))
         epochs_seen = [0]
+        stepper = Stepper(precision)
 
         def model_epoch(opt) -> float:
             step.train()
@@ -227,15 +233,16 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
             for x, y in loaders["train"]:
                 if spec.augment:
                     x = augment(x, gen)
-                x, y = normalize(x, prep).to(device), y.to(device)
-                opt.zero_grad()
-                out, aux = step(x)
-                loss = criterion(out, y)
-                if aux is not None:
-                    loss = loss + model.aux_loss_weight * criterion(aux, y)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(y)
+                x, y = normalize(to_device(x, device), prep), y.to(device, non_blocking=True)
+
+                def forward_loss(x=x, y=y) -> torch.Tensor:
+                    out, aux = step(x)
+                    loss = criterion(out.float(), y)
+                    if aux is not None:
+                        loss = loss + model.aux_loss_weight * criterion(aux.float(), y)
+                    return loss
+
+                total += stepper.step(opt, forward_loss) * len(y)
                 n += len(y)
                 if hasattr(progress, "batch"):
                     progress.batch(n, len(loaders["train"].dataset))
@@ -246,7 +253,8 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
             model.eval()
             outs, ys = [], []
             for x, y in loaders[name]:
-                outs.append(model(normalize(x, prep).to(device)).cpu())
+                with precision.autocast():
+                    outs.append(model(normalize(to_device(x, device), prep)).float().cpu())
                 ys.append(y)
             return torch.cat(outs), torch.cat(ys)
 

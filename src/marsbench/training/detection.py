@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
@@ -44,6 +44,7 @@ from ..models.detection import set_input_size
 from ..runs.options import DETECTION_REFERENCE_SIZE, DETECTION_TILE_SIZE
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
+from .engine import Precision, Stepper, eval_batch_size, make_loader
 from .loop import fit
 from .segmentation import DenseResult, model_image
 
@@ -157,11 +158,14 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     sizes = input_sizes(spec, splits["train"])
     set_input_size(model.net, sizes["min_size"], sizes["max_size"])
     gen = torch.Generator().manual_seed(spec.seed)
+    precision = Precision.resolve(spec.precision, device)
+    stepper = Stepper(precision)
     model.to(device)
     images = {name: DetectionImages(data) for name, data in splits.items()}
-    loaders = {name: DataLoader(images[name], batch_size=spec.batch_size,
-                                shuffle=name == "train", collate_fn=_collate,
-                                generator=torch.Generator().manual_seed(spec.seed))
+    eval_batch = eval_batch_size(device, spec.batch_size)
+    loaders = {name: make_loader(images[name], device=device, collate_fn=_collate,
+                                 batch_size=spec.batch_size if name == "train" else eval_batch,
+                                 shuffle=name == "train", seed=spec.seed)
                for name in splits}
 
     tile = sizes.get("tile_size")
@@ -173,8 +177,8 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
                 image, target = random_crop(image, target, tile, gen)
             if train and spec.augment:
                 image, target = flip_sample(image, target, gen)
-            xs.append(image.to(device))
-            ys.append({k: v.to(device) for k, v in target.items()})
+            xs.append(image.to(device, non_blocking=True))
+            ys.append({k: v.to(device, non_blocking=True) for k, v in target.items()})
         return xs, ys
 
     def train_epoch(opt) -> float:
@@ -185,11 +189,8 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
         total, n = 0.0, 0
         for batch in loaders["train"]:
             xs, ys = to_device(batch, train=True)
-            opt.zero_grad()
-            loss = sum(model.net(xs, ys).values())
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(batch)
+            total += stepper.step(opt, lambda: sum(v.float() for v in model.net(xs, ys).values())
+                                  ) * len(batch)
             n += len(batch)
         set_input_size(model.net, sizes["min_size"], sizes["max_size"])
         return total / max(1, n)
@@ -199,7 +200,9 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
         with loss_mode(model, spec.seed):
             for batch in loaders[name]:
                 xs, ys = to_device(batch, train=False)
-                total += float(sum(model.net(xs, ys).values())) * len(batch)
+                with precision.autocast():
+                    losses = model.net(xs, ys)
+                total += float(sum(v.float() for v in losses.values())) * len(batch)
                 n += len(batch)
         return total / max(1, n)
 
@@ -209,7 +212,9 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
         out = []
         for batch in loaders[name]:
             xs, _ = to_device(batch, train=False)
-            for (image, target, sample_id), det in zip(batch, model.net(xs)):
+            with precision.autocast():
+                found = model.net(xs)
+            for (image, target, sample_id), det in zip(batch, found):
                 out.append(ImageDetections(
                     sample_id, image.shape[-1], image.shape[-2], target["boxes"].numpy(),
                     target["labels"].numpy(), det["boxes"].cpu().numpy(),
@@ -231,6 +236,7 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     metrics["val"]["loss"] = result.best_val_loss
     metrics["test"]["loss"] = val_loss("test")
     info = {"input_policy": sizes, "preprocessing": model.preprocessing.to_dict(),
+            "precision": precision.name,
             "normalised_by": getattr(model.net, "normalised_by", NORMALISED_BY),
             "weights_tag": model.weights_tag, "augment_applied": spec.augment,
             "frozen": model.frozen_names,

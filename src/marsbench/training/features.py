@@ -13,6 +13,7 @@ the backbone every step with augmentation, as the reference does.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -111,11 +113,16 @@ def feature_key(*, model: str, weights: str, dataset_fingerprint: str, split: st
 
 
 @torch.no_grad()
-def compute_features(backbone: nn.Module, batches, device: torch.device) -> torch.Tensor:
-    """Run the backbone (eval mode, no gradients) over ``batches`` of model-ready inputs."""
+def compute_features(backbone: nn.Module, batches, device: torch.device, *,
+                     autocast: Callable[[], Any] = contextlib.nullcontext) -> torch.Tensor:
+    """Run the backbone (eval mode, no gradients, under ``autocast()``) over ``batches`` of
+    model-ready inputs; the features are kept as fp32."""
     was_training = backbone.training
     backbone.eval()
-    out = [backbone(x.to(device)).float().cpu() for x in batches]
+    out = []
+    for x in batches:
+        with autocast():
+            out.append(backbone(x.to(device, non_blocking=True)).float().cpu())
     backbone.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
 

@@ -24,6 +24,7 @@ Losses (``RunSpec.loss``): ``ce`` (default, ``auto``), ``dice`` (generalised Dic
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..io import atomic_path
 from ..metrics.segmentation import SegmentationMeter
@@ -50,6 +51,7 @@ from ..runs.options import SEGMENTATION_TILE_OVERLAP, SEGMENTATION_TILE_SIZE
 from ..runs.spec import RunSpec
 from ..vocab import DICE_WEIGHTINGS
 from ..sources import MarsDataset
+from .engine import Precision, Stepper, eval_batch_size, make_loader, prepare_model, to_device
 from .loop import fit
 
 IGNORE = -100  # the label of ignored pixels (dataset ignore value, padding) inside training
@@ -238,21 +240,26 @@ def predict_logits(model, image: torch.Tensor, prep, policy: InputPolicy,
 
 @torch.no_grad()
 def predict_batch(model, images: list[torch.Tensor], prep, policy: InputPolicy,
-                  device: torch.device) -> list[torch.Tensor]:
-    """Full-resolution logits for ``uint8`` images of any sizes: padded to a common multiple of
-    32 and run as one batch (``native`` / ``reference``), or window by window (``tile``)."""
-    xs = [normalize(image, prep) for image in images]
+                  device: torch.device, precision: Precision | None = None
+                  ) -> list[torch.Tensor]:
+    """Full-resolution fp32 logits for ``uint8`` images of any sizes: padded to a common
+    multiple of 32 and run as one batch (``native`` / ``reference``), or window by window
+    (``tile``); the forward pass under ``precision``'s autocast."""
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
+    xs = [normalize(image.to(device, non_blocking=True), prep) for image in images]
     if policy.name == "tile":
         from monai.inferers import sliding_window_inference
 
-        return [sliding_window_inference(
-            x[None].to(device), roi_size=(policy.size, policy.size), sw_batch_size=4,
-            predictor=model.net, overlap=policy.overlap, mode="gaussian",
-            padding_mode="constant", cval=0.0)[0].cpu() for x in xs]
+        with autocast():
+            return [sliding_window_inference(
+                x[None], roi_size=(policy.size, policy.size), sw_batch_size=4,
+                predictor=model.net, overlap=policy.overlap, mode="gaussian",
+                padding_mode="constant", cval=0.0)[0].float().cpu() for x in xs]
     h = math.ceil(max(x.shape[-2] for x in xs) / STRIDE) * STRIDE
     w = math.ceil(max(x.shape[-1] for x in xs) / STRIDE) * STRIDE
-    batch = torch.stack([pad_to_stride(x, 0.0, size=(h, w)) for x in xs]).to(device)
-    logits = model.net(batch).cpu()
+    batch = to_device(torch.stack([pad_to_stride(x, 0.0, size=(h, w)) for x in xs]), device)
+    with autocast():
+        logits = model.net(batch).float().cpu()
     return [out[:, :x.shape[-2], :x.shape[-1]] for out, x in zip(logits, xs)]
 
 
@@ -269,10 +276,17 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     num_classes = train_data.num_classes
     criterion = SegmentationLoss(spec.loss, num_classes, spec.options.dice_weighting or "square")
     gen = torch.Generator().manual_seed(spec.seed)
+    precision = Precision.resolve(spec.precision, device)
+    stepper = Stepper(precision)
+    prepare_model(model.net, device)
     model.to(device)
+    forward = torch.compile(model.net) if spec.compile else model.net  # state stays model.net
     images = {name: SegmentationImages(data, policy, prep) for name, data in splits.items()}
-    loader = DataLoader(images["train"], batch_size=spec.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(spec.seed), collate_fn=_collate)
+    loader = make_loader(images["train"], batch_size=spec.batch_size, device=device,
+                         shuffle=True, seed=spec.seed, collate_fn=_collate)
+    eval_loaders = {name: make_loader(images[name], device=device, collate_fn=_collate,
+                                      batch_size=eval_batch_size(device, spec.batch_size))
+                    for name in ("val", "test")}
 
     def train_epoch(opt) -> float:
         model.train()
@@ -287,11 +301,8 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
                 xs.append(normalize(image, prep))
                 ys.append(mask)
             x, y = stack_padded(xs, ys)
-            opt.zero_grad()
-            loss = criterion(model.net(x.to(device)), y.to(device))
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(batch)
+            x, y = to_device(x, device), y.to(device, non_blocking=True)
+            total += stepper.step(opt, lambda: criterion(forward(x).float(), y)) * len(batch)
             n += len(batch)
         return total / max(1, n)
 
@@ -300,9 +311,8 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
         """Mean per-image loss of a split; with ``meter`` also its metrics (and PNGs)."""
         model.eval()
         total, n = 0.0, 0
-        eval_loader = DataLoader(images[name], batch_size=spec.batch_size, collate_fn=_collate)
-        for batch in eval_loader:
-            logits = predict_batch(model, [b[0] for b in batch], prep, policy, device)
+        for batch in eval_loaders[name]:
+            logits = predict_batch(model, [b[0] for b in batch], prep, policy, device, precision)
             for out_logits, (_, mask, sample_id) in zip(logits, batch):
                 total += float(criterion(out_logits[None], mask[None]))
                 n += 1
@@ -326,6 +336,7 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
         metrics[name] = meter.compute() | ({"loss": loss} if name == "test" else {})
     metrics["val"]["loss"] = result.best_val_loss
     info = {"input_policy": policy.describe(), "loss": criterion.description,
+            "precision": precision.name, "compiled": spec.compile,
             "preprocessing": prep.to_dict(), "weights_tag": model.weights_tag,
             "augment_applied": spec.augment, "ignore_index": train_data.ignore_index,
             "frozen": model.frozen_names,

@@ -1,0 +1,136 @@
+"""What every trainer shares, written once: precision, data loaders, the optimisation step.
+
+- **Precision** (`RunSpec.precision`): ``auto`` is bf16 autocast on CUDA and fp32 on the CPU;
+  ``bf16`` / ``fp16`` autocast the forward pass (fp16 adds a gradient scaler on CUDA); ``fp32``
+  autocasts nothing. Parameters and optimiser state stay fp32 (mixed precision, as the reference's
+  16-bit Lightning runs). The resolved precision is recorded with the run.
+- **Loaders**: worker processes (default from the CPU count, ``$MARSBENCH_WORKERS`` overrides),
+  pinned memory on CUDA, persistent workers and prefetching; every no-gradient pass (feature
+  extraction, validation, test) uses `eval_batch_size`, independent of the training batch size.
+  Shuffling uses a seeded generator and augmentation runs in the main process, so the same seed
+  gives the same batches with any number of workers.
+- **channels_last** for 4-D image batches on CUDA (convolutions run faster in NHWC there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+EVAL_BATCH_CUDA, EVAL_BATCH_CPU = 256, 64
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A resolved precision (``fp32`` | ``bf16`` | ``fp16``) on one device."""
+
+    name: str
+    device_type: str
+
+    @classmethod
+    def resolve(cls, requested: str, device: torch.device) -> Precision:
+        if requested == "auto":
+            requested = "bf16" if device.type == "cuda" else "fp32"
+        if requested not in PRECISION_DTYPES:
+            raise ValueError(f"unknown precision {requested!r}")
+        return cls(requested, device.type)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        dtype = PRECISION_DTYPES[self.name]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=dtype)
+
+    def scaler(self) -> torch.amp.GradScaler | None:
+        """fp16 gradients underflow without loss scaling; bf16 has fp32's range."""
+        if self.name == "fp16" and self.device_type == "cuda":
+            return torch.amp.GradScaler("cuda")
+        return None
+
+
+class Stepper:
+    """One optimisation step under a precision: zero grads, forward under autocast, (scaled)
+    backward, step. ``loss_fn()`` runs the forward pass and returns the loss tensor."""
+
+    def __init__(self, precision: Precision) -> None:
+        self.precision = precision
+        self.scaler = precision.scaler()
+
+    def step(self, opt: torch.optim.Optimizer, loss_fn: Callable[[], torch.Tensor]) -> float:
+        opt.zero_grad(set_to_none=True)
+        with self.precision.autocast():
+            loss = loss_fn()
+        loss = loss.float()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        return float(loss.detach())
+
+
+def default_workers(device: torch.device) -> int:
+    """Loader worker processes: ``$MARSBENCH_WORKERS``, else from the CPU count (all but one,
+    at most 12, on CUDA; half the cores on the CPU, where the model needs them too)."""
+    env = os.environ.get("MARSBENCH_WORKERS")
+    if env is not None and env.strip() != "":
+        try:
+            value = int(env)
+        except ValueError:
+            from ..errors import OptionError
+
+            raise OptionError("MARSBENCH_WORKERS must be an integer", where="environment",
+                              value=env, fix="e.g. MARSBENCH_WORKERS=4 (0: load in-process)"
+                              ) from None
+        return max(0, value)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    if device.type == "cuda":
+        return max(0, min(12, cores - 1))
+    return max(0, min(8, cores // 2)) if cores >= 4 else 0
+
+
+def eval_batch_size(device: torch.device, train_batch_size: int = 1) -> int:
+    """Batch for no-gradient passes: ``$MARSBENCH_EVAL_BATCH``, else large (256 on CUDA)."""
+    env = os.environ.get("MARSBENCH_EVAL_BATCH")
+    if env and env.strip().isdigit() and int(env) > 0:
+        return int(env)
+    return max(train_batch_size, EVAL_BATCH_CUDA if device.type == "cuda" else EVAL_BATCH_CPU)
+
+
+def make_loader(dataset: Dataset, *, batch_size: int, device: torch.device,
+                shuffle: bool = False, seed: int = 0, sampler: Sampler | None = None,
+                collate_fn: Callable | None = None, workers: int | None = None) -> DataLoader:
+    """The one DataLoader factory (see the module doc)."""
+    workers = default_workers(device) if workers is None else workers
+    workers = min(workers, max(0, len(dataset) // max(1, batch_size)))  # tiny sets: in-process
+    generator = torch.Generator().manual_seed(seed) if shuffle and sampler is None else None
+    extra = {"persistent_workers": True, "prefetch_factor": 4} if workers > 0 else {}
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
+                      sampler=sampler, generator=generator, collate_fn=collate_fn,
+                      num_workers=workers, pin_memory=device.type == "cuda", **extra)
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move an image batch to ``device`` (non-blocking from pinned memory; NHWC on CUDA)."""
+    x = x.to(device, non_blocking=True)
+    if device.type == "cuda" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move ``model`` to ``device``; channels_last on CUDA."""
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model

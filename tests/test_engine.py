@@ -1,0 +1,90 @@
+"""The shared training engine: precision, loaders and determinism, for every task."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from marsbench.runs import RunSpec
+from marsbench.training import features as feature_cache
+from marsbench.training.engine import Precision, Stepper, default_workers, eval_batch_size
+from marsbench.training.run import run_experiment
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MARSBENCH_CACHE", str(tmp_path / "cache"))
+    feature_cache.clear_memory_cache()
+    yield
+    feature_cache.clear_memory_cache()
+
+
+def test_precision_resolution():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert Precision.resolve("auto", cpu).name == "fp32"
+    assert Precision.resolve("auto", cuda).name == "bf16"
+    assert Precision.resolve("fp16", cpu).scaler() is None  # loss scaling is for CUDA fp16
+    with Precision.resolve("bf16", cpu).autocast():
+        y = torch.nn.Linear(4, 4)(torch.randn(2, 4))
+    assert y.dtype == torch.bfloat16
+
+
+def test_stepper_trains_under_bf16_and_keeps_fp32_parameters():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 1)
+    x, y = torch.randn(64, 8), torch.randn(64, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    stepper = Stepper(Precision.resolve("bf16", torch.device("cpu")))
+    losses = [stepper.step(opt, lambda: torch.nn.functional.mse_loss(model(x).float(), y))
+              for _ in range(30)]
+    assert losses[-1] < 0.8 * losses[0]
+    assert model.weight.dtype == torch.float32
+
+
+def test_worker_and_batch_defaults(monkeypatch):
+    monkeypatch.setenv("MARSBENCH_WORKERS", "3")
+    assert default_workers(torch.device("cpu")) == 3
+    monkeypatch.setenv("MARSBENCH_WORKERS", "many")
+    with pytest.raises(ValueError, match="MARSBENCH_WORKERS"):
+        default_workers(torch.device("cpu"))
+    monkeypatch.delenv("MARSBENCH_WORKERS")
+    assert eval_batch_size(torch.device("cuda"), 32) == 256  # no-gradient passes: large
+    assert eval_batch_size(torch.device("cpu"), 128) == 128
+
+
+def _cls(synth_suite, **kw) -> RunSpec:
+    name = "mb-frost_cls"
+    return RunSpec(dataset=name, model="efficientnet_lite0", regime="fine_tuning",
+                   data_root=str(synth_suite["folder"][name].parent), max_epochs=2, patience=0,
+                   batch_size=8, lr=1e-3, options={"input_size": 32}, **kw)
+
+
+def test_same_seed_same_metrics_with_and_without_loader_workers(synth_suite, monkeypatch):
+    monkeypatch.setenv("MARSBENCH_WORKERS", "0")
+    a = run_experiment(_cls(synth_suite, precision="fp32"))
+    monkeypatch.setenv("MARSBENCH_WORKERS", "2")
+    b = run_experiment(_cls(synth_suite, precision="fp32"))
+    assert a.metrics == b.metrics and a.val_loss == b.val_loss
+    assert a.extra["precision"] == "fp32"
+
+
+@pytest.mark.slow
+def test_bf16_on_the_cpu_is_close_to_fp32(synth_suite, monkeypatch):
+    monkeypatch.setenv("MARSBENCH_WORKERS", "0")
+    fp32 = run_experiment(_cls(synth_suite, precision="fp32"))
+    bf16 = run_experiment(_cls(synth_suite, precision="bf16"))
+    assert bf16.extra["precision"] == "bf16" and bf16.spec.key != fp32.spec.key
+    assert bf16.val_loss == pytest.approx(fp32.val_loss, rel=0.1)
+    for a, b in zip(fp32.extra["history"], bf16.extra["history"]):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.1)
+    # the synthetic test split is tiny: at most one image may change its predicted class
+    n_test = fp32.extra["split_sizes"]["test"]
+    assert abs(bf16.metrics["test"]["accuracy"] - fp32.metrics["test"]["accuracy"]) \
+        <= 1 / n_test + 1e-9
+
+
+def test_auto_precision_is_fp32_on_the_cpu_and_keeps_the_key(synth_suite):
+    spec = _cls(synth_suite)
+    assert spec.key == _cls(synth_suite, precision="auto").key
+    assert "precision" not in spec.identity()  # the default never re-keys older runs
+    assert _cls(synth_suite, precision="bf16").label.endswith("[precision=bf16]")
