@@ -98,6 +98,8 @@ class CocoIndex:
         if text is None:
             text = read_text(root or path.parent, path, what="COCO annotation file",
                              allow_empty=False)
+        if root is not None and path.is_relative_to(root):  # errors name <dataset>/<file>
+            path = Path(root.name) / path.relative_to(root)
         data = load_json(text, path=path, what="COCO annotation file")
         self.path = path
         if not isinstance(data, dict):

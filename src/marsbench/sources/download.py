@@ -683,12 +683,18 @@ def verify(name: str | DatasetCard, path: str | Path) -> SplitCountReport:
     if not path.is_dir():
         counts: dict[str, int] = {}
         notes.append(f"{card.name}: {path} does not exist or is not a folder")
-    elif (path / "data").is_dir() and any((path / "data").glob("*.parquet")):
-        counts = _count_parquet_rows(path / "data")
-    elif card.task is Task.CLASSIFICATION and (path / "annotation.csv").is_file():
-        counts = _count_annotation_rows(path / "annotation.csv", pairs=card.image_pair)
     else:
-        counts = _count_image_files(path / "data")
+        try:
+            if (path / "data").is_dir() and any((path / "data").glob("*.parquet")):
+                counts = _count_parquet_rows(path / "data")
+            elif card.task is Task.CLASSIFICATION and (path / "annotation.csv").is_file():
+                counts = _count_annotation_rows(path / "annotation.csv", pairs=card.image_pair)
+            else:
+                counts = _count_image_files(path / "data")
+        except Exception as exc:  # noqa: BLE001 - a damaged file: say so, `datasets check` details it
+            counts = {}
+            notes.append(f"{card.name}: could not count the splits ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())}); run `marsbench datasets check`")
     return SplitCountReport(card.name, path, counts, dict(card.split_sizes), notes)
 
 

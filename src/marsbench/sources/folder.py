@@ -14,7 +14,7 @@ from .dataset import MarsDataset
 from .detection_formats import CocoIndex, parse_voc, parse_yolo
 from .errors import DataError, VariantUnavailableError
 from .images import decode_image, decode_mask, is_image_file
-from .paths import Guard, contained, read_text
+from .paths import Guard, contained, read_text, refuse_unsafe
 from .samples import ClassificationSample, DetectionSample, SegmentationSample
 from .validate import class_label, multilabel_from_ids, validate_boxes, validate_mask
 
@@ -135,6 +135,9 @@ def read_classification(card: DatasetCard, root: Path, split: str, variant: Vari
         feature = getattr(row, "feature_name", "") if not multilabel else ""
         if not row.file_id.strip():
             raise DataError("file_id is empty", **at, fix="name the image file of this row")
+        for part in (feature, row.file_id) if feature else (row.file_id,):
+            refuse_unsafe(part, dataset=card.name, split=split, where=at["path"], row=at["row"],
+                          what="image")
         relative = f"data/{split}/{feature}/{row.file_id}" if feature else f"data/{split}/{row.file_id}"
         path = contained(guard, relative, dataset=card.name, split=split, where=at["path"],
                          row=at["row"], what="image")

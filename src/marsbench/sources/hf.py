@@ -104,9 +104,38 @@ def _load_arrow(files: list[str], dataset: str | None = None, split: str | None 
         bad, detail = _bad_shard(files)
         cause = exc.__cause__ or exc.__context__ or exc
         raise DataError(f"unreadable parquet shard ({detail or f'{type(cause).__name__}: {cause}'})",
-                        dataset=dataset, split=split, path=bad or ", ".join(files),
+                        dataset=dataset, split=split,
+                        path=_shown_shard(bad) if bad else ", ".join(map(_shown_shard, files)),
                         fix="re-download the dataset (the shard is corrupt or truncated)") from None
     return ds
+
+
+def _shown_shard(path: str) -> str:
+    """A shard as errors name it: ``<repo folder>/data/<file>`` (or its hub URL)."""
+    parts = Path(path).parts
+    return "/".join(parts[-3:]) if not path.startswith("hf://") and len(parts) >= 3 else path
+
+
+def _check_local_shards(files: list[str], dataset: str, split: str) -> None:
+    """Local shards' footers, read before ``datasets`` sees them: a corrupt or truncated shard
+    is named, and a split whose shards hold no rows is an empty split (not a decoder error)."""
+    import pyarrow.parquet as pq
+
+    rows = 0
+    for f in files:
+        if f.startswith("hf://"):
+            return
+        try:
+            rows += pq.ParquetFile(f).metadata.num_rows
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types here
+            raise DataError(f"unreadable parquet shard ({type(exc).__name__}: {exc})",
+                            dataset=dataset, split=split, path=_shown_shard(f),
+                            fix="re-download the dataset (the shard is corrupt or truncated)"
+                            ) from None
+    if rows == 0:
+        raise DataError("split has no samples (the parquet shards hold no rows)",
+                        dataset=dataset, split=split, path=_shown_shard(files[0]),
+                        fix="re-download the dataset")
 
 
 def _bad_shard(files: list[str]) -> tuple[str | None, str | None]:
@@ -128,7 +157,7 @@ def _require_columns(ds, needed: tuple[str, ...], files: list[str], dataset: str
     missing = [c for c in needed if c not in ds.column_names]
     if missing:
         raise DataError(f"parquet shard has no {' / '.join(repr(c) for c in missing)} column",
-                        dataset=dataset, split=split, path=files[0],
+                        dataset=dataset, split=split, path=_shown_shard(files[0]),
                         value=f"columns: {ds.column_names}",
                         fix="the HF layout needs the columns of the facts sheet (image, label, "
                             "mask, ...)")
@@ -237,9 +266,10 @@ def read_hf(card: DatasetCard, location: str, split: str, variant: Variant, *,
                         dataset=card.name, path=location,
                         fix="point at a copy of the Hugging Face repo (or its id)")
     hf_split = _hf_split_name(card, split, variant, shards, location)
+    _check_local_shards(shards[hf_split], card.name, hf_split)
     ds = _load_arrow(shards[hf_split], card.name, hf_split)
     notes: list[str] = []
-    where = f"{location} [{hf_split}]"
+    where = f"{Path(location).name if Path(location).is_dir() else location} [{hf_split}]"
     if len(ds) == 0:
         raise DataError("split has no samples (the parquet shards hold no rows)",
                         dataset=card.name, split=hf_split, path=shards[hf_split][0],

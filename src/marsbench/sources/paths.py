@@ -21,6 +21,15 @@ _OUTSIDE_FIX = ("paths must stay inside the dataset folder; copy the file into i
                 "must not point outside it) or point --root at the real folder")
 
 
+def display(root: str | Path, path: str | Path) -> str:
+    """How errors name a file: ``<dataset folder>/<path inside it>``, else the path as given."""
+    root, path = Path(root), Path(path)
+    try:
+        return f"{root.name}/{path.relative_to(root).as_posix()}"
+    except ValueError:
+        return str(path)
+
+
 def relative_problem(relative: str | Path) -> str | None:
     """Why ``relative`` cannot name a file inside a dataset (before touching the disk), or None."""
     text = str(relative)
@@ -67,11 +76,11 @@ class Guard:
                 resolved = self._real_dir(path.parent) / path.name
         except (OSError, RuntimeError) as exc:  # a symbolic-link loop
             raise DataError(f"{what} path cannot be resolved ({exc})", dataset=self.dataset,
-                            split=self.split, path=path, row=row) from None
+                            split=self.split, path=display(self.root, path), row=row) from None
         if resolved != self.real and not resolved.is_relative_to(self.real):
             raise DataError(f"{what} resolves outside the dataset folder", dataset=self.dataset,
-                            split=self.split, path=path, row=row, value=str(resolved),
-                            fix=_OUTSIDE_FIX)
+                            split=self.split, path=display(self.root, path), row=row,
+                            value=str(resolved), fix=_OUTSIDE_FIX)
         return path
 
 
@@ -85,18 +94,26 @@ def inside(root: str | Path, path: str | Path, *, dataset: str | None = None,
     return Guard(root, dataset=dataset, split=split)(path, row=row, what=what)
 
 
+def refuse_unsafe(relative: str | Path, *, dataset: str | None = None, split: str | None = None,
+                  row: int | None = None, where: str | Path | None = None,
+                  what: str = "file") -> None:
+    """A `DataError` unless ``relative`` is a plain relative path (no '..', not absolute)."""
+    problem = relative_problem(relative)
+    if problem:
+        raise DataError(f"{what} path refused: {problem}", dataset=dataset, split=split,
+                        path=where, row=row, value=str(relative), fix=_OUTSIDE_FIX)
+
+
 def contained(root: str | Path | Guard, relative: str | Path, *, dataset: str | None = None,
               split: str | None = None, row: int | None = None, where: str | Path | None = None,
               what: str = "file") -> Path:
     """``root / relative``, refused unless it is a plain relative path resolving inside ``root``.
 
-    ``root`` may be a `Guard` (to check many paths cheaply). ``where`` names the file the path came from (an annotation CSV, a parquet shard), ``row`` its
-    row; the error then reads ``<what> ... (<dataset> <split> <where> row N): <path>; <fix>``.
+    ``root`` may be a `Guard` (to check many paths cheaply). ``where`` names the file the
+    path came from (an annotation CSV, a parquet shard), ``row`` its row; the error then reads
+    ``<what> ... (<dataset> <split> <where> row N): <path>; <fix>``.
     """
-    problem = relative_problem(relative)
-    if problem:
-        raise DataError(f"{what} path refused: {problem}", dataset=dataset, split=split,
-                        path=where, row=row, value=str(relative), fix=_OUTSIDE_FIX)
+    refuse_unsafe(relative, dataset=dataset, split=split, row=row, where=where, what=what)
     guard = root if isinstance(root, Guard) else Guard(root, dataset=dataset, split=split)
     path = guard.root / str(relative).replace("\\", "/")
     try:
@@ -115,10 +132,11 @@ def read_bytes(root: str | Path, path: str | Path, *, dataset: str | None = None
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"{what} missing", dataset=dataset, split=split, path=path) from None
+        raise DataError(f"{what} missing", dataset=dataset, split=split,
+                        path=display(root, path)) from None
     except OSError as exc:
         raise DataError(f"{what} unreadable ({exc.strerror or exc})", dataset=dataset,
-                        split=split, path=path) from None
+                        split=split, path=display(root, path)) from None
 
 
 def decode_text(data: bytes, *, path: str | Path | None = None, dataset: str | None = None,
@@ -145,5 +163,5 @@ def read_text(root: str | Path, path: str | Path, *, dataset: str | None = None,
               split: str | None = None, what: str = "file", allow_empty: bool = True) -> str:
     """A UTF-8 text file inside ``root``: containment, missing, empty, binary all named."""
     data = read_bytes(root, path, dataset=dataset, split=split, what=what)
-    return decode_text(data, path=path, dataset=dataset, split=split, what=what,
+    return decode_text(data, path=display(root, path), dataset=dataset, split=split, what=what,
                        allow_empty=allow_empty)

@@ -65,7 +65,13 @@ def subset_ids(card: DatasetCard, location: Path, variant: Variant, seed: int,
         raise DataError("few-shot variants exist for classification only", dataset=card.name)
     path = subset_file(card, location, variant, seed)
     if path.is_file():
-        return pd.read_csv(path, dtype=str)["file_id"].tolist()
+        from .folder import _read_csv
+
+        ids = _read_csv(path, {"file_id"}, card.name, path.parent)["file_id"].tolist()
+        if not ids:
+            raise DataError("recorded subset file is empty", dataset=card.name, path=path,
+                            fix="delete it to draw the subset again")
+        return ids
     from .folder import read_folder
 
     full = read_folder(card, location, "train", Variant(), **options)

@@ -74,13 +74,13 @@ def multilabel_from_ids(text: Any, num_classes: int, **where) -> np.ndarray:
         raise DataError("multi-label cell is empty", value=_shown(text), fix=fix, **where)
     if isinstance(text, str):
         if len(text) > 100_000:
-            raise DataError("multi-label cell is too long", value=text[:40] + "...", fix=fix,
+            raise DataError("multi-label cell is too long", value=_shown(text), fix=fix,
                             **where)
         try:
             ids = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
-            raise DataError("multi-label cell is not a list of label ids", value=text, fix=fix,
-                            **where) from None
+            raise DataError("multi-label cell is not a list of label ids", value=_shown(text),
+                            fix=fix, **where) from None
     else:
         ids = text
     if isinstance(ids, (numbers.Integral, str)) and not isinstance(ids, bool):
@@ -131,7 +131,9 @@ def multihot(value: Any, num_classes: int, **where) -> np.ndarray:
 
 
 def _shown(value: Any) -> str:
-    text = repr(value) if not isinstance(value, str) else repr(value)
+    """The offending value as written in errors: ``repr`` (so ``'1.7'`` and ``1.7`` differ and
+    whitespace shows), cut to 80 characters."""
+    text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
