@@ -256,3 +256,14 @@ def _as_gray(x: torch.Tensor) -> torch.Tensor:
     if x.shape[0] == 3:
         return TF.rgb_to_grayscale(x)
     raise ValueError(f"a pair member must be grayscale or RGB, got {x.shape[0]} bands")
+
+
+def dense_model_image(image: np.ndarray) -> torch.Tensor:
+    """A canonical image for dense (segmentation, detection) models as ``uint8`` ``(3, H, W)``:
+    1 or 3 uint8 bands as they are, anything else (MMLS float bands) as bands [2, 1, 0]
+    stretched to 8 bits."""
+    if image.dtype != np.uint8 or (image.ndim == 3 and image.shape[2] not in (1, 3)):
+        from ..vlm.images import display_pixels  # one definition of "show these bands as RGB"
+
+        image = display_pixels(image)
+    return match_channels(to_uint8_tensor(image), 3)

@@ -40,7 +40,7 @@ from ..vocab import (
     TASKS,
 )
 from .fingerprint import normalise_float, sha256_json
-from .options import TaskOptions, build_options, options_from_legacy
+from .options import build_options, options_from_legacy
 
 SPEC_SCHEMA = "marsbench.RunSpec/2"
 LEGACY_SCHEMAS = ("marsbench.RunSpec/1",)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,15 @@ from ..models.preprocess import augment, normalize, prepare
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
 from .distributed import current_world
-from .engine import Precision, Stepper, eval_batch_size, make_loader, prepare_model, to_device
+from .engine import (
+    Precision,
+    Stepper,
+    TrainResult,
+    eval_batch_size,
+    make_loader,
+    prepare_model,
+    to_device,
+)
 from .features import cached_features, compute_features, feature_key
 from .loop import fit
 
@@ -67,16 +74,6 @@ def binary_outputs(kind: TaskKind, loss: str) -> int | None:
     return None
 
 
-@dataclass
-class ClassificationResult:
-    metrics: dict[str, dict]
-    best_epoch: int
-    epochs_run: int
-    val_loss: float
-    timings: dict[str, float]
-    predictions: dict[str, dict] = field(default_factory=dict)  # split -> ids, true, pred, probs
-    info: dict = field(default_factory=dict)
-
 
 def reset_head(head: nn.Module, seed: int) -> None:
     """Initialise the head from the run's seed alone, so it does not depend on how much random
@@ -100,7 +97,7 @@ def weights_identity(spec: RunSpec, model_spec) -> str:
 def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
                          splits: dict[str, MarsDataset], *, device: torch.device,
                          cache_dir: Path | None = None,
-                         progress: Callable | None = None) -> ClassificationResult:
+                         progress: Callable | None = None) -> TrainResult:
     """Train on ``splits['train']`` with early stopping on ``splits['val']``, restore the best
     weights, and score val and test. ``build_model()`` makes the `ClassifierModel`; on the
     cached feature-extraction path it is called only if some split's features are not cached."""
@@ -281,9 +278,9 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
         predictions[name] = {"ids": data.sample_ids, "true": y_true, "pred": y_pred,
                              "probs": probs}
     metrics["val"]["loss"] = result.best_val_loss
-    return ClassificationResult(metrics, result.best_epoch, result.epochs_run,
-                                result.best_val_loss, timings, predictions,
-                                info | {"history": result.history})
+    return TrainResult(metrics, result.best_epoch, result.epochs_run,
+                       result.best_val_loss, timings, predictions=predictions,
+                       info=info | {"history": result.history})
 
 
 class _WithAux(nn.Module):

@@ -44,9 +44,10 @@ from ..models.detection import set_input_size
 from ..runs.options import DETECTION_REFERENCE_SIZE, DETECTION_TILE_SIZE
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
-from .engine import Precision, Stepper, eval_batch_size, make_loader
+from ..models.preprocess import dense_model_image as model_image
+from .engine import Precision, Stepper, TrainResult, eval_batch_size, make_loader
 from .loop import fit
-from .segmentation import DenseResult, model_image
+
 
 NORMALISED_BY = "the detector's GeneralizedRCNNTransform (inputs in [0, 1])"
 NATIVE_PROBE = 8  # training images looked at to find the native size
@@ -151,7 +152,7 @@ def _collate(items):
 
 def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
                     device: torch.device, predictions_dir: Path | None = None,
-                    progress: Callable | None = None) -> DenseResult:
+                    progress: Callable | None = None) -> TrainResult:
     """Train ``model`` (a `DenseModel` around a torchvision detector) with early stopping on the
     validation loss, restore the best weights, then score val and test with COCO mAP; detections
     go to ``predictions_dir/<split>.json`` (COCO style)."""
@@ -242,9 +243,9 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
             "frozen": model.frozen_names,
             "dropped_degenerate_boxes": sum(d.dropped for d in images.values()),
             "history": result.history}
-    return DenseResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss,
+    return TrainResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss,
                        {"feature_extraction_s": 0.0, "training_s": training_s},
-                       predictions_dir, info)
+                       predictions_path=predictions_dir, info=info)
 
 
 def write_coco_predictions(path: Path, detections: list[ImageDetections],

@@ -17,11 +17,29 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+@dataclass
+class TrainResult:
+    """What every trainer returns to `run_experiment` (one type for all tasks).
+
+    ``predictions``: classification's per-split ids / true / pred / probs (written as CSV by the
+    run); ``predictions_path``: where a dense trainer wrote its masks or detections."""
+
+    metrics: dict[str, dict]
+    best_epoch: int
+    epochs_run: int
+    val_loss: float
+    timings: dict[str, float]
+    predictions: dict[str, dict] = field(default_factory=dict)
+    predictions_path: Path | None = None
+    info: dict = field(default_factory=dict)
+
 
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 EVAL_BATCH_CUDA, EVAL_BATCH_CPU = 256, 64

@@ -17,7 +17,6 @@ import torch
 from ..catalog import Task
 from ..errors import MarsbenchError
 from ..io import atomic_path
-from ..errors import MarsbenchError
 from ..runs.data import open_splits
 from ..runs.record import RunRecord
 from ..runs.spec import RunSpec

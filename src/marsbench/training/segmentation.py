@@ -28,7 +28,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,16 +42,23 @@ from ..metrics.segmentation import SegmentationMeter
 from ..models.preprocess import (
     AugmentConfig,
     augment,
-    match_channels,
+    dense_model_image as model_image,
     normalize,
     resize,
-    to_uint8_tensor,
 )
 from ..runs.options import SEGMENTATION_TILE_OVERLAP, SEGMENTATION_TILE_SIZE
 from ..runs.spec import RunSpec
 from ..vocab import DICE_WEIGHTINGS
 from ..sources import MarsDataset
-from .engine import Precision, Stepper, eval_batch_size, make_loader, prepare_model, to_device
+from .engine import (
+    Precision,
+    Stepper,
+    TrainResult,
+    eval_batch_size,
+    make_loader,
+    prepare_model,
+    to_device,
+)
 from .loop import fit
 
 IGNORE = -100  # the label of ignored pixels (dataset ignore value, padding) inside training
@@ -60,19 +67,6 @@ LOSS_PARTS = {"auto": ("ce",), "ce": ("ce",), "dice": ("dice",), "combined": ("c
 # The reference's segmentation augmentation: flips and rot90, geometric only.
 SEGMENTATION_AUGMENT = AugmentConfig(jitter_p=0.0, blur_p=0.0)
 STRIDE = 32
-
-
-@dataclass
-class DenseResult:
-    """What a segmentation or detection trainer returns to `run_experiment`."""
-
-    metrics: dict[str, dict]
-    best_epoch: int
-    epochs_run: int
-    val_loss: float
-    timings: dict[str, float]
-    predictions_path: Path | None = None
-    info: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,16 +94,6 @@ class InputPolicy:
         if self.name == "native":
             out.update(size=None, pad_to_multiple_of=STRIDE)
         return out
-
-
-def model_image(image: np.ndarray) -> torch.Tensor:
-    """A canonical image as ``uint8`` ``(3, H, W)``: 1 or 3 uint8 bands as they are, anything
-    else (MMLS float bands) as bands [2, 1, 0] stretched to 8 bits."""
-    if image.dtype != np.uint8 or (image.ndim == 3 and image.shape[2] not in (1, 3)):
-        from ..vlm.images import display_pixels  # one definition of "show these bands as RGB"
-
-        image = display_pixels(image)
-    return match_channels(to_uint8_tensor(image), 3)
 
 
 class SegmentationImages(Dataset):
@@ -267,7 +251,7 @@ def predict_batch(model, images: list[torch.Tensor], prep, policy: InputPolicy,
 
 def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
                        device: torch.device, predictions_dir: Path | None = None,
-                       progress: Callable | None = None) -> DenseResult:
+                       progress: Callable | None = None) -> TrainResult:
     """Train ``model`` (a `DenseModel`) with early stopping on the validation loss, restore the
     best weights, score val and test; masks go to ``predictions_dir/<split>/<id>.png``."""
     policy = InputPolicy.from_options(spec.options, model.spec.input_size)
@@ -341,9 +325,9 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
             "augment_applied": spec.augment, "ignore_index": train_data.ignore_index,
             "frozen": model.frozen_names,
             "history": result.history}
-    return DenseResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss,
+    return TrainResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss,
                        {"feature_extraction_s": 0.0, "training_s": training_s},
-                       predictions_dir, info)
+                       predictions_path=predictions_dir, info=info)
 
 
 def safe_name(sample_id: str) -> str:
