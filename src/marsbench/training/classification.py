@@ -17,7 +17,7 @@ from ..metrics.classification import classification_metrics, predictions_from_lo
 from ..models.preprocess import augment, normalize, prepare
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
-from .distributed import current_world
+from .distributed import current_world, shard_train_loader, wrap_ddp
 from .engine import (
     Precision,
     Stepper,
@@ -207,17 +207,12 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
             step = torch.compile(step)  # the module (and its state) stays `model`
         world = current_world()
         if world is not None:  # torchrun: shard the train split, average gradients with DDP
-            from torch.nn.parallel import DistributedDataParallel
-            from torch.utils.data.distributed import DistributedSampler
-
-            train_set = loaders["train"].dataset
-            sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank,
-                                         shuffle=True, seed=spec.seed)
-            loaders["train"] = make_loader(train_set, batch_size=spec.batch_size, device=device,
-                                           sampler=sampler)
-            step = DistributedDataParallel(
-                step, device_ids=[device.index] if device.type == "cuda" else None)
-            info.update(world_size=world.size, train_samples_per_rank=len(sampler))
+            loaders["train"] = shard_train_loader(loaders["train"].dataset, world,
+                                                  batch_size=spec.batch_size, device=device,
+                                                  seed=spec.seed)
+            step = wrap_ddp(step, device)
+            info.update(world_size=world.size,
+                        train_samples_per_rank=len(loaders["train"].sampler))
         epochs_seen = [0]
         stepper = Stepper(precision)
 

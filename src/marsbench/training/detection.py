@@ -45,6 +45,7 @@ from ..runs.options import DETECTION_REFERENCE_SIZE, DETECTION_TILE_SIZE
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
 from ..models.preprocess import dense_model_image as model_image
+from .distributed import current_world, shard_train_loader, wrap_ddp
 from .engine import Precision, Stepper, TrainResult, eval_batch_size, make_loader
 from .loop import fit
 
@@ -170,6 +171,14 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
                for name in splits}
 
     tile = sizes.get("tile_size")
+    train_forward = model.net
+    world = current_world()
+    if world is not None:  # torchrun: shard the train split, average gradients with DDP
+        loaders["train"] = shard_train_loader(images["train"], world, batch_size=spec.batch_size,
+                                              device=device, seed=spec.seed,
+                                              collate_fn=_collate)
+        train_forward = wrap_ddp(model.net, device)
+    epochs_seen = [0]
 
     def to_device(batch, train: bool):
         xs, ys = [], []
@@ -187,11 +196,14 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
             # crops go in at their own size (images smaller than a tile stay whole, unscaled)
             set_input_size(model.net, min(tile, sizes["min_size"]), min(tile, sizes["max_size"]))
         model.train()
+        if world is not None:
+            loaders["train"].sampler.set_epoch(epochs_seen[0])
+        epochs_seen[0] += 1
         total, n = 0.0, 0
         for batch in loaders["train"]:
             xs, ys = to_device(batch, train=True)
-            total += stepper.step(opt, lambda: sum(v.float() for v in model.net(xs, ys).values())
-                                  ) * len(batch)
+            total += stepper.step(
+                opt, lambda: sum(v.float() for v in train_forward(xs, ys).values())) * len(batch)
             n += len(batch)
         set_input_size(model.net, sizes["min_size"], sizes["max_size"])
         return total / max(1, n)
@@ -238,6 +250,8 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     metrics["test"]["loss"] = val_loss("test")
     info = {"input_policy": sizes, "preprocessing": model.preprocessing.to_dict(),
             "precision": precision.name,
+            **({"world_size": world.size,
+                "train_samples_per_rank": len(loaders["train"].sampler)} if world else {}),
             "normalised_by": getattr(model.net, "normalised_by", NORMALISED_BY),
             "weights_tag": model.weights_tag, "augment_applied": spec.augment,
             "frozen": model.frozen_names,

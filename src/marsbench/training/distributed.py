@@ -50,6 +50,28 @@ def current_world() -> World | None:
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def shard_train_loader(dataset, world: World, *, batch_size: int, device: torch.device,
+                       seed: int, collate_fn=None):
+    """The training loader of one rank: its shard of ``dataset`` (reshuffled each epoch through
+    ``loader.sampler.set_epoch``)."""
+    from torch.utils.data.distributed import DistributedSampler
+
+    from .engine import make_loader
+
+    sampler = DistributedSampler(dataset, num_replicas=world.size, rank=world.rank,
+                                 shuffle=True, seed=seed)
+    return make_loader(dataset, batch_size=batch_size, device=device, sampler=sampler,
+                       collate_fn=collate_fn)
+
+
+def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``module`` whose gradients are averaged over the ranks (its state stays ``module``'s)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda"
+                                   else None)
+
+
 def is_main_process() -> bool:
     world = current_world()
     return world is None or world.is_main
