@@ -296,6 +296,12 @@ def _first_with_boxes(rows: list[dict]) -> int:
 
 
 HF_ROW = r"\(.*\[train\] row 0\)"
+LAUGHS_XML = ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY l "lol">'
+              + "".join(f'<!ENTITY l{i} "' + f"&l{i - 1 if i > 1 else ''};" * 10 + '">'
+                        for i in range(1, 10))
+              + ']><annotation><object><name>&l9;</name></object></annotation>')
+XXE_XML = ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file://{out}">]>'
+           '<annotation><object><name>&x;</name></object></annotation>')
 
 CASES = [
     # -- labels: not an integer, not finite, null, out of range (folder) -----------------------
@@ -380,6 +386,12 @@ CASES = [
          stage="read"),
     Case("voc-text", "mb-boulder_det", "folder", _voc_value("xmin", "left"),
          r"^object 1 \(boulder\) bndbox must be 4 numbers \(mb-boulder_det/<file>\)", stage="read"),
+    Case("voc-entity-bomb", "mb-boulder_det", "folder", _voc(lambda t: LAUGHS_XML),
+         r"^unreadable Pascal VOC file \(limit on input amplification factor .*\) \(.*<stem>\.xml\)",
+         stage="read"),
+    Case("voc-external-entity", "mb-boulder_det", "folder",
+         lambda root, out: _voc(lambda t: XXE_XML.format(out=out))(root, out),
+         r"^unreadable Pascal VOC file \(undefined entity .*\) \(.*<stem>\.xml\)", stage="read"),
     Case("coco-nan", "mb-boulder_det", "folder", _coco_bbox([float("nan"), 1, 4, 4]),
          r"^COCO annotations\[0\]\.bbox \[x, y, w, h\] has a non-finite value \(.*<file>\): "
          r"\[nan, 1, 4, 4\]"),
@@ -506,11 +518,11 @@ CASES = [
     # -- splits: typos, empty ---------------------------------------------------------------
     Case("split-typo", "mb-domars16k", "folder",
          lambda root, out: csv_set(root, "split", "trian", split="val", nth=1),
-         r"^unknown split name \(mb-domars16k annotation\.csv row <line>\): trian; valid splits: "
+         r"^unknown split name \(mb-domars16k annotation\.csv row <line>\): 'trian'; valid splits: "
          r"train, val, test \(did you mean 'train'\?\)", split="test"),
     Case("split-typo-variant", "mb-domars16k", "folder",
          lambda root, out: csv_set(root, "split", "Val", split="val", csv="few_shot/1_shot.csv"),
-         r"^unknown split name \(mb-domars16k few_shot/1_shot\.csv row <line>\): Val; valid",
+         r"^unknown split name \(mb-domars16k few_shot/1_shot\.csv row <line>\): 'Val'; valid",
          options={"variant": "few_shot:1"}, check=r"train\[few_shot:1\].*unknown split name"),
     Case("split-empty-csv", "mb-domars16k", "folder", _drop_split_rows("val"),
          r"^split has no samples \(mb-domars16k val annotation\.csv\): train \d+, val 0, test \d+",
@@ -932,3 +944,54 @@ def test_no_module_loads_yaml_without_the_safe_loader():
                  for n, line in enumerate(p.read_text().splitlines(), 1)
                  if re.search(r"yaml\.(safe_load|load|compose|full_load|unsafe_load)\(", line)]
     assert offenders == []
+
+
+def _tiff_bytes(array: np.ndarray, **kw) -> bytes:
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, array, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind, kw, array, expected, note", [
+    ("cmyk", {"photometric": "separated"}, np.zeros((16, 16, 4), np.uint8), [255, 255, 255],
+     "CMYK images"),
+    ("rgba", {"photometric": "rgb", "extrasamples": ["unassalpha"]},
+     np.full((16, 16, 4), 9, np.uint8), [9, 9, 9], "alpha channel dropped"),
+    ("palette", {"photometric": "palette",
+                 "colormap": np.pad(np.array([[0], [0], [0]], np.uint16), ((0, 0), (0, 255)),
+                                    constant_values=65535)},
+     np.ones((16, 16), np.uint8), [255], None),
+    ("colour-palette", {"photometric": "palette",
+                        "colormap": np.pad(np.array([[0, 65535], [0, 0], [0, 257 * 9]],
+                                                    np.uint16), ((0, 0), (0, 254)))},
+     np.ones((16, 16), np.uint8), [255, 0, 9], None),
+    ("white-is-zero", {"photometric": "miniswhite"}, np.zeros((16, 16), np.uint8), [255],
+     "white-is-zero TIFFs"),
+    ("16-bit", {}, np.full((16, 16), 257 * 3, np.uint16), [3], "16-bit images"),
+])
+def test_tiff_modes_are_read_as_the_pixels_they_show(kind, kw, array, expected, note):
+    from marsbench.sources.images import decode_image
+
+    notes: list[str] = []
+    image = decode_image(_tiff_bytes(array, **kw), name=f"{kind}.tif", notes=notes)
+    assert image.dtype == np.uint8 and image[0, 0].tolist() == expected
+    assert (note is None and notes == []) or any(n.startswith(note) for n in notes), notes
+
+
+def test_multiband_float_tiff_keeps_its_values_and_a_tiff_bomb_is_refused():
+    from marsbench.sources.images import decode_image
+
+    bands = np.random.default_rng(0).random((16, 16, 7), dtype=np.float32)
+    assert np.array_equal(decode_image(_tiff_bytes(bands), name="mmls.tif"), bands)
+    huge = _tiff_bytes(np.zeros((1, 1), np.uint8))
+    import tifffile
+
+    buf = io.BytesIO()  # a compressed TIFF declaring 20000 x 20000 pixels
+    tifffile.imwrite(buf, np.zeros((20000, 20000), np.uint8), compression="zlib",
+                     tile=(1024, 1024))
+    assert len(buf.getvalue()) < 2 << 20 and huge
+    with pytest.raises(DataError, match=r"^image too large \(decompression-bomb guard\) "
+                                        r"\(bomb\.tif\): 20000x20000 = 400000000 pixels"):
+        decode_image(buf.getvalue(), name="bomb.tif")

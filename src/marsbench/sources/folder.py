@@ -67,7 +67,7 @@ def _read_csv(path: Path, required: set[str], dataset: str, root: Path | None = 
 
             value = df.at[bad[0], "split"]
             raise DataError("unknown split name", dataset=dataset, path=shown,
-                            row=int(bad[0]) + 2, value=value,
+                            row=int(bad[0]) + 2, value=repr(value),
                             fix=f"valid splits: {', '.join(SPLITS)}"
                                 + (f" ({did_you_mean(value, SPLITS)})" if value else "")
                                 + (f"; {len(bad)} rows affected" if len(bad) > 1 else ""))

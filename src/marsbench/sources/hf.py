@@ -210,6 +210,8 @@ def _image_bytes(cell, where: str, location: str, column: str = "image") -> byte
     if cell is None:
         raise DataError(f"{column!r} cell is null", path=where,
                         fix="re-download the dataset or drop the row")
+    if isinstance(cell, (bytes, bytearray)):  # a plain binary column: the encoded image itself
+        return bytes(cell)
     if not isinstance(cell, dict):
         raise DataError(f"{column!r} cell is not an image ({{bytes, path}})", path=where,
                         value=type(cell).__name__)

@@ -7,9 +7,10 @@ file                      canonical image
 ========================  ==================================================================
 8-bit gray / RGB          as is: ``uint8``, C = 1 or 3
 1-bit (PNG/TIFF)          ``uint8`` 0 / 255
-palette (P, PA)           gray palette -> C = 1, else RGB; palette alpha dropped
+palette (P, PA, TIFF)     gray palette -> C = 1, else RGB; palette alpha dropped
 gray+alpha, RGBA          alpha dropped -> gray / RGB, **noted** (the dataset's ``notes``)
-CMYK, YCbCr, LAB, HSV     converted to RGB by Pillow, **noted**
+CMYK, YCbCr, LAB, HSV     converted to RGB (``255 - min(255, C + K)`` for CMYK), **noted**
+white-is-zero TIFF        inverted to black-is-zero, **noted**
 16-bit, up to 4 bands     scaled to ``uint8`` as ``round(value / 257)`` (65535 -> 255), **noted**;
                           16-bit RGB PNGs are reduced to their high byte by Pillow itself
 more than 4 TIFF bands    kept in the file's dtype (multi-band science layers such as MMLS)
@@ -105,24 +106,61 @@ def _tiff_hw(shape: tuple[int, ...], label: str) -> tuple[int, int]:
                     path=label, value=str(tuple(shape)), fix=_FIX_CONVERT)
 
 
-def _read_tiff(source, label: str) -> np.ndarray:
+class _Tiff:
+    """A TIFF's raw (H, W, C) array and how to read its samples (photometric, alpha, palette)."""
+
+    def __init__(self, array: np.ndarray, photometric: int, alpha: bool, colormap) -> None:
+        self.array, self.photometric, self.alpha, self.colormap = array, photometric, alpha, colormap
+
+
+def _read_tiff(source, label: str) -> _Tiff:
     import tifffile
 
     with tifffile.TiffFile(source) as tif:
-        if not tif.series:
+        if not tif.series or not tif.pages:
             raise DataError("TIFF holds no image", path=label, fix=_FIX_REREAD)
-        series = tif.series[0]
+        series, page = tif.series[0], tif.pages[0]
         width, height = _tiff_hw(tuple(series.shape), label)
         _check_size(width, height, label)
         array = series.asarray()
-    return _to_hwc(np.asarray(array))
+        photometric = getattr(page, "photometric", None)
+        photometric = 1 if photometric is None else int(photometric)
+        alpha = bool(getattr(page, "extrasamples", ()))
+        colormap = getattr(page, "colormap", None)
+    return _Tiff(_to_hwc(np.asarray(array)), photometric, alpha, colormap)
 
 
 def _scale16(array: np.ndarray) -> np.ndarray:
     return np.round(array.astype(np.float64) / 257.0).astype(np.uint8)
 
 
-def _canonical_tiff(array: np.ndarray, label: str, notes: list[str] | None) -> np.ndarray:
+_MINISWHITE, _RGB, _PALETTE, _SEPARATED = 0, 2, 3, 5
+
+
+def _tiff_colour(tiff: _Tiff, label: str, notes: list[str] | None) -> np.ndarray:
+    """Palette, CMYK, alpha and white-is-zero TIFFs as the pixels they show (noted)."""
+    array = tiff.array
+    if tiff.photometric == _PALETTE and tiff.colormap is not None and array.shape[2] == 1:
+        cmap = np.round(np.asarray(tiff.colormap, dtype=np.float64) / 257.0).astype(np.uint8)
+        index = np.clip(array[..., 0].astype(np.int64), 0, cmap.shape[1] - 1)
+        rgb = np.moveaxis(cmap[:, index], 0, -1)
+        return rgb[..., :1] if (cmap[0] == cmap[1]).all() and (cmap[1] == cmap[2]).all() else rgb
+    if tiff.photometric == _SEPARATED and array.shape[2] == 4 and array.dtype == np.uint8:
+        _note(notes, "CMYK images:", "converted to RGB", label)
+        cmy, k = array[..., :3].astype(np.int64), array[..., 3:].astype(np.int64)
+        return (255 - np.clip(cmy + k, 0, 255)).astype(np.uint8)
+    if tiff.alpha and array.shape[2] in (2, 4):
+        _note(notes, "alpha channel dropped:", "gray+alpha / RGBA images read without alpha",
+              label)
+        array = array[..., :-1]
+    if tiff.photometric == _MINISWHITE and np.issubdtype(array.dtype, np.integer):
+        _note(notes, "white-is-zero TIFFs:", "inverted to black-is-zero", label)
+        array = np.iinfo(array.dtype).max - array
+    return array
+
+
+def _canonical_tiff(tiff: _Tiff, label: str, notes: list[str] | None) -> np.ndarray:
+    array = _tiff_colour(tiff, label, notes)
     bands = array.shape[2]
     if array.dtype == np.uint8:
         return array
@@ -256,6 +294,8 @@ def decode_mask(data: bytes | Path, *, name: str = "") -> np.ndarray:
     """Decode a single-channel class-index mask into (H, W) int64 (raw indices, never rescaled)."""
     label = name or (str(data) if isinstance(data, Path) else "<bytes>")
     kind, obj = _open(data, label)
+    if kind == "tiff":
+        obj = obj.array[..., :-1] if obj.alpha and obj.array.shape[2] in (2, 4) else obj.array
     if kind == "pil":
         mode = obj.mode
         if mode == "1":
