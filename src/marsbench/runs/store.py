@@ -498,7 +498,8 @@ def _check_location(path: Path, *, readonly: bool) -> None:
         if not header and readonly:
             raise StoreError("the results store is an empty file", where=path,
                              fix="check the path (`marsbench run` and `marsbench sweep` fill it)")
-        if header and header != SQLITE_HEADER:
+        # A prefix of the header (then zeros) is a store another process is creating right now.
+        if header and not SQLITE_HEADER.startswith(header.rstrip(b"\0")):
             raise StoreError("not a marsbench results store: the file is not an SQLite database",
                              where=path, value=f"starts with {header[:8]!r}", fix=_OTHER_STORE)
         if not readonly and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
