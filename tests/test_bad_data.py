@@ -140,6 +140,14 @@ def bomb_png(width: int = 12000, height: int = 12000) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
 
 
+def _scramble_middle(data: bytes) -> bytes:
+    """Damage the data pages, leave the footer (schema, row counts) intact."""
+    out = bytearray(data)
+    for i in range(len(out) // 3, len(out) // 3 + 2000):
+        out[i] = (out[i] * 7 + 13) % 256
+    return bytes(out)
+
+
 # ---- the table of cases ------------------------------------------------------------------------
 
 @dataclass
@@ -540,6 +548,8 @@ CASES = [
          r"^unreadable parquet shard \(.*\) \(mb-domars16k train .*<file>\); re-download"),
     Case("hf-garbage-shard", "mb-domars16k", "hf", _hf_shard_bytes(lambda b: b"PAR1" + b"\0" * 64),
          r"^unreadable parquet shard \(.*\) \(mb-domars16k train .*<file>\)"),
+    Case("hf-corrupt-pages", "mb-domars16k", "hf", _hf_shard_bytes(_scramble_middle),
+         r"^unreadable parquet shard \(ArrowInvalid: .*\) \(mb-domars16k train .*<file>\)"),
     Case("hf-no-image-column", "mb-domars16k", "hf", _hf_rename_image,
          r"^parquet shard has no 'image' column \(mb-domars16k train .*\): columns: "
          r"\['picture', 'label'\]"),
@@ -746,6 +756,20 @@ def test_cli_check_lists_problems_without_traceback(make, outside, case_id):
     assert result.returncode != 0, output
     assert "Traceback" not in output, output
     assert SECRET.decode() not in output
+
+
+def test_check_lists_a_user_folder_that_cannot_even_be_opened(make, tmp_path):
+    root = make("mb-frost_cls")
+    user = root.rename(root.with_name("my_frost"))  # not a catalog name: the card is inferred
+    (user / "mapping.json").write_bytes(b"\xff\xfe{}")
+    report = check_dataset(user)
+    assert not report.ok
+    assert re.search(r"mapping\.json is not UTF-8 text \(bad byte at offset 0\) "
+                     r"\(my_frost my_frost/mapping\.json\)", report.problems[0].message)
+    result = subprocess.run([sys.executable, "-m", "marsbench", "datasets", "check", str(user)],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert "not UTF-8" in result.stdout + result.stderr
 
 
 # ---- converted, not refused: documented and noted --------------------------------------------

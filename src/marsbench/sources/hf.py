@@ -93,7 +93,12 @@ def _load_arrow(files: list[str], dataset: str | None = None, split: str | None 
     `DataError` naming it."""
     import datasets
 
+    import logging
+
     datasets.disable_progress_bars()
+    library_log = logging.getLogger("datasets")
+    level = library_log.level
+    library_log.setLevel(logging.CRITICAL)  # its "Failed to read file" line: ours says it once
     try:
         ds = datasets.load_dataset("parquet", data_files={"split": files}, split="split")
         # Decode images ourselves so every reader returns the same (H, W, C) arrays.
@@ -107,6 +112,8 @@ def _load_arrow(files: list[str], dataset: str | None = None, split: str | None 
                         dataset=dataset, split=split,
                         path=_shown_shard(bad) if bad else ", ".join(map(_shown_shard, files)),
                         fix="re-download the dataset (the shard is corrupt or truncated)") from None
+    finally:
+        library_log.setLevel(level)
     return ds
 
 
