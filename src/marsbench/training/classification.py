@@ -29,22 +29,63 @@ from .engine import (
 )
 from .features import cached_features, compute_features, feature_key
 from .loop import fit
+from .pixels import summarise
 
 
 
 class PreparedImages(Dataset):
-    """A split as model-sized ``uint8`` tensors (resized, channels matched, not normalised)."""
+    """A split as model-sized ``uint8`` tensors (resized, channels matched, not normalised)
+    and their targets. With ``pixels`` (the split's `PixelCache`, see `prepared_images`) both
+    are read from the cache's memory map: no image is decoded."""
 
-    def __init__(self, data: MarsDataset, prep, kind: TaskKind) -> None:
-        self.data, self.prep, self.kind = data, prep, kind
+    def __init__(self, data: MarsDataset, prep, kind: TaskKind, pixels=None) -> None:
+        self.data, self.prep, self.kind, self.pixels = data, prep, kind, pixels
+
+    @property
+    def pixel_cache(self) -> str:
+        """``hit`` / ``built`` (read from the pixel cache) or ``off`` (decoded every time)."""
+        return "off" if self.pixels is None else self.pixels.status
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, i: int):
+        if self.pixels is not None:
+            return self.pixels.row("images", i), self.pixels.row("targets", i)
         sample = self.data[i]
         images = sample.images if sample.is_pair else sample.image
         return prepare(images, self.prep), target_tensor(sample.target, self.kind)
+
+    def __getitems__(self, indices: list[int]) -> list:
+        """A loader's batch: one gather from the memory map per field (or decode each)."""
+        if self.pixels is None:
+            return [self[i] for i in indices]
+        return list(zip(self.pixels.rows("images", indices),
+                        self.pixels.rows("targets", indices)))
+
+
+def prepared_images(data: MarsDataset, prep, kind: TaskKind,
+                    device: torch.device) -> PreparedImages:
+    """`PreparedImages` of a split read from the pixel cache (built here on the first use:
+    decoded once, in parallel by the engine's loader workers), or decoding each time when the
+    cache is off (``MARSBENCH_PIXEL_CACHE=0``) or the split does not fit it."""
+    import json
+
+    from .engine import default_workers
+    from .pixels import Field, open_or_build, pixel_key
+
+    decoded = PreparedImages(data, prep, kind)
+    target_dtype = "float32" if kind is TaskKind.MULTILABEL else "int64"
+    key = pixel_key(fingerprint=data.fingerprint(), split=data.split, what="classification",
+                    preprocessing=prep.key())
+    fields = (Field("images", "uint8"), Field("targets", target_dtype))
+    pixels = open_or_build(key, decoded, fields, sample_ids=data.sample_ids,
+                           workers=default_workers(device),
+                           describe={"dataset": data.card.name, "split": data.split,
+                                     "variant": str(data.variant), "what": "classification",
+                                     "fingerprint": data.fingerprint(),
+                                     "preprocessing": json.loads(prep.key())})
+    return PreparedImages(data, prep, kind, pixels)
 
 
 def target_tensor(target, kind: TaskKind) -> torch.Tensor:
@@ -126,6 +167,14 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
             model = prepare_model(build_model(), device)
         return model
 
+    image_sets: dict[str, PreparedImages] = {}
+
+    def images_of(name: str, data: MarsDataset) -> PreparedImages:
+        """The split's prepared images, from the pixel cache where it is on (built once)."""
+        if name not in image_sets:
+            image_sets[name] = prepared_images(data, prep, kind, device)
+        return image_sets[name]
+
     if spec.regime == "feature_extraction" and fe_path == "cached":
         t0 = time.perf_counter()
         feats, hits = {}, {}
@@ -136,10 +185,10 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
                               dataset_fingerprint=data.fingerprint(), split=name,
                               preprocessing=prep_key)
             feats[name], hits[name] = cached_features(
-                key, cache_dir, lambda d=data: compute_features(
+                key, cache_dir, lambda d=data, n=name: compute_features(
                     get_model().backbone,
                     (normalize(to_device(x, device), prep) for x, _ in
-                     make_loader(PreparedImages(d, prep, kind), batch_size=eval_batch,
+                     make_loader(images_of(n, d), batch_size=eval_batch,
                                  device=device)), device, autocast=precision.autocast))
         targets = {name: torch.stack([target_tensor(t, kind) for t in _targets(data)])
                    for name, data in splits.items()}
@@ -189,7 +238,7 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
         model = get_model()
         reset_head(model.head, spec.seed)
         criterion = make_loss(kind, spec.loss, model.num_outputs)
-        loaders = {name: make_loader(PreparedImages(data, prep, kind),
+        loaders = {name: make_loader(images_of(name, data),
                                      batch_size=spec.batch_size if name == "train" else eval_batch,
                                      device=device, shuffle=name == "train", seed=spec.seed)
                    for name, data in splits.items()}
@@ -223,9 +272,10 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
             epochs_seen[0] += 1
             total, n = 0.0, 0
             for x, y in loaders["train"]:
-                if spec.augment:
+                x = to_device(x, device)
+                if spec.augment:  # batched, on the device (draws from the seeded CPU generator)
                     x = augment(x, gen)
-                x, y = normalize(to_device(x, device), prep), y.to(device, non_blocking=True)
+                x, y = normalize(x, prep), y.to(device, non_blocking=True)
 
                 def forward_loss(x=x, y=y) -> torch.Tensor:
                     out, aux = step(x)
@@ -262,6 +312,7 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
         timings["training_s"] = time.perf_counter() - t1
         logits = {name: model_logits(name)[0] for name in ("val", "test")}
 
+    info["pixel_cache"] = summarise(images.pixel_cache for images in image_sets.values())
     metrics, predictions = {}, {}
     for name in ("val", "test"):
         data = splits[name]
