@@ -925,7 +925,7 @@ def test_vlm_refuses_a_sample_pointing_outside_before_sending_anything(make, out
 # ---- YAML: a "billion laughs" file is refused, not expanded --------------------------------
 
 BILLION_LAUGHS = "\n".join(
-    [f'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     + [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]) + "\n"
 
 

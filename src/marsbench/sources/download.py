@@ -468,7 +468,8 @@ def archive_problem(archive: Path, infos: list[zipfile.ZipInfo]) -> str | None:
     Limits: member count, total uncompressed size, and compression ratio (per member and over
     the whole archive, once past `RATIO_FLOOR_BYTES`); see the ``MARSBENCH_MAX_*`` variables.
     """
-    members, max_bytes = _limit("members", MAX_ARCHIVE_MEMBERS), _limit("bytes", MAX_EXTRACTED_BYTES)
+    members = _limit("members", MAX_ARCHIVE_MEMBERS)
+    max_bytes = _limit("bytes", MAX_EXTRACTED_BYTES)
     ratio = _limit("ratio", MAX_COMPRESSION_RATIO)
     if len(infos) > members:
         return (f"it holds {len(infos)} members, over the limit of {members} "

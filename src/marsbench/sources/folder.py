@@ -44,7 +44,8 @@ def variant_csv(card: DatasetCard, root: Path, variant: Variant) -> Path:
             "`subset_seed=` / `--subset-seed`")
 
 
-def _read_csv(path: Path, required: set[str], dataset: str, root: Path | None = None) -> pd.DataFrame:
+def _read_csv(path: Path, required: set[str], dataset: str,
+              root: Path | None = None) -> pd.DataFrame:
     """An annotation / variant CSV (inside ``root``) with its required columns and split names."""
     import io
 
@@ -138,7 +139,7 @@ def read_classification(card: DatasetCard, root: Path, split: str, variant: Vari
         for part in (feature, row.file_id) if feature else (row.file_id,):
             refuse_unsafe(part, dataset=card.name, split=split, where=at["path"], row=at["row"],
                           what="image")
-        relative = f"data/{split}/{feature}/{row.file_id}" if feature else f"data/{split}/{row.file_id}"
+        relative = "/".join(["data", split, *([feature] if feature else []), row.file_id])
         path = contained(guard, relative, dataset=card.name, split=split, where=at["path"],
                          row=at["row"], what="image")
         if multilabel:
@@ -305,7 +306,8 @@ def read_detection(card: DatasetCard, root: Path, split: str, variant: Variant, 
     if not images:
         raise _no_samples(card, split, base / "images", "no images")
     coco_path = base / "coco_annotations.json"
-    coco = CocoIndex(coco_path, root=root) if coco_path.is_file() or coco_path.is_symlink() else None
+    coco = (CocoIndex(coco_path, root=root) if coco_path.is_file() or coco_path.is_symlink()
+            else None)
     if coco and coco.categories:
         names = [coco.categories[k] for k in sorted(coco.categories)]
         if sorted(coco.categories) != list(range(1, len(names) + 1)):

@@ -108,7 +108,8 @@ def _load_arrow(files: list[str], dataset: str | None = None, split: str | None 
     except Exception as exc:  # noqa: BLE001 - pyarrow / datasets raise many types here
         bad, detail = _bad_shard(files)
         cause = exc.__cause__ or exc.__context__ or exc
-        raise DataError(f"unreadable parquet shard ({detail or f'{type(cause).__name__}: {cause}'})",
+        detail = detail or f"{type(cause).__name__}: {cause}"
+        raise DataError(f"unreadable parquet shard ({detail})",
                         dataset=dataset, split=split,
                         path=_shown_shard(bad) if bad else ", ".join(map(_shown_shard, files)),
                         fix="re-download the dataset (the shard is corrupt or truncated)") from None

@@ -110,7 +110,8 @@ class _Tiff:
     """A TIFF's raw (H, W, C) array and how to read its samples (photometric, alpha, palette)."""
 
     def __init__(self, array: np.ndarray, photometric: int, alpha: bool, colormap) -> None:
-        self.array, self.photometric, self.alpha, self.colormap = array, photometric, alpha, colormap
+        self.array, self.photometric = array, photometric
+        self.alpha, self.colormap = alpha, colormap
 
 
 def _read_tiff(source, label: str) -> _Tiff:
