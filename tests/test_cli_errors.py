@@ -199,7 +199,6 @@ CASES = [
          "--regime scratch --store {tmp}/afolder", "{tmp}/afolder", "is a folder"),
 ]
 # rows whose option checks live in cli/run.py, which another session is rewriting
-RUN_PENDING = {"run-model-typo", "run-device-cuda"}
 
 
 # -- the broken inputs ---------------------------------------------------------------------------
@@ -283,10 +282,7 @@ def classify(c: Case, result, tmp: Path) -> str:
     return "clear"
 
 
-@pytest.mark.parametrize("c", [
-    pytest.param(c, marks=pytest.mark.xfail(
-        reason="cli/run.py does not yet check this before running", strict=False))
-    if c.id in RUN_PENDING else c for c in CASES], ids=[c.id for c in CASES])
+@pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_clear_line(c, bad_inputs):
     result = invoke(c, bad_inputs)
     assert classify(c, result, bad_inputs) == "clear", (result.exit_code, result.output)

@@ -97,6 +97,11 @@ def run_command(
     if spec.options.to_dict().get("band_strategy") is not None:
         build_options(spec.task, spec.options, regime=spec.regime, loss=spec.loss,
                       model=spec.model, where="--band-strategy")
+    from ..models.registry import get_spec
+    from ..training.run import pick_device
+
+    get_spec(spec.model)  # an unknown model (did you mean ...?) before anything runs
+    pick_device(device)  # a device this machine lacks, likewise
     from ..training.distributed import init_from_env
 
     world = init_from_env()  # under torchrun, rank 0 alone reads and writes the store
