@@ -532,6 +532,11 @@ CASES = [
          lambda root, out: csv_set(root, "split", "Val", split="val", csv="few_shot/1_shot.csv"),
          r"^unknown split name \(mb-domars16k few_shot/1_shot\.csv row <line>\): 'Val'; valid",
          options={"variant": "few_shot:1"}, check=r"train\[few_shot:1\].*unknown split name"),
+    Case("partition-unknown-image", "mb-boulder_seg", "folder",
+         lambda root, out: csv_set(root, "file_id", "gone.png", csv="partitions/0.50x_partition.csv"),
+         r"^partition row names no image of the train split \(mb-boulder_seg train "
+         r"partitions/0\.50x_partition\.csv row <line>\): 'gone\.png'",
+         options={"variant": "partition:0.5"}, check=r"train\[partition:0\.50\].*partition row"),
     Case("split-empty-csv", "mb-domars16k", "folder", _drop_split_rows("val"),
          r"^split has no samples \(mb-domars16k val annotation\.csv\): train \d+, val 0, test \d+",
          split="val"),

@@ -204,19 +204,30 @@ def _no_samples(card: DatasetCard, split: str, folder: Path, why: str) -> DataEr
 
 
 def _train_subset(card: DatasetCard, root: Path, split: str, variant: Variant,
-                  subset_ids: list[str] | None) -> set[str] | None:
-    """file_ids of a partition's train split (seg/det partition CSVs: columns file_id, split)."""
+                  subset_ids: list[str] | None, images: list[Path]) -> list[Path]:
+    """``images`` limited to a partition's train split (seg/det partition CSVs: columns
+    file_id, split); a CSV row naming no image of the split is a `DataError`, not dropped."""
     if split != "train" or (variant.is_full and subset_ids is None):
-        return None
+        return images
+    names = {p.name for p in images} | {p.stem for p in images}
     if subset_ids is not None:
-        return set(subset_ids)
-    if variant.kind == "few_shot":
-        raise VariantUnavailableError("few-shot variants exist for classification only",
-                                      dataset=card.name)
-    df = _read_csv(variant_csv(card, root, variant), {"file_id"}, card.name, root)
-    if "split" in df.columns:
-        df = df[df["split"] == "train"]
-    return {Path(f).name for f in df["file_id"]} | {Path(f).stem for f in df["file_id"]}
+        keep = set(subset_ids)
+    else:
+        if variant.kind == "few_shot":
+            raise VariantUnavailableError("few-shot variants exist for classification only",
+                                          dataset=card.name)
+        path = variant_csv(card, root, variant)
+        df = _read_csv(path, {"file_id"}, card.name, root)
+        if "split" in df.columns:
+            df = df[df["split"] == "train"]
+        for index, file_id in zip(df.index, df["file_id"]):
+            if Path(file_id).name not in names and Path(file_id).stem not in names:
+                raise DataError("partition row names no image of the train split",
+                                dataset=card.name, split=split, path=path.relative_to(root),
+                                row=int(index) + 2, value=repr(file_id),
+                                fix="fix the file_id or restore the image in data/train/images")
+        keep = {Path(f).name for f in df["file_id"]} | {Path(f).stem for f in df["file_id"]}
+    return [p for p in images if p.name in keep or p.stem in keep]
 
 
 def _subset_csv(card: DatasetCard, root: Path, split: str, variant: Variant,
@@ -248,9 +259,7 @@ def read_segmentation(card: DatasetCard, root: Path, split: str, variant: Varian
     base = root / "data" / split
     guard = Guard(root, dataset=card.name, split=split)
     images = _list_images(base / "images", card.name, guard)
-    keep = _train_subset(card, root, split, variant, subset_ids)
-    if keep is not None:
-        images = [p for p in images if p.name in keep or p.stem in keep]
+    images = _train_subset(card, root, split, variant, subset_ids, images)
     entries, ids = [], []
     for img in images:
         mask = mask_for(img, base / "masks")
@@ -300,9 +309,7 @@ def read_detection(card: DatasetCard, root: Path, split: str, variant: Variant, 
     notes: list[str] = []
     guard = Guard(root, dataset=card.name, split=split)
     images = _list_images(base / "images", card.name, guard)
-    keep = _train_subset(card, root, split, variant, subset_ids)
-    if keep is not None:
-        images = [p for p in images if p.name in keep or p.stem in keep]
+    images = _train_subset(card, root, split, variant, subset_ids, images)
     if not images:
         raise _no_samples(card, split, base / "images", "no images")
     coco_path = base / "coco_annotations.json"

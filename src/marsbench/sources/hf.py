@@ -357,10 +357,10 @@ def _row_id(row: dict, i: int, split: str) -> str:
             return str(row[key])
     for key in ("image", "image_before"):
         cell = row.get(key)
-        if isinstance(cell, dict) and cell.get("path"):
+        if isinstance(cell, dict) and isinstance(cell.get("path"), str) and cell["path"]:
             return Path(cell["path"]).stem
     voc = row.get("pascal_voc_annotation")
-    if isinstance(voc, dict) and voc.get("filename"):
+    if isinstance(voc, dict) and isinstance(voc.get("filename"), str) and voc["filename"]:
         return Path(voc["filename"]).stem
     if row.get("image_id") not in (None, ""):
         return f"{split}-{row['image_id']}"
