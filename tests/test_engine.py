@@ -88,3 +88,52 @@ def test_auto_precision_is_fp32_on_the_cpu_and_keeps_the_key(synth_suite):
     assert spec.key == _cls(synth_suite, precision="auto").key
     assert "precision" not in spec.identity()  # the default never re-keys older runs
     assert _cls(synth_suite, precision="bf16").label.endswith("[precision=bf16]")
+
+
+def _fit(profile: str, losses: list[float], *, patience: int = 2, scheduler: str = "none"):
+    from marsbench.training.loop import fit
+
+    module = torch.nn.Linear(1, 1, bias=False)
+    seen = iter(losses)
+    epoch = [0]
+
+    def train_epoch(opt) -> float:
+        epoch[0] += 1
+        with torch.no_grad():
+            module.weight.fill_(float(epoch[0]))  # the weights say which epoch made them
+        return 1.0
+
+    result = fit(module, train_epoch=train_epoch, val_loss=lambda: next(seen),
+                 optimizer="sgd", lr=0.1, weight_decay=0.0, scheduler=scheduler,
+                 max_epochs=len(losses), patience=patience, profile=profile)
+    return result, float(module.weight)
+
+
+def test_paper_profile_early_stopping_needs_min_delta_and_tests_the_last_epoch():
+    losses = [1.0, 0.995, 0.992, 0.991, 0.5]
+    ours, weight = _fit("marsbench", losses)
+    assert ours.epochs_run == 5 and ours.best_epoch == 5 and weight == 5.0
+    paper, weight = _fit("paper", losses)
+    # 0.995 and 0.992 do not beat 1.0 by more than 0.01: two stale epochs stop the run
+    assert paper.epochs_run == 3 and paper.best_epoch == 1
+    assert paper.tested_epoch == 3 and weight == 3.0  # the reference tests the last weights
+    ours, weight = _fit("marsbench", [1.0, 0.5, 0.9, 0.8])
+    assert ours.tested_epoch == 2 and weight == 2.0  # ours restores the best checkpoint
+
+
+@pytest.mark.parametrize("profile, name, expected", [
+    ("marsbench", "cosine", dict(T_max=7, eta_min=0.0)),
+    ("paper", "cosine", dict(T_max=100, eta_min=1e-6)),
+    ("marsbench", "plateau", dict(patience=2)),
+    ("paper", "plateau", dict(patience=5)),
+    ("marsbench", "step", dict(step_size=2)),
+    ("paper", "step", dict(step_size=10)),
+])
+def test_schedulers_follow_the_profile(profile, name, expected):
+    from marsbench.runs.profiles import loop_settings
+    from marsbench.training.loop import make_scheduler
+
+    opt = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)
+    sched = make_scheduler(name, opt, 7, loop_settings(profile))
+    for key, value in expected.items():
+        assert getattr(sched, key) == value, key

@@ -30,6 +30,7 @@ DATA_SOURCES = ("auto", "folder", "hf")
 # Where `marsbench datasets download` fetches a dataset from, and the local copies it keeps.
 DOWNLOAD_SOURCES = ("hf", "zenodo")
 
+PROFILES = ("marsbench", "paper")  # our defaults | the reference implementation's semantics
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 autocast on CUDA, fp32 on the CPU
 FE_PATHS = ("cached", "online")  # feature_extraction: backbone once (no augmentation) or per step
 SEGMENTATION_INPUT_POLICIES = ("native", "tile", "reference")

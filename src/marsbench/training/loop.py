@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..runs.profiles import LOOP_SETTINGS, LoopSettings, loop_settings
 from ..vocab import OPTIMIZERS, SCHEDULERS
 
 
@@ -33,16 +34,21 @@ def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float,
     raise ValueError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)}")
 
 
-def make_scheduler(name: str, optimizer: torch.optim.Optimizer, max_epochs: int):
+def make_scheduler(name: str, optimizer: torch.optim.Optimizer, max_epochs: int,
+                   settings: LoopSettings = LOOP_SETTINGS["marsbench"]):
+    """The epoch scheduler ``name`` under a profile's `LoopSettings` (stepped once per epoch,
+    plateau on the validation loss)."""
     if name == "none":
         return None
     if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=settings.cosine_t_max or max_epochs, eta_min=settings.cosine_eta_min)
     if name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=2)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.1, patience=settings.plateau_patience)
     if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, max_epochs // 3),
-                                               gamma=0.1)
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=settings.step_size or max(1, max_epochs // 3), gamma=0.1)
     raise ValueError(f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)}")
 
 
@@ -52,20 +58,26 @@ class FitResult:
     epochs_run: int
     best_val_loss: float
     history: list[dict]
+    tested_epoch: int = 0  # whose weights the module holds now: best_epoch, or the last epoch
 
 
 def fit(module: nn.Module, *, train_epoch: Callable[[torch.optim.Optimizer], float],
         val_loss: Callable[[], float], optimizer: str, lr: float, weight_decay: float,
         scheduler: str, max_epochs: int, patience: int,
-        progress: Callable[[int, float, float], None] | None = None) -> FitResult:
+        progress: Callable[[int, float, float], None] | None = None,
+        profile: str = "marsbench") -> FitResult:
     """Train ``module`` (whose trainable parameters the optimiser gets) with early stopping.
 
     ``train_epoch(opt)`` runs one epoch and returns the mean training loss; ``val_loss()``
-    returns the validation loss. Stops after ``patience`` epochs without improvement
-    (``patience=0`` disables early stopping) and restores the best state.
+    returns the validation loss. An epoch improves when its validation loss beats the best by
+    more than the profile's ``min_delta`` (0; the paper's 0.01); training stops after
+    ``patience`` epochs without improvement (``patience=0`` disables early stopping). Under
+    ``marsbench`` the best state is restored (the test set is scored with the best checkpoint);
+    under ``paper`` the last epoch's weights stay, as the reference tests them.
     """
+    settings = loop_settings(profile)
     opt = make_optimizer(optimizer, module.parameters(), lr, weight_decay)
-    sched = make_scheduler(scheduler, opt, max_epochs)
+    sched = make_scheduler(scheduler, opt, max_epochs, settings)
     best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
     history = []
     epoch = 0
@@ -78,9 +90,10 @@ def fit(module: nn.Module, *, train_epoch: Callable[[torch.optim.Optimizer], flo
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training loss became {train_loss} at epoch {epoch}; "
                                      "lower the learning rate")
-        if loss < best_loss:
+        if loss + settings.min_delta < best_loss:
             best_loss, best_epoch, stale = loss, epoch, 0
-            best_state = copy.deepcopy(module.state_dict())
+            if settings.restore_best:
+                best_state = copy.deepcopy(module.state_dict())
         else:
             stale += 1
         if sched is not None:
@@ -89,4 +102,5 @@ def fit(module: nn.Module, *, train_epoch: Callable[[torch.optim.Optimizer], flo
             break
     if best_state is not None:
         module.load_state_dict(best_state)
-    return FitResult(best_epoch, epoch, best_loss, history)
+    tested = best_epoch if settings.restore_best and best_state is not None else epoch
+    return FitResult(best_epoch, epoch, best_loss, history, tested)
