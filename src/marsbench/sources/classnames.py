@@ -91,14 +91,15 @@ def parse_mapping(data: object, *, path: str | Path = "mapping.json",
 def read_mapping_file(path: Path, *, root: Path | None = None,
                       dataset: str | None = None) -> tuple[dict[int, list[str]], int | None] | None:
     """The parsed ``mapping.json`` (None when absent); read only inside ``root``."""
-    from .paths import read_text
+    from .paths import display, read_text
 
     if not path.is_file() and not path.is_symlink():
         return None
     text = read_text(root or path.parent, path, dataset=dataset, what="mapping.json",
                      allow_empty=False)
-    data = load_json(text, path=path, dataset=dataset, what="mapping.json")
-    return parse_mapping(data, path=path, dataset=dataset)
+    shown = display(root or path.parent, path)
+    data = load_json(text, path=shown, dataset=dataset, what="mapping.json")
+    return parse_mapping(data, path=shown, dataset=dataset)
 
 
 def names_from_mapping(mapping: dict[int, list[str]], *, card: DatasetCard | None = None,

@@ -14,7 +14,7 @@ from .dataset import MarsDataset
 from .detection_formats import CocoIndex, parse_voc, parse_yolo
 from .errors import DataError, VariantUnavailableError
 from .images import decode_image, decode_mask, is_image_file
-from .paths import Guard, contained, read_text, refuse_unsafe
+from .paths import Guard, contained, display, read_text, refuse_unsafe
 from .samples import ClassificationSample, DetectionSample, SegmentationSample
 from .validate import class_label, multilabel_from_ids, validate_boxes, validate_mask
 
@@ -118,8 +118,9 @@ def read_classification(card: DatasetCard, root: Path, split: str, variant: Vari
                                subset_ids)
     if mapping:
         aliases, ignore = mapping
-        names = reconcile(card, names_from_mapping(aliases, card=card, ignore=ignore, notes=notes,
-                                                   path=root / "mapping.json"), aliases, notes)
+        names = names_from_mapping(aliases, card=card, ignore=ignore, notes=notes,
+                                   path=display(root, root / "mapping.json"))
+        names = reconcile(card, names, aliases, notes)
     elif card.class_names:
         names = list(card.class_names)
     else:
@@ -246,9 +247,9 @@ def read_segmentation(card: DatasetCard, root: Path, split: str, variant: Varian
     mapping = read_mapping_file(root / "mapping.json", root=root, dataset=card.name)
     if mapping:
         aliases, mapped_ignore = mapping
-        names = reconcile(card, names_from_mapping(aliases, card=card, ignore=mapped_ignore,
-                                                   notes=notes, path=root / "mapping.json"),
-                          aliases, notes)
+        names = names_from_mapping(aliases, card=card, ignore=mapped_ignore, notes=notes,
+                                   path=display(root, root / "mapping.json"))
+        names = reconcile(card, names, aliases, notes)
         ignore_index = ignore_index if ignore_index is not None else mapped_ignore
     else:
         names = list(card.class_names or [])

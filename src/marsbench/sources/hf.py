@@ -19,7 +19,7 @@ from .content_hash import named_digests
 from .dataset import MarsDataset
 from .errors import DataError, VariantUnavailableError
 from .images import MIN_IMAGE_SIDE, decode_image, decode_mask, max_image_pixels
-from .paths import Guard, contained, decode_text, read_text
+from .paths import Guard, contained, decode_text, display, read_text
 from .samples import ClassificationSample, DetectionSample, SegmentationSample
 from .validate import (box_numbers, class_label, multihot, parse_class_id, validate_boxes,
                        validate_mask)
@@ -42,7 +42,7 @@ def list_shards(location: str) -> tuple[dict[str, list[str]], dict | None]:
         mapping = None
         if mapping_path.is_file() or mapping_path.is_symlink():
             text = read_text(path, mapping_path, what="mapping.json", allow_empty=False)
-            mapping = load_json(text, path=mapping_path, what="mapping.json")
+            mapping = load_json(text, path=display(path, mapping_path), what="mapping.json")
     else:
         from huggingface_hub import hf_hub_download, list_repo_files
 

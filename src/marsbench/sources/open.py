@@ -37,7 +37,7 @@ def infer_card(path: Path) -> DatasetCard:
     from .folder import _read_csv
 
     mapping = read_mapping_file(path / "mapping.json", root=path, dataset=path.name)
-    names = (names_from_mapping(mapping[0], ignore=mapping[1], path=path / "mapping.json")
+    names = (names_from_mapping(mapping[0], ignore=mapping[1], path=f"{path.name}/mapping.json")
              if mapping else [])
     ignore = mapping[1] if mapping else None
     split_dirs = [path / "data" / s for s in SPLITS]
