@@ -181,7 +181,13 @@ def find_experiment(name_or_path: str | Path) -> Path:
 def load_experiment(name_or_path: str | Path) -> Experiment:
     """Read and validate an experiment file (see docs/protocol.md)."""
     path = find_experiment(name_or_path)
-    return parse_experiment(path.read_text(encoding="utf-8"), path=path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExperimentError("experiment file is not UTF-8 text", where=path,
+                              value=f"byte {exc.start}",
+                              fix="give a YAML experiment file (see docs/protocol.md)") from None
+    return parse_experiment(text, path=path)
 
 
 def parse_experiment(text: str, *, path: str | Path | None = None) -> Experiment:
