@@ -60,6 +60,7 @@ from .engine import (
     to_device,
 )
 from .loop import fit
+from .pixels import summarise
 
 IGNORE = -100  # the label of ignored pixels (dataset ignore value, padding) inside training
 # The parts of each segmentation loss (names: marsbench.vocab.LOSSES, validated in the spec).
@@ -97,18 +98,32 @@ class InputPolicy:
 
 
 class SegmentationImages(Dataset):
-    """``(uint8 image (3, H, W), int64 mask (H, W))`` with the ignore value mapped to `IGNORE`;
-    resized to the policy's size under ``reference``."""
+    """``(uint8 image (3, H, W), int64 mask (H, W), sample id)`` with the ignore value mapped to
+    `IGNORE`; resized to the policy's size under ``reference``. With ``pixels`` (the split's
+    `PixelCache`, see `segmentation_images`) image and mask are read from the cache's memory
+    map: nothing is decoded."""
 
-    def __init__(self, data: MarsDataset, policy: InputPolicy, prep) -> None:
-        self.data, self.policy, self.prep = data, policy, prep
+    def __init__(self, data: MarsDataset, policy: InputPolicy, prep, pixels=None) -> None:
+        self.data, self.policy, self.prep, self.pixels = data, policy, prep, pixels
         self.ignore = data.ignore_index
         self.num_classes = data.num_classes
+
+    @property
+    def pixel_cache(self) -> str:
+        """``hit`` / ``built`` (read from the pixel cache) or ``off`` (decoded every time)."""
+        return "off" if self.pixels is None else self.pixels.status
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, i: int):
+        if self.pixels is not None:
+            return (self.pixels.row("images", i), _mask_from_cache(self.pixels.row("masks", i)),
+                    self.data.sample_ids[i])
+        return self.decode(i)
+
+    def decode(self, i: int):
+        """Sample ``i`` decoded from its files, checked, mapped (and resized)."""
         sample = self.data[i]
         image = model_image(sample.image)
         mask = torch.as_tensor(np.asarray(sample.mask), dtype=torch.int64)
@@ -133,6 +148,57 @@ def _sized(prep, size: int):
     from dataclasses import replace
 
     return replace(prep, input_size=size)
+
+
+class _CacheRows(Dataset):
+    """What the pixel cache stores per sample: the image and the mask as ``uint8`` (255 stands
+    for `IGNORE`; classes 0..254)."""
+
+    def __init__(self, images: SegmentationImages) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        image, mask, _ = self.images.decode(i)
+        return image, torch.where(mask == IGNORE, 255, mask).to(torch.uint8)
+
+
+def _mask_from_cache(m8: torch.Tensor) -> torch.Tensor:
+    mask = m8.long()
+    return mask.masked_fill_(mask == 255, IGNORE)
+
+
+def segmentation_images(data: MarsDataset, policy: InputPolicy, prep,
+                        device: torch.device) -> SegmentationImages:
+    """`SegmentationImages` of a split read from the pixel cache (built here on the first use,
+    decoded once by the engine's loader workers): fixed-size arrays under ``reference``,
+    each sample at its own size under ``native`` / ``tile`` (one entry shared by every model,
+    since the image is not resized). Decoded each time when the cache is off
+    (``MARSBENCH_PIXEL_CACHE=0``), the split does not fit it, or it has more than 255 classes."""
+    import json
+
+    from .engine import default_workers
+    from .pixels import Field, open_or_build, pixel_key
+
+    decoded = SegmentationImages(data, policy, prep)
+    if data.num_classes > 255:  # masks are cached as uint8
+        return decoded
+    if policy.name == "reference":
+        resized = {"size": policy.size, "interpolation": prep.interpolation,
+                   "antialias": prep.antialias, "masks": "nearest"}
+    else:
+        resized = {"size": None}
+    key = pixel_key(fingerprint=data.fingerprint(), split=data.split, what="segmentation",
+                    preprocessing=json.dumps(resized, sort_keys=True))
+    pixels = open_or_build(key, _CacheRows(decoded), (Field("images", "uint8"),
+                                                      Field("masks", "uint8")),
+                           sample_ids=data.sample_ids, workers=default_workers(device),
+                           describe={"dataset": data.card.name, "split": data.split,
+                                     "variant": str(data.variant), "what": "segmentation",
+                                     "fingerprint": data.fingerprint(), "resize": resized})
+    return SegmentationImages(data, policy, prep, pixels)
 
 
 def _collate(items):
@@ -265,7 +331,8 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     prepare_model(model.net, device)
     model.to(device)
     forward = torch.compile(model.net) if spec.compile else model.net  # state stays model.net
-    images = {name: SegmentationImages(data, policy, prep) for name, data in splits.items()}
+    images = {name: segmentation_images(data, policy, prep, device)  # from the pixel cache
+              for name, data in splits.items()}
     loader = make_loader(images["train"], batch_size=spec.batch_size, device=device,
                          shuffle=True, seed=spec.seed, collate_fn=_collate)
     eval_loaders = {name: make_loader(images[name], device=device, collate_fn=_collate,
@@ -324,6 +391,7 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
             "preprocessing": prep.to_dict(), "weights_tag": model.weights_tag,
             "augment_applied": spec.augment, "ignore_index": train_data.ignore_index,
             "frozen": model.frozen_names,
+            "pixel_cache": summarise(im.pixel_cache for im in images.values()),
             "history": result.history}
     return TrainResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss,
                        {"feature_extraction_s": 0.0, "training_s": training_s},
