@@ -30,8 +30,8 @@ DET = dict(dataset="mb-boulder_det", model="fasterrcnn_resnet50_fpn", regime="fi
     # unknown names: a did-you-mean within the task, or the task the name belongs to
     (SEG, {"tile_sise": 256}, "auto", "did you mean 'tile_size'"),
     (CLS, {"input_sise": 64}, "auto", "did you mean 'input_size'"),
-    (SEG, {"fe_path": "cached"}, "auto", "classification option, not a segmentation one"),
-    (DET, {"fe_path": "cached"}, "auto", "classification option, not a detection one"),
+    (DET, {"fe_path": "cached"}, "auto",
+     "classification and segmentation option, not a detection one"),
     (CLS, {"tile_size": 256}, "auto", "segmentation and detection option"),
     # invalid values list the valid ones
     (SEG, {"input_policy": "crop"}, "auto", "native, tile, reference"),
@@ -48,6 +48,10 @@ DET = dict(dataset="mb-boulder_det", model="fasterrcnn_resnet50_fpn", regime="fi
     (SEG, {"tile_size": 256}, "auto", "applies to input_policy=tile only"),
     (SEG, {"input_size": 256}, "auto", "applies to input_policy=reference only"),
     (SEG, {"dice_weighting": "simple"}, "ce", "applies to loss dice or combined only"),
+    (SEG | {"regime": "fine_tuning"}, {"fe_path": "online"}, "auto", "feature_extraction only"),
+    # ... or cannot honour: random tiles change every epoch, their features cannot be cached
+    (SEG, {"input_policy": "tile", "fe_path": "cached"}, "auto",
+     "fe_path=cached is not possible with input_policy=tile"),
     (DET, {"tile_size": 256}, "auto", "applies to input_policy=tile only"),
 ])
 def test_bad_options_are_refused_with_the_fix(base, options, loss, match):
@@ -141,7 +145,9 @@ def test_schema_1_records_stay_readable_under_their_old_key():
                       "tile_sise": "128", "subset_seed": "7"})
     back = RunRecord.from_dict(_legacy_record(old, "segmentation"))
     assert back.spec_key == "0" * 64  # never silently re-keyed
-    assert back.spec.options == SegmentationOptions(input_policy="tile", tile_size=256)
+    # schema-1 segmentation ran the encoder every step: fe_path=online, whatever extra said
+    assert back.spec.options == SegmentationOptions(input_policy="tile", tile_size=256,
+                                                    fe_path="online")
     assert back.spec.subset_seed == 7
     # what a schema-1 segmentation run could not have used is kept, not guessed at
     assert dict(back.spec.legacy_extra) == {"fe_path": "cached", "tile_sise": "128"}

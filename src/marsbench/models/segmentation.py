@@ -346,6 +346,49 @@ def build_dense(spec_or_name: ModelSpec | str, task: str, num_classes: int,
     return model
 
 
+# -- encoder / decoder split (the frozen-feature cache of feature_extraction) --------------------
+
+def _has_prefix_tokens(net: nn.Module) -> bool:
+    """DPT's encoder returns ``(features, prefix tokens)``; the other smp models a list."""
+    return type(net).__name__ == "DPT"
+
+
+def encoder_features(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor | None]:
+    """The encoder's output for a batch ``x`` as one flat list: the multi-scale features (DPT:
+    followed by its per-feature prefix tokens, ``None`` where there are none)."""
+    out = net.encoder(x)
+    if _has_prefix_tokens(net):
+        features, prefix = out
+        return [*features, *prefix]
+    return list(out)
+
+
+def decode_features(net: nn.Module, features: list[torch.Tensor | None]) -> torch.Tensor:
+    """Logits from `encoder_features`' output: what ``net(x)`` computes after its encoder."""
+    if getattr(net, "classification_head", None) is not None:
+        raise ValueError("decode_features: models with an auxiliary classification head are "
+                         "not supported")
+    if _has_prefix_tokens(net):
+        half = len(features) // 2
+        out = net.decoder(list(features[:half]), list(features[half:]))
+    else:
+        out = net.decoder(list(features))
+    return net.segmentation_head(out)
+
+
+def shape_only_features(net: nn.Module, count: int) -> frozenset[int]:
+    """Indices of `encoder_features`' ``count`` entries whose values the decoder never reads,
+    only their shape: the first entry (the input itself) for U-Net and SegFormer, everything
+    but the stride-4 and the deepest features for DeepLabV3+. A feature cache keeps their shape,
+    not their pixels."""
+    kind = type(net).__name__
+    if kind in ("Unet", "Segformer"):
+        return frozenset({0})
+    if kind == "DeepLabV3Plus":
+        return frozenset(range(count)) - {2, count - 1}
+    return frozenset()
+
+
 # -- registry ----------------------------------------------------------------------------------
 
 def segmentation_spec(arch: str, encoder: Encoder, name: str | None = None,

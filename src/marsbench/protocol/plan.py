@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..runs.fingerprint import code_fingerprint
+from ..runs.options import default_fe_path, option_names
 from ..runs.record import RunRecord
 from ..runs.spec import RunSpec, dataset_card
 from ..runs.store import ResultsStore, StaleRun
@@ -141,11 +142,16 @@ def _weights(model: ModelEntry, regime: str, hashes: dict[str, str]) -> tuple[st
 
 
 def run_options(exp: Experiment, model: ModelEntry, regime: str, task: str) -> dict[str, Any]:
-    """The options of one group's runs: the experiment's, then the model's; ``fe_path`` (a
-    classification option) goes to the feature_extraction runs only."""
+    """The options of one group's runs: the experiment's, then the model's. The experiment's
+    ``fe_path`` goes to the feature_extraction runs of the tasks that have it (classification,
+    segmentation), where it can apply: ``cached`` leaves segmentation's ``input_policy=tile``
+    runs on their default, ``online`` (an explicit ``fe_path`` option is checked as given)."""
     options = dict(exp.options) | dict(model.options)
-    if task == "classification" and regime == "feature_extraction":
-        options.setdefault("fe_path", exp.fe_path)
+    if regime == "feature_extraction" and "fe_path" in option_names(task):
+        if "fe_path" not in options and (
+                exp.fe_path == "online"
+                or default_fe_path(task, options.get("input_policy")) == "cached"):
+            options["fe_path"] = exp.fe_path
     elif regime != "feature_extraction":
         options.pop("fe_path", None)
     return options

@@ -9,7 +9,8 @@ Here each option has a type, a default, a help text and, where it has one, a voc
 - an unknown name, with a "did you mean" (or the task it belongs to),
 - a value of the wrong type or outside its vocabulary, listing the valid ones,
 - an option the run does not use (``fe_path`` outside ``feature_extraction``, ``tile_size``
-  without ``input_policy=tile``, ``dice_weighting`` without a Dice loss, ...).
+  without ``input_policy=tile``, ``dice_weighting`` without a Dice loss, ...), or one it cannot
+  honour (``fe_path=cached`` with segmentation's ``input_policy=tile``).
 
 Identity: `options_identity` holds only the options that differ from their defaults, so adding a
 new option whose default is the old behaviour never re-keys existing runs.
@@ -84,6 +85,10 @@ class SegmentationOptions(TaskOptions):
                                             "(default 0.25)", low=0.0)
     dice_weighting: str | None = _opt(None, "Dice losses only: generalised Dice class weights "
                                             "(default square)", DICE_WEIGHTINGS)
+    fe_path: str | None = _opt(
+        None, "feature_extraction only: cached (encoder features once, decoder trained on them, "
+              "no augmentation; default, refused with input_policy=tile) | online (encoder "
+              "every step, with augmentation; the default with input_policy=tile)", FE_PATHS)
 
 
 @dataclass(frozen=True)
@@ -170,9 +175,9 @@ def build_options(task: str, values: Mapping[str, Any] | TaskOptions | None = No
         if raw is None:
             continue
         parsed[name] = _parse_value(known[name], raw, where)
-    if task == "classification" and regime is not None:
+    if "fe_path" in known and regime is not None:
         if regime == "feature_extraction":
-            parsed.setdefault("fe_path", "cached")
+            parsed.setdefault("fe_path", default_fe_path(task, parsed.get("input_policy")))
         elif "fe_path" in parsed:
             _unused("fe_path", f"regime {regime}", "it applies to regime feature_extraction only",
                     where)
@@ -181,6 +186,14 @@ def build_options(task: str, values: Mapping[str, Any] | TaskOptions | None = No
     if model is not None and getattr(options, "band_strategy", None) is not None:
         _check_band_strategy(options, model, regime, where)
     return options
+
+
+def default_fe_path(task: str, input_policy: str | None = None) -> str:
+    """The feature-extraction path a run gets when it names none: ``cached`` (frozen features
+    computed once), except segmentation's ``input_policy=tile``, whose random crops change every
+    epoch: ``online``."""
+    policy = str(input_policy or "").strip().lower()
+    return "online" if task == "segmentation" and policy == "tile" else "cached"
 
 
 def options_from_legacy(task: str, extra: Mapping[str, str], regime: str
@@ -199,6 +212,11 @@ def options_from_legacy(task: str, extra: Mapping[str, str], regime: str
         (kept if k in known else dropped)[k] = v
     if task == "classification" and regime != "feature_extraction" and "fe_path" in kept:
         dropped["fe_path"] = kept.pop("fe_path")
+    if task == "segmentation":
+        if "fe_path" in kept:  # schema 1 had no segmentation fe_path: never used
+            dropped["fe_path"] = kept.pop("fe_path")
+        if regime == "feature_extraction":
+            kept["fe_path"] = "online"  # what every schema-1 segmentation run did
     try:
         options = build_options(task, kept, regime=regime, where="stored schema-1 spec")
     except OptionError:
@@ -286,6 +304,12 @@ def _check_combinations(o: TaskOptions, *, loss: str, where: str) -> None:
         if o.dice_weighting is not None and loss not in ("dice", "combined"):
             _unused("dice_weighting", f"loss {loss}", "it applies to loss dice or combined only",
                     where)
+        if o.fe_path == "cached" and o.input_policy == "tile":
+            raise OptionError("option fe_path=cached is not possible with input_policy=tile",
+                              where=where, value="fe_path=cached", option="fe_path",
+                              fix="random tiles change every epoch, so their encoder features "
+                                  "cannot be cached; use fe_path=online (the default with "
+                                  "tile), or input_policy native or reference")
     elif isinstance(o, DetectionOptions):
         if o.input_policy != "tile" and o.tile_size is not None:
             _unused("tile_size", f"input_policy={o.input_policy}",

@@ -157,6 +157,10 @@ class RunSpec:
         out = {f.name: getattr(self, f.name) for f in fields(self)
                if f.name not in NON_IDENTITY_FIELDS}
         out["options"] = self.options.identity()
+        if (self.task == "segmentation" and self.regime == "feature_extraction"
+                and out["options"].get("fe_path") == "online"):
+            # the path segmentation ran before it had fe_path: those runs keep their keys
+            del out["options"]["fe_path"]
         return {k: v for k, v in out.items()
                 if v is not None and not (k in DEFAULT_FREE_FIELDS and v == DEFAULT_FREE_FIELDS[k])}
 
@@ -225,6 +229,12 @@ class RunSpec:
         if schema != SPEC_SCHEMA:
             raise OptionError("spec written by an unknown marsbench schema", where="spec",
                               value=schema, fix="upgrade marsbench")
+        options = data.get("options")
+        if (str(data.get("task") or task) == "segmentation" and isinstance(options, Mapping)
+                and str(data.get("regime", "")).strip().lower() == "feature_extraction"
+                and "fe_path" not in options):
+            # written before segmentation had fe_path: it ran the encoder every step
+            data["options"] = {**options, "fe_path": "online"}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

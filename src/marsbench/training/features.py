@@ -6,6 +6,10 @@ on disk (and in memory for the process, least recently used first out past a byt
 ``MARSBENCH_FEATURE_MEMORY_BYTES``, default 2 GiB, so a long sweep does not grow without bound). Every later run that shares them — other learning rates,
 optimisers, seeds — trains only the head on the cached tensors and never runs the backbone.
 
+Segmentation caches its frozen encoder's multi-scale features (and the policy's masks) the same
+way, as a structure of tensors (`marsbench.training.segmentation_features`), read back
+memory-mapped.
+
 Train-time augmentation cannot be applied to cached features; runs on this path train the head
 without augmentation, and the run record says so (``fe_path=cached``). ``fe_path=online`` runs
 the backbone every step with augmentation, as the reference does.
@@ -39,7 +43,7 @@ class _MemoryCache:
     """Feature tensors kept in this process, least recently used evicted past a byte budget."""
 
     def __init__(self) -> None:
-        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._items: OrderedDict[str, Any] = OrderedDict()
         self.nbytes = 0
         self._lock = threading.Lock()
 
@@ -49,14 +53,14 @@ class _MemoryCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, key: str) -> torch.Tensor | None:
+    def get(self, key: str) -> Any:
         with self._lock:
             feats = self._items.get(key)
             if feats is not None:
                 self._items.move_to_end(key)
             return feats
 
-    def put(self, key: str, feats: torch.Tensor, budget: int) -> None:
+    def put(self, key: str, feats: Any, budget: int) -> None:
         size = _nbytes(feats)
         with self._lock:
             old = self._items.pop(key, None)
@@ -75,8 +79,15 @@ class _MemoryCache:
             self.nbytes = 0
 
 
-def _nbytes(t: torch.Tensor) -> int:
-    return t.element_size() * t.nelement()
+def _nbytes(value: Any) -> int:
+    """Bytes of the tensors in ``value``: a tensor, or lists / tuples / dicts holding them."""
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.nelement()
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    return 0
 
 
 def memory_budget() -> int:
@@ -127,11 +138,15 @@ def compute_features(backbone: nn.Module, batches, device: torch.device, *,
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def cached_features(key: str, cache_dir: Path | None, compute: Callable[[], torch.Tensor], *,
-                    memory_bytes: int | None = None) -> tuple[torch.Tensor, bool]:
+def cached_features(key: str, cache_dir: Path | None, compute: Callable[[], Any], *,
+                    memory_bytes: int | None = None, mmap: bool = False) -> tuple[Any, bool]:
     """The features for ``key`` and whether they came from the cache (memory or disk).
 
-    ``memory_bytes``: the in-memory budget (default `memory_budget()`)."""
+    A cached value is a tensor or a structure of them (lists, tuples, dicts; `None`, numbers and
+    text inside are kept), saved with `torch.save` and read back without unpickling objects.
+    ``memory_bytes``: the in-memory budget (default `memory_budget()`). ``mmap``: read the disk
+    copy memory-mapped (pages are read when a batch touches them), and when a computed value is
+    larger than the whole budget, hand back that mapped copy instead of keeping it in RAM."""
     budget = memory_budget() if memory_bytes is None else int(memory_bytes)
     feats = _MEMORY.get(key)
     if feats is not None:
@@ -139,7 +154,7 @@ def cached_features(key: str, cache_dir: Path | None, compute: Callable[[], torc
     path = cache_dir / f"{key}.pt" if cache_dir else None
     if path is not None and path.is_file():
         try:
-            feats = torch.load(path, weights_only=True)
+            feats = torch.load(path, weights_only=True, mmap=mmap)
         except Exception as exc:  # noqa: BLE001 - unreadable cache entry: recompute, say so
             warnings.warn(f"feature cache {path} is unreadable ({exc}); recomputing it",
                           stacklevel=2)
@@ -147,14 +162,21 @@ def cached_features(key: str, cache_dir: Path | None, compute: Callable[[], torc
             _MEMORY.put(key, feats, budget)
             return feats, True
     feats = compute()
+    written = False
     if path is not None:
         # atomic, under a name no other writer shares: a concurrent reader sees all or nothing
         try:
             with atomic_path(path) as tmp:
                 torch.save(feats, tmp)
+            written = True
         except OSError as exc:  # disk full, read-only cache: the run goes on uncached
             warnings.warn(f"feature cache {path} could not be written ({exc}); going on "
                           "without caching it", stacklevel=2)
+    if mmap and written and _nbytes(feats) > budget:
+        try:  # too large to keep in RAM: the mapped disk copy stands in for it
+            feats = torch.load(path, weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - keep the computed copy
+            pass
     _MEMORY.put(key, feats, budget)
     return feats, False
 

@@ -124,7 +124,8 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
             model = build_segmenter(spec.model, splits["train"].num_classes, spec.regime,
                                     weights=weights_path)
             result = train_segmentation(spec, model, splits, device=torch_device,
-                                        predictions_dir=dense_dir, progress=progress)
+                                        predictions_dir=dense_dir, progress=progress,
+                                        cache_dir=feature_cache_dir())
         else:
             from ..models.detection import build_detector
             from .detection import train_detection

@@ -317,9 +317,15 @@ def predict_batch(model, images: list[torch.Tensor], prep, policy: InputPolicy,
 
 def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
                        device: torch.device, predictions_dir: Path | None = None,
-                       progress: Callable | None = None) -> TrainResult:
+                       progress: Callable | None = None,
+                       cache_dir: Path | None = None) -> TrainResult:
     """Train ``model`` (a `DenseModel`) with early stopping on the validation loss, restore the
-    best weights, score val and test; masks go to ``predictions_dir/<split>/<id>.png``."""
+    best weights, score val and test; masks go to ``predictions_dir/<split>/<id>.png``.
+
+    ``feature_extraction`` with ``fe_path=cached`` runs the frozen encoder once per split and
+    trains only the decoder and head on its cached features (`segmentation_features`; kept
+    under ``cache_dir`` on disk, or in memory only without it); ``fe_path=online`` runs the
+    whole network every step, with augmentation."""
     policy = InputPolicy.from_options(spec.options, model.spec.input_size)
     prep = model.preprocessing
     train_data = splits["train"]
@@ -330,56 +336,129 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     stepper = Stepper(precision)
     prepare_model(model.net, device)
     model.to(device)
-    forward = torch.compile(model.net) if spec.compile else model.net  # state stays model.net
     images = {name: segmentation_images(data, policy, prep, device)  # from the pixel cache
               for name, data in splits.items()}
-    loader = make_loader(images["train"], batch_size=spec.batch_size, device=device,
-                         shuffle=True, seed=spec.seed, collate_fn=_collate)
-    eval_loaders = {name: make_loader(images[name], device=device, collate_fn=_collate,
-                                      batch_size=eval_batch_size(device, spec.batch_size))
-                    for name in ("val", "test")}
+    eval_batch = eval_batch_size(device, spec.batch_size)
+    fe_path = spec.options.fe_path  # None outside feature_extraction
+    timings = {"feature_extraction_s": 0.0, "training_s": 0.0}
+    info: dict = {"fe_path": fe_path, "augment_applied": spec.augment,
+                  "pixel_cache": summarise(im.pixel_cache for im in images.values())}
 
-    def train_epoch(opt) -> float:
-        model.train()
-        total, n = 0.0, 0
-        for batch in loader:
-            xs, ys = [], []
-            for image, mask, _ in batch:
-                if policy.name == "tile":
-                    image, mask = random_tile(image, mask, policy.size, gen)
-                if spec.augment:
-                    image, mask = augment_pair(image, mask, gen)
-                xs.append(normalize(image, prep))
-                ys.append(mask)
-            x, y = stack_padded(xs, ys)
-            x, y = to_device(x, device), y.to(device, non_blocking=True)
-            total += stepper.step(opt, lambda: criterion(forward(x).float(), y)) * len(batch)
-            n += len(batch)
-        return total / max(1, n)
+    if spec.regime == "feature_extraction" and fe_path == "cached":
+        from .segmentation_features import FeatureDecoder, split_features
+
+        if policy.name == "tile":
+            from ..errors import OptionError
+
+            raise OptionError("fe_path=cached is not possible with input_policy=tile",
+                              where="options", value="fe_path=cached", option="fe_path",
+                              fix="use fe_path=online")
+        t0 = time.perf_counter()
+        bank, hits = {}, {}
+        for name, data in splits.items():
+            bank[name], hits[name] = split_features(
+                model.net, data, images[name], name, model_name=spec.model,
+                weights=model.weights_tag, prep=prep, policy=policy, precision=precision,
+                device=device, batch_size=eval_batch, cache_dir=cache_dir)
+        timings["feature_extraction_s"] = time.perf_counter() - t0
+        info.update(feature_cache_hits=hits, augment_applied=False,
+                    trained=" + ".join(model.spec.head_names))
+        decoder = FeatureDecoder(model.net)
+        decode = torch.compile(decoder) if spec.compile else decoder  # state stays model.net
+        trainable: torch.nn.Module = torch.nn.ModuleList(
+            [model.net.get_submodule(n) for n in model.spec.head_names])
+        # the same shuffled order as the image loader (same seed, same generator use)
+        order = make_loader(range(len(bank["train"])), batch_size=spec.batch_size,
+                            device=device, shuffle=True, seed=spec.seed, collate_fn=list,
+                            workers=0)
+
+        def train_epoch(opt) -> float:
+            model.train()
+            total, n = 0.0, 0
+            for idx in order:
+                feats, y = bank["train"].batch(idx, device)
+                loss = stepper.step(opt, lambda: criterion(decode(*feats).float(), y))
+                total += loss * len(idx)
+                n += len(idx)
+            return total / max(1, n)
+
+        @torch.no_grad()
+        def outputs(name: str):
+            """(full-resolution fp32 logits, mask, sample id) of every image of a split."""
+            feats_of = bank[name]
+            for idx, feats, masks in feats_of.eval_batches(eval_batch, device):
+                with precision.autocast():
+                    logits = decode(*feats).float().cpu()
+                for i, out_logits, mask in zip(idx, logits, masks):
+                    h, w = feats_of.size(i)
+                    yield out_logits[:, :h, :w], mask[:h, :w], feats_of.ids[i]
+    else:
+        trainable = model
+        forward = torch.compile(model.net) if spec.compile else model.net  # state stays model.net
+        loader = make_loader(images["train"], batch_size=spec.batch_size, device=device,
+                             shuffle=True, seed=spec.seed, collate_fn=_collate)
+        eval_loaders = {name: make_loader(images[name], device=device, collate_fn=_collate,
+                                          batch_size=eval_batch)
+                        for name in ("val", "test")}
+
+        def train_epoch(opt) -> float:
+            model.train()
+            total, n = 0.0, 0
+            for batch in loader:
+                xs, ys = [], []
+                for image, mask, _ in batch:
+                    if policy.name == "tile":
+                        image, mask = random_tile(image, mask, policy.size, gen)
+                    if spec.augment:
+                        image, mask = augment_pair(image, mask, gen)
+                    xs.append(normalize(image, prep))
+                    ys.append(mask)
+                x, y = stack_padded(xs, ys)
+                x, y = to_device(x, device), y.to(device, non_blocking=True)
+                total += stepper.step(opt, lambda: criterion(forward(x).float(), y)) * len(batch)
+                n += len(batch)
+            return total / max(1, n)
+
+        def outputs(name: str):
+            """(full-resolution fp32 logits, mask, sample id) of every image of a split."""
+            for batch in eval_loaders[name]:
+                logits = predict_batch(model, [b[0] for b in batch], prep, policy, device,
+                                       precision)
+                for out_logits, (_, mask, sample_id) in zip(logits, batch):
+                    yield out_logits, mask, sample_id
+
+    epochs = [0]
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+
+    def seeded_epoch(opt) -> float:
+        """One epoch with the global RNG (dropout) seeded from the run's seed and the epoch:
+        the same draws on either path, whatever ran between epochs."""
+        epochs[0] += 1
+        with torch.random.fork_rng(devices=rng_devices):
+            torch.manual_seed(spec.seed * 1_000_003 + epochs[0])
+            return train_epoch(opt)
 
     def evaluate(name: str, meter: SegmentationMeter | None = None,
                  out: Path | None = None) -> float:
         """Mean per-image loss of a split; with ``meter`` also its metrics (and PNGs)."""
         model.eval()
         total, n = 0.0, 0
-        for batch in eval_loaders[name]:
-            logits = predict_batch(model, [b[0] for b in batch], prep, policy, device, precision)
-            for out_logits, (_, mask, sample_id) in zip(logits, batch):
-                total += float(criterion(out_logits[None], mask[None]))
-                n += 1
-                if meter is not None:
-                    pred = out_logits.argmax(0).numpy()
-                    meter.update(mask.numpy(), pred)
-                    if out is not None:
-                        write_mask_png(out / name, sample_id, pred)
+        for out_logits, mask, sample_id in outputs(name):
+            total += float(criterion(out_logits[None], mask[None]))
+            n += 1
+            if meter is not None:
+                pred = out_logits.argmax(0).numpy()
+                meter.update(mask.numpy(), pred)
+                if out is not None:
+                    write_mask_png(out / name, sample_id, pred)
         return total / max(1, n)
 
     t0 = time.perf_counter()
-    result = fit(model, train_epoch=train_epoch, val_loss=lambda: evaluate("val"),
+    result = fit(trainable, train_epoch=seeded_epoch, val_loss=lambda: evaluate("val"),
                  optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay,
                  scheduler=spec.scheduler, max_epochs=spec.max_epochs, patience=spec.patience,
                  progress=progress)
-    training_s = time.perf_counter() - t0
+    timings["training_s"] = time.perf_counter() - t0
     metrics = {}
     for name in ("val", "test"):
         meter = SegmentationMeter(num_classes, splits[name].class_names)
@@ -389,13 +468,10 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     info = {"input_policy": policy.describe(), "loss": criterion.description,
             "precision": precision.name, "compiled": spec.compile,
             "preprocessing": prep.to_dict(), "weights_tag": model.weights_tag,
-            "augment_applied": spec.augment, "ignore_index": train_data.ignore_index,
-            "frozen": model.frozen_names,
-            "pixel_cache": summarise(im.pixel_cache for im in images.values()),
-            "history": result.history}
+            "ignore_index": train_data.ignore_index, "frozen": model.frozen_names,
+            **info, "history": result.history}
     return TrainResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss,
-                       {"feature_extraction_s": 0.0, "training_s": training_s},
-                       predictions_path=predictions_dir, info=info)
+                       timings, predictions_path=predictions_dir, info=info)
 
 
 def safe_name(sample_id: str) -> str:
