@@ -97,6 +97,10 @@ def test_built_once_then_read_without_decoding(frost, count_prepare):
     assert torch.equal(x_hit, x_dec) and torch.equal(y_hit, y_dec) and torch.equal(y_cached, y_dec)
     assert all(torch.equal(x, x_dec[i]) and torch.equal(y, y_dec[i])
                for (x, y), i in zip(batch, [3, 0, 2]))
+    xb, yb = cls_mod.PreparedImages.collate(batch)  # the loaders' collate: the batch as read
+    assert torch.equal(xb, x_dec[[3, 0, 2]]) and torch.equal(yb, y_dec[[3, 0, 2]])
+    xd, yd = cls_mod.PreparedImages.collate([plain[3], plain[0]])  # decoded: torch's collate
+    assert torch.equal(xd, x_dec[[3, 0]]) and torch.equal(yd, y_dec[[3, 0]])
     # another preprocessing is another entry
     other = cls_mod.prepared_images(data, Preprocessing(24, mean=(0.5,) * 3, std=(0.5,) * 3),
                                     data.card.kind, CPU)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from ..catalog import TaskKind
 from ..metrics.classification import classification_metrics, predictions_from_logits
@@ -57,11 +57,28 @@ class PreparedImages(Dataset):
         return prepare(images, self.prep), target_tensor(sample.target, self.kind)
 
     def __getitems__(self, indices: list[int]) -> list:
-        """A loader's batch: one gather from the memory map per field (or decode each)."""
+        """A loader's batch: from the cache one gather per field, kept whole for `collate`
+        (the per-sample items are views of it, for any other collate); or decode each."""
         if self.pixels is None:
             return [self[i] for i in indices]
-        return list(zip(self.pixels.rows("images", indices),
-                        self.pixels.rows("targets", indices)))
+        return _Rows(self.pixels.rows("images", indices), self.pixels.rows("targets", indices))
+
+    @staticmethod
+    def collate(items):
+        """The loaders' collate: a cached batch as it was read (no second copy), else torch's
+        default collation."""
+        if isinstance(items, _Rows):
+            return items.images, items.targets
+        return default_collate(items)
+
+
+class _Rows(list):
+    """A batch read from the pixel cache: the list of ``(image, target)`` views torch expects,
+    and the two batched tensors they view."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+        super().__init__(zip(images, targets))
+        self.images, self.targets = images, targets
 
 
 def prepared_images(data: MarsDataset, prep, kind: TaskKind,
@@ -188,8 +205,9 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
                 key, cache_dir, lambda d=data, n=name: compute_features(
                     get_model().backbone,
                     (normalize(to_device(x, device), prep) for x, _ in
-                     make_loader(images_of(n, d), batch_size=eval_batch,
-                                 device=device)), device, autocast=precision.autocast))
+                     make_loader(images_of(n, d), batch_size=eval_batch, device=device,
+                                 collate_fn=PreparedImages.collate)),
+                    device, autocast=precision.autocast))
         targets = {name: torch.stack([target_tensor(t, kind) for t in _targets(data)])
                    for name, data in splits.items()}
         timings["feature_extraction_s"] = time.perf_counter() - t0
@@ -240,7 +258,8 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
         criterion = make_loss(kind, spec.loss, model.num_outputs)
         loaders = {name: make_loader(images_of(name, data),
                                      batch_size=spec.batch_size if name == "train" else eval_batch,
-                                     device=device, shuffle=name == "train", seed=spec.seed)
+                                     device=device, shuffle=name == "train", seed=spec.seed,
+                                     collate_fn=PreparedImages.collate)
                    for name, data in splits.items()}
         trainable: nn.Module = model
         if spec.regime == "feature_extraction":
@@ -258,7 +277,8 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
         if world is not None:  # torchrun: shard the train split, average gradients with DDP
             loaders["train"] = shard_train_loader(loaders["train"].dataset, world,
                                                   batch_size=spec.batch_size, device=device,
-                                                  seed=spec.seed)
+                                                  seed=spec.seed,
+                                                  collate_fn=PreparedImages.collate)
             step = wrap_ddp(step, device)
             info.update(world_size=world.size,
                         train_samples_per_rank=len(loaders["train"].sampler))

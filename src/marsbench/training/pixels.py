@@ -161,8 +161,13 @@ class PixelCache:
         return torch.from_numpy(np.array(flat[offsets[i]:offsets[i + 1]]).reshape(shapes[i]))
 
     def rows(self, name: str, indices: Sequence[int]) -> torch.Tensor:
-        """Samples ``indices`` of a fixed-shape field as one batch (one gather)."""
-        return torch.from_numpy(self.array(name)[np.asarray(indices, dtype=np.int64)])
+        """Samples ``indices`` of a fixed-shape field as one batch, copied row by row into one
+        new array (measured faster than numpy's fancy indexing of a memmap)."""
+        array = self.array(name)
+        out = np.empty((len(indices), *array.shape[1:]), dtype=array.dtype)
+        for j, i in enumerate(indices):
+            out[j] = array[i]
+        return torch.from_numpy(out)
 
     def _open(self) -> dict[str, tuple]:
         if self._arrays is None:
