@@ -87,7 +87,7 @@ def test_auto_precision_is_fp32_on_the_cpu_and_keeps_the_key(synth_suite):
     spec = _cls(synth_suite)
     assert spec.key == _cls(synth_suite, precision="auto").key
     assert "precision" not in spec.identity()  # the default never re-keys older runs
-    assert _cls(synth_suite, precision="bf16").label.endswith("[precision=bf16]")
+    assert _cls(synth_suite, precision="bf16").label.endswith(" precision=bf16]")
 
 
 def _fit(profile: str, losses: list[float], *, patience: int = 2, scheduler: str = "none"):
@@ -137,3 +137,11 @@ def test_schedulers_follow_the_profile(profile, name, expected):
     sched = make_scheduler(name, opt, 7, loop_settings(profile))
     for key, value in expected.items():
         assert getattr(sched, key) == value, key
+
+
+def test_a_paper_profile_run_tests_the_last_epoch_and_records_it(synth_suite, monkeypatch):
+    monkeypatch.setenv("MARSBENCH_WORKERS", "0")
+    record = run_experiment(_cls(synth_suite, profile="paper", precision="fp32").replace(
+        max_epochs=3, patience=0))
+    assert record.spec.profile == "paper" and record.extra["tested_epoch"] == 3
+    assert record.extra["tested_epoch"] == record.epochs_run

@@ -233,3 +233,21 @@ def test_fe_path_goes_to_feature_extraction_runs_only(tmp_path):
                                                                       path=path))}
     assert runs["feature_extraction"].options.fe_path == "online"
     assert runs["scratch"].options.fe_path is None
+
+
+# -- profiles ----------------------------------------------------------------------------------
+
+def test_paper_profile_sets_the_reference_options_where_the_run_does_not():
+    cls = RunSpec(**CLS, profile="paper")
+    assert cls.options.fe_path == "online"  # the reference augments in feature extraction
+    seg = RunSpec(**SEG, profile="paper")
+    assert (seg.options.input_policy, seg.options.input_size) == ("reference", 224)
+    det = RunSpec(**DET, profile="paper")
+    assert det.options.drop_negatives is True and det.options.input_size == 224
+    tiled = RunSpec(**SEG, profile="paper", options={"input_policy": "tile"})
+    assert tiled.options.input_policy == "tile" and tiled.options.input_size is None
+    assert RunSpec(**CLS, profile="paper").key != RunSpec(**CLS, options={"fe_path": "online"}).key
+    assert "profile=paper" in cls.label and "profile" not in RunSpec(**CLS).identity()
+    assert cls.replace(seed=9).options == cls.options  # rebuilding is idempotent
+    with pytest.raises(OptionError, match="marsbench, paper"):
+        RunSpec(**CLS, profile="reference")

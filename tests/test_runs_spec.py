@@ -54,7 +54,7 @@ IDENTITY_CHANGES = {
     "variant": "partition:0.10", "seed": 43, "lr": 1e-3, "batch_size": 64, "optimizer": "sgd",
     "weight_decay": 0.0, "scheduler": "cosine", "max_epochs": 100, "patience": 10, "loss": "ce",
     "augment": False, "weights": "sha256:abc", "options": {"input_size": 299},
-    "subset_seed": 3, "precision": "bf16", "compile": True,
+    "subset_seed": 3, "precision": "bf16", "compile": True, "profile": "paper",
 }
 # task follows the dataset: changing it alone is refused (see test_task_must_match_the_dataset)
 DERIVED_IDENTITY = {"task"}

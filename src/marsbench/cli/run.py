@@ -36,6 +36,9 @@ def run_command(
         help="classification: auto | ce | bce; segmentation: auto | ce | dice | combined; "
              "detection: auto")] = "auto",
     augment: Annotated[bool, typer.Option(help="train-time augmentation")] = True,
+    profile: Annotated[str, typer.Option(
+        help="marsbench (our defaults) | paper (the reference's semantics: docs/fidelity.md)"
+    )] = "marsbench",
     precision: Annotated[str, typer.Option(
         help="auto (bf16 autocast on CUDA, fp32 on the CPU) | fp32 | bf16 | fp16")] = "auto",
     compile: Annotated[bool, typer.Option(
@@ -91,6 +94,7 @@ def run_command(
                    lr=lr, batch_size=batch_size, optimizer=optimizer,
                    weight_decay=weight_decay, scheduler=scheduler, max_epochs=max_epochs,
                    patience=patience, loss=loss, augment=augment, precision=precision,
+                   profile=profile,
                    compile=compile, weights=f"sha256:{file_sha256(weights)}" if weights else "default",
                    subset_seed=subset_seed, options=options,
                    data_root=str(root) if root else None, source=source)

@@ -25,7 +25,15 @@ import yaml
 from ..catalog import UnknownDatasetError, Variant, get_card, list_cards
 from ..errors import MarsbenchError, did_you_mean
 from ..runs.fingerprint import normalise_float
-from ..vocab import DATA_SOURCES, FE_PATHS, OPTIMIZERS, PRECISIONS, SCHEDULERS, TRAINING_REGIMES
+from ..vocab import (
+    DATA_SOURCES,
+    FE_PATHS,
+    OPTIMIZERS,
+    PRECISIONS,
+    PROFILES,
+    SCHEDULERS,
+    TRAINING_REGIMES,
+)
 
 FORMAT_VERSION = 1
 PAPER_SEEDS = (0, 1, 10, 42, 123, 1000, 1234)
@@ -52,7 +60,7 @@ GRID_FIELDS = tuple(PAPER_GRID)
 STAGES = ("grid", "seeds")
 SHIPPED_PREFIX = "paper:"
 TOP_KEYS = ("version", "name", "description", "task", "data", "datasets", "variants", "models",
-            "regimes", "grid", "grid_defaults", "options", "fe_path", "precision", "compile", "seeds", "grid_seed",
+            "regimes", "grid", "grid_defaults", "options", "fe_path", "precision", "compile", "profile", "seeds", "grid_seed",
             "selection", "stages")
 
 # Common spellings of grid keys, for "did you mean" where string similarity does not help.
@@ -108,6 +116,7 @@ class Experiment:
     fe_path: str = "cached"
     precision: str = "auto"
     compile: bool = False
+    profile: str = "marsbench"
     data_root: str | None = None
     source: str = "auto"
     subset_seed: int | None = None
@@ -364,6 +373,7 @@ class _Parser:
             fe_path=self.text(d.get("fe_path", "cached"), ("fe_path",), FE_PATHS),
             precision=self.text(d.get("precision", "auto"), ("precision",), PRECISIONS),
             compile=self.boolean(d.get("compile", False), ("compile",)),
+            profile=self.text(d.get("profile", "marsbench"), ("profile",), PROFILES),
             data_root=None if root is None else self.path(root, ("data", "root")),
             source=self.text(data_opts.get("source", "auto"), ("data", "source"), DATA_SOURCES),
             subset_seed=None if data_opts.get("subset_seed") is None else

@@ -164,7 +164,7 @@ def planned_spec(exp: Experiment, ds: DatasetEntry, variant: str, model: ModelEn
     task = str(dataset_card(ds.name, root, exp.source).task)
     return RunSpec(dataset=ds.name, model=model.name, regime=regime, variant=variant,
                    seed=exp.grid_seed, weights=weights, subset_seed=exp.subset_seed,
-                   precision=exp.precision, compile=exp.compile,
+                   precision=exp.precision, compile=exp.compile, profile=exp.profile,
                    options=run_options(exp, model, regime, task), data_root=root,
                    source=exp.source, **config)
 

@@ -35,12 +35,14 @@ from ..vocab import (
     LOSSES,
     OPTIMIZERS,
     PRECISIONS,
+    PROFILES,
     REGIMES,
     SCHEDULERS,
     TASKS,
 )
 from .fingerprint import normalise_float, sha256_json
-from .options import build_options, options_from_legacy
+from .options import TaskOptions, build_options, options_from_legacy
+from .profiles import paper_option_defaults
 
 SPEC_SCHEMA = "marsbench.RunSpec/2"
 LEGACY_SCHEMAS = ("marsbench.RunSpec/1",)
@@ -48,7 +50,8 @@ LEGACY_SCHEMAS = ("marsbench.RunSpec/1",)
 NON_IDENTITY_FIELDS = ("data_root", "source", "legacy_extra")
 # Fields added after schema 2: left out of the key at their default, so adding them never
 # re-keyed a run (the default is the behaviour from before they existed).
-DEFAULT_FREE_FIELDS = {"subset_seed": None, "precision": "auto", "compile": False}
+DEFAULT_FREE_FIELDS = {"subset_seed": None, "precision": "auto", "compile": False,
+                       "profile": "marsbench"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,9 @@ class RunSpec:
     tag or content hash of a user checkpoint (not its path: a path is not an identity).
     ``options`` holds the task's typed options (a mapping is validated into them);
     ``subset_seed`` draws a recorded stratified subset where a variant has no official file.
-    ``task`` is read from the dataset's card when not given. ``precision``: ``auto`` (bf16
+    ``task`` is read from the dataset's card when not given. ``profile``: ``marsbench`` (our
+    defaults) or ``paper`` (the reference's semantics, docs/fidelity.md; it also sets the
+    options the reference implies where the run does not). ``precision``: ``auto`` (bf16
     autocast on CUDA, fp32 on the CPU) | fp32 | bf16 | fp16; ``compile``: torch.compile the model.
     """
 
@@ -81,6 +86,7 @@ class RunSpec:
     weights: str = "default"
     subset_seed: int | None = None
     precision: str = "auto"
+    profile: str = "marsbench"
     compile: bool = False
     task: str | None = None
     options: Any = None  # TaskOptions after __post_init__
@@ -112,6 +118,7 @@ class RunSpec:
                               fix=str(exc).split(": ", 1)[-1]) from None
         set_("optimizer", _choice("optimizer", self.optimizer, OPTIMIZERS))
         set_("precision", _choice("precision", self.precision, PRECISIONS))
+        set_("profile", _choice("profile", self.profile, PROFILES))
         if not isinstance(self.compile, bool):
             raise OptionError("RunSpec.compile must be True or False", where="compile",
                               value=self.compile)
@@ -145,7 +152,10 @@ class RunSpec:
         if card is not None:
             _check_loss_for_kind(self.loss, card)
             _check_variant(Variant.parse(self.variant), card, self.subset_seed)
-        set_("options", build_options(task, self.options, regime=self.regime, loss=self.loss,
+        options = self.options
+        if self.profile == "paper" and self.regime != "zero_shot":
+            options = _with_paper_defaults(options, task, self.regime)
+        set_("options", build_options(task, options, regime=self.regime, loss=self.loss,
                                       where="options"))
         set_("legacy_extra", tuple(sorted((str(k), str(v)) for k, v in dict(self.legacy_extra)
                                           .items())))
@@ -181,7 +191,7 @@ class RunSpec:
         opts = self.options.describe()
         extra = (f" {opts}" if opts else "") + (
             f" subset_seed={self.subset_seed}" if self.subset_seed is not None else "")
-        extra += "".join(f" {k}={getattr(self, k)}" for k in ("precision", "compile")
+        extra += "".join(f" {k}={getattr(self, k)}" for k in ("profile", "precision", "compile")
                          if getattr(self, k) != DEFAULT_FREE_FIELDS[k])
         extra += "".join(f" {k}={v}(schema-1, unused)" for k, v in self.legacy_extra)
         weights = "" if self.weights == "default" else f" weights={self.weights}"
@@ -204,6 +214,8 @@ class RunSpec:
             parts.append(f"subset_seed={self.subset_seed}")
         if self.precision != "auto":
             parts.append(f"precision={self.precision}")
+        if self.profile != "marsbench":
+            parts.append(f"profile={self.profile}")
         return self.model + (f" [{' '.join(parts)}]" if parts else "")
 
     def replace(self, **changes: Any) -> RunSpec:
@@ -292,6 +304,16 @@ def dataset_card(dataset: str, data_root: str | None, source: str = "auto", *,
     raise OptionError("unknown dataset", where=where, value=dataset,
                       fix=did_you_mean(dataset, [c.name for c in list_cards()]) +
                       " (a catalog name from `marsbench datasets list`, or a dataset folder)")
+
+
+def _with_paper_defaults(options: Any, task: str, regime: str) -> dict[str, Any]:
+    """The run's options plus those the paper profile implies (`paper_option_defaults`) where
+    the run sets none: an explicit input policy keeps its own sizes."""
+    given = options.identity() if isinstance(options, TaskOptions) else dict(options or {})
+    defaults = paper_option_defaults(task, regime)
+    if "input_policy" in given:
+        defaults = {k: v for k, v in defaults.items() if k not in ("input_policy", "input_size")}
+    return defaults | given
 
 
 def _check_variant(variant: Variant, card, subset_seed: int | None) -> None:

@@ -89,9 +89,11 @@ def prepared_images(data: MarsDataset, prep, kind: TaskKind,
     import json
 
     from .engine import default_workers
-    from .pixels import Field, open_or_build, pixel_key
+    from .pixels import Field, open_or_build, pixel_cache_budget, pixel_key
 
     decoded = PreparedImages(data, prep, kind)
+    if pixel_cache_budget() is None:  # off: not even the fingerprint is needed
+        return decoded
     target_dtype = "float32" if kind is TaskKind.MULTILABEL else "int64"
     key = pixel_key(fingerprint=data.fingerprint(), split=data.split, what="classification",
                     preprocessing=prep.key())
@@ -170,7 +172,7 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
     if options.input_size is not None:  # e.g. small synthetic images; part of the run's identity
         prep = dataclasses.replace(prep, input_size=options.input_size)
     gen = torch.Generator().manual_seed(spec.seed)
-    precision = Precision.resolve(spec.precision, device)
+    precision = Precision.resolve(spec.precision, device, spec.profile)
     eval_batch = eval_batch_size(device, spec.batch_size)
     timings = {"feature_extraction_s": 0.0, "training_s": 0.0}
     info = {"fe_path": fe_path, "precision": precision.name, "compiled": spec.compile,
@@ -249,7 +251,7 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
                      val_loss=lambda: float(criterion(head_logits("val"), targets["val"])),
                      optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay,
                      scheduler=spec.scheduler, max_epochs=spec.max_epochs,
-                     patience=spec.patience, progress=progress)
+                     patience=spec.patience, progress=progress, profile=spec.profile)
         timings["training_s"] = time.perf_counter() - t1
         logits = {name: head_logits(name) for name in ("val", "test")}
     else:
@@ -328,7 +330,7 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
         result = fit(trainable, train_epoch=model_epoch, val_loss=val_loss,
                      optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay,
                      scheduler=spec.scheduler, max_epochs=spec.max_epochs,
-                     patience=spec.patience, progress=progress)
+                     patience=spec.patience, progress=progress, profile=spec.profile)
         timings["training_s"] = time.perf_counter() - t1
         logits = {name: model_logits(name)[0] for name in ("val", "test")}
 
@@ -346,7 +348,8 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
     metrics["val"]["loss"] = result.best_val_loss
     return TrainResult(metrics, result.best_epoch, result.epochs_run,
                        result.best_val_loss, timings, predictions=predictions,
-                       info=info | {"history": result.history})
+                       info=info | {"history": result.history,
+                                    "tested_epoch": result.tested_epoch})
 
 
 class _WithAux(nn.Module):

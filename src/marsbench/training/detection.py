@@ -160,7 +160,7 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     sizes = input_sizes(spec, splits["train"])
     set_input_size(model.net, sizes["min_size"], sizes["max_size"])
     gen = torch.Generator().manual_seed(spec.seed)
-    precision = Precision.resolve(spec.precision, device)
+    precision = Precision.resolve(spec.precision, device, spec.profile)
     stepper = Stepper(precision)
     model.to(device)
     images = {name: DetectionImages(data) for name, data in splits.items()}
@@ -237,7 +237,8 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     t0 = time.perf_counter()
     result = fit(model, train_epoch=train_epoch, val_loss=val_loss, optimizer=spec.optimizer,
                  lr=spec.lr, weight_decay=spec.weight_decay, scheduler=spec.scheduler,
-                 max_epochs=spec.max_epochs, patience=spec.patience, progress=progress)
+                 max_epochs=spec.max_epochs, patience=spec.patience, progress=progress,
+                 profile=spec.profile)
     training_s = time.perf_counter() - t0
     class_names = splits["train"].class_names
     metrics = {}
@@ -256,7 +257,7 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
             "weights_tag": model.weights_tag, "augment_applied": spec.augment,
             "frozen": model.frozen_names,
             "dropped_degenerate_boxes": sum(d.dropped for d in images.values()),
-            "history": result.history}
+            "history": result.history, "tested_epoch": result.tested_epoch}
     return TrainResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss,
                        {"feature_extraction_s": 0.0, "training_s": training_s},
                        predictions_path=predictions_dir, info=info)

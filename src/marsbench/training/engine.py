@@ -53,9 +53,14 @@ class Precision:
     device_type: str
 
     @classmethod
-    def resolve(cls, requested: str, device: torch.device) -> Precision:
+    def resolve(cls, requested: str, device: torch.device, profile: str = "marsbench"
+                ) -> Precision:
+        """``auto``: fp32 on the CPU; on CUDA bf16 (fp16, as the reference, under ``paper``)."""
         if requested == "auto":
-            requested = "bf16" if device.type == "cuda" else "fp32"
+            from ..runs.profiles import loop_settings
+
+            requested = (loop_settings(profile).cuda_auto_precision if device.type == "cuda"
+                         else "fp32")
         if requested not in PRECISION_DTYPES:
             raise ValueError(f"unknown precision {requested!r}")
         return cls(requested, device.type)

@@ -180,10 +180,10 @@ def segmentation_images(data: MarsDataset, policy: InputPolicy, prep,
     import json
 
     from .engine import default_workers
-    from .pixels import Field, open_or_build, pixel_key
+    from .pixels import Field, open_or_build, pixel_cache_budget, pixel_key
 
     decoded = SegmentationImages(data, policy, prep)
-    if data.num_classes > 255:  # masks are cached as uint8
+    if pixel_cache_budget() is None or data.num_classes > 255:  # off, or masks beyond uint8
         return decoded
     if policy.name == "reference":
         resized = {"size": policy.size, "interpolation": prep.interpolation,
@@ -332,7 +332,7 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     num_classes = train_data.num_classes
     criterion = SegmentationLoss(spec.loss, num_classes, spec.options.dice_weighting or "square")
     gen = torch.Generator().manual_seed(spec.seed)
-    precision = Precision.resolve(spec.precision, device)
+    precision = Precision.resolve(spec.precision, device, spec.profile)
     stepper = Stepper(precision)
     prepare_model(model.net, device)
     model.to(device)
@@ -457,7 +457,7 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     result = fit(trainable, train_epoch=seeded_epoch, val_loss=lambda: evaluate("val"),
                  optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay,
                  scheduler=spec.scheduler, max_epochs=spec.max_epochs, patience=spec.patience,
-                 progress=progress)
+                 progress=progress, profile=spec.profile)
     timings["training_s"] = time.perf_counter() - t0
     metrics = {}
     for name in ("val", "test"):
@@ -469,7 +469,7 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
             "precision": precision.name, "compiled": spec.compile,
             "preprocessing": prep.to_dict(), "weights_tag": model.weights_tag,
             "ignore_index": train_data.ignore_index, "frozen": model.frozen_names,
-            **info, "history": result.history}
+            **info, "history": result.history, "tested_epoch": result.tested_epoch}
     return TrainResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss,
                        timings, predictions_path=predictions_dir, info=info)
 
