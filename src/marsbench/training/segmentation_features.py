@@ -1,4 +1,4 @@
-"""Segmentation's frozen-encoder cache: the fast path of ``feature_extraction`` (``fe_path=cached``).
+"""Segmentation's frozen-encoder cache, the fast path of ``feature_extraction`` (``cached``).
 
 In ``feature_extraction`` the encoder is frozen and kept in eval mode (BatchNorm statistics never
 change), so the multi-scale features of an un-augmented image never change either. They are
