@@ -266,11 +266,6 @@ class _AugmentDraws:
         return any(self.hflip) or any(self.vflip) or any(self.rot_k) or any(
             self.jitter) or any(self.blur)
 
-    @staticmethod
-    def index(flags: list[bool], x: torch.Tensor) -> torch.Tensor:
-        return torch.tensor([i for i, f in enumerate(flags) if f], dtype=torch.long,
-                            device=x.device)
-
 
 def _geometric(x: torch.Tensor, d: _AugmentDraws) -> torch.Tensor:
     """Flips then rot90, per image: the images are grouped by their (hflip, vflip, k) draw and
