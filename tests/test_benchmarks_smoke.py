@@ -1,0 +1,93 @@
+"""The benchmark scripts run end to end in their smallest settings, so they cannot rot.
+
+No timing is asserted (a benchmark figure is printed by its script, never checked by a test):
+each script must exit 0 and print every row of its table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
+
+
+def run_script(name: str, *args: str, tmp_path: Path, timeout: float) -> str:
+    """Run ``benchmarks/<name>`` in a fresh process; its temporary folders and caches stay
+    inside ``tmp_path``. Returns stdout; a non-zero exit fails with the output's tail."""
+    env = dict(os.environ, TMPDIR=str(tmp_path), MARSBENCH_CACHE=str(tmp_path / "cache"),
+               MARSBENCH_OFFLINE="1")
+    for variable in ("MARSBENCH_EVAL_BATCH", "MARSBENCH_PIXEL_CACHE", "MARSBENCH_WORKERS"):
+        env.pop(variable, None)  # the benchmark's own settings, not the caller's
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (
+        f"{name} exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}\n"
+        f"--- stderr ---\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_training_throughput_quick(tmp_path):
+    out = tmp_path / "throughput.json"
+    stdout = run_script("training_throughput.py", "--quick", "--device", "cpu", "--json", str(out),
+                        tmp_path=tmp_path, timeout=900)
+    rows = json.loads(out.read_text())["rows"]
+    expected = {
+        ("pipeline (decode+resize)", "efficientnet_lite0"),
+        ("pipeline (pixel cache)", "efficientnet_lite0"),
+        ("feature pass", "efficientnet_lite0"),
+        ("fine-tuning epoch", "efficientnet_lite0"),
+        ("evaluation pass", "efficientnet_lite0"),
+        ("seg pipeline (decode)", "unet_efficientnet_lite0"),
+        ("seg pipeline (pixel cache)", "unet_efficientnet_lite0"),
+        ("segmentation epoch", "unet_efficientnet_lite0"),
+        ("seg evaluation pass", "unet_efficientnet_lite0"),
+        ("peak RSS, feature pass (32 images)", "efficientnet_lite0"),
+    }
+    assert {(r["path"], r["model"]) for r in rows} == expected
+    failed = [f"{r['path']} / {r['model']}: {r['error']}" for r in rows if r["error"]]
+    assert not failed, "paths printed n/a:\n" + "\n".join(failed)
+    for r in rows:  # every figure measured (values themselves are not judged)
+        assert r["marsbench"] is not None and r["marsbench"] > 0, r
+        if r["unit"] != "GB":
+            assert r["bare_img_s"] is not None and r["bare_img_s"] > 0, r
+    # the printed table has a line per row
+    table = stdout[stdout.index("path "):]
+    for path, model in expected:
+        assert any(line.startswith(path) and model in line for line in table.splitlines()), (
+            path, model)
+
+
+@pytest.mark.slow
+def test_training_throughput_reports_a_failing_path(tmp_path):
+    """A model that cannot be timed prints n/a with its reason; the run still exits 0."""
+    stdout = run_script("training_throughput.py", "--quick", "--device", "cpu",
+                        "--models", "no_such_model", "--rss-images", "0",
+                        tmp_path=tmp_path, timeout=300)
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("model ")
+                and "no_such_model" in ln)
+    assert "n/a (" in line
+
+
+@pytest.mark.slow
+def test_feature_extraction_protocol_smallest(tmp_path):
+    stdout = run_script("feature_extraction_protocol.py", "--input-size", "32", "--epochs", "1",
+                        tmp_path=tmp_path, timeout=900)
+    for label in ("floor", "cached", "naive", "speed-up naive/cached", "mean test F1"):
+        assert label in stdout, label
+
+
+@pytest.mark.slow
+def test_data_fingerprint_small(tmp_path):
+    stdout = run_script("data_fingerprint.py", "--n", "200", "--repeat", "1",
+                        "--out", str(tmp_path / "fp"), tmp_path=tmp_path, timeout=300)
+    for label in ("os.stat of every file", "first hash (cold memo)", "re-check (warm memo)",
+                  "hash without memo"):
+        assert label in stdout, label
