@@ -59,6 +59,19 @@ def writable_copy(tmp_path, shared_data):
     return copy
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_root(tmp_path_factory):
+    """Every cache a test fills (features, pixels, content-hash memo) lives in a temporary
+    folder, never in the user's ~/.cache; tests that need their own set MARSBENCH_CACHE."""
+    previous = os.environ.get("MARSBENCH_CACHE")
+    os.environ["MARSBENCH_CACHE"] = str(tmp_path_factory.mktemp("marsbench-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("MARSBENCH_CACHE", None)
+    else:
+        os.environ["MARSBENCH_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def synth_suite(tmp_path_factory):
     """The synthetic 20-dataset suite in both layouts: {"folder": {name: path}, "hf": {...}}."""

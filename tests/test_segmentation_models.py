@@ -167,7 +167,7 @@ def test_combined_is_ce_plus_dice_and_an_all_ignored_batch_is_zero():
     target = torch.randint(0, 2, (1, 4, 4))
     ce = torch.nn.functional.cross_entropy(logits, target)
     dice = SegmentationLoss("dice", 2)(logits, target)
-    assert float(SegmentationLoss("ce+dice", 2)(logits, target)) == pytest.approx(float(ce + dice))
+    assert float(SegmentationLoss("combined", 2)(logits, target)) == pytest.approx(float(ce + dice))
     assert float(SegmentationLoss("ce", 2)(logits, torch.full((1, 4, 4), IGNORE))) == 0.0
     with pytest.raises(ValueError, match="segmentation loss"):
         SegmentationLoss("bce", 2)
@@ -221,9 +221,15 @@ def test_joint_augmentation_moves_mask_with_image():
 
 
 def test_policy_options_are_checked():
-    assert InputPolicy.from_extra({}, 224).name == "native"
-    assert InputPolicy.from_extra({"input_policy": "reference"}, 224).size == 224
+    from marsbench.runs.options import build_options
+
+    def policy(**values):
+        return InputPolicy.from_options(build_options("segmentation", values), 224)
+
+    assert policy().name == "native"
+    assert policy(input_policy="reference").size == 224
+    assert (policy(input_policy="tile").size, policy(input_policy="tile").overlap) == (512, 0.25)
     with pytest.raises(ValueError, match="multiple of 32"):
-        InputPolicy.from_extra({"input_policy": "tile", "tile_size": "100"}, 224)
+        policy(input_policy="tile", tile_size="100")
     with pytest.raises(ValueError, match="input_policy"):
-        InputPolicy.from_extra({"input_policy": "crop"}, 224)
+        policy(input_policy="crop")

@@ -119,7 +119,8 @@ def test_real_ai4mars_unet_lite0_frozen_beats_the_majority_class(shared_data):
     record = run_experiment(RunSpec(
         dataset=str(shared_data / AI4MARS), model="unet_efficientnet_lite0",
         regime="feature_extraction", max_epochs=1, patience=0, batch_size=8, lr=3e-3,
-        options={"input_policy": "reference", "input_size": "64"}))
+        # online: one epoch with the augmentations (the cached path, with none, scores lower)
+        options={"input_policy": "reference", "input_size": "64", "fe_path": "online"}))
     from marsbench.models import get_spec
     from marsbench.training.segmentation import InputPolicy, SegmentationImages
 

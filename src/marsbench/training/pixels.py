@@ -58,6 +58,8 @@ DEFAULT_BUDGET = 64 * 2**30
 FREE_SPACE_MARGIN = 2**30
 STALE_TEMP_S = 24 * 3600  # a temporary folder this old belongs to no live builder
 META = "meta.json"
+# suffixes of a folder being built (mkdtemp: unique per builder) and of a damaged one set aside
+BUILDING, ASIDE = ".building", ".aside"
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 _OFF = {"0", "off", "false", "no", "none"}
 _ON = {"", "1", "on", "true", "yes"}
@@ -316,7 +318,7 @@ def _discard(path: Path) -> None:
     """Remove an entry (renamed aside first, so no reader opens a half-deleted one)."""
     if not path.exists():
         return
-    aside = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.old")
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}{ASIDE}")
     try:
         os.replace(path, aside)
     except OSError:
@@ -335,7 +337,7 @@ def _build(root: Path, key: str, samples: Dataset, fields: Sequence[Field], expe
 
     n = len(samples)
     try:
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.", suffix=".tmp"))
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.", suffix=BUILDING))
     except OSError as exc:
         raise _Skip(f"pixel cache folder {root} is not writable ({exc}); decoding every "
                     "epoch instead") from exc
@@ -441,7 +443,7 @@ def _prune(root: Path, budget: int, *, keep: str) -> None:
     ``keep`` is never deleted. Readers that have an entry mapped keep reading it (POSIX)."""
     entries = []
     for path in root.iterdir():
-        if path.name.startswith(".") and path.name.endswith((".tmp", ".old")):
+        if path.name.startswith(".") and path.name.endswith((BUILDING, ASIDE)):
             with contextlib.suppress(OSError):  # left by a builder that was killed
                 if time.time() - path.stat().st_mtime > STALE_TEMP_S:
                     shutil.rmtree(path, ignore_errors=True)
