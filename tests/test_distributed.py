@@ -11,6 +11,8 @@ from marsbench.runs.store import ResultsStore
 
 CASES = {
     "classification": ("mb-landmark_cls", "efficientnet_lite0", ["--input-size", "32"]),
+    "segmentation": ("mb-crater_binary_seg", "unet_efficientnet_lite0",
+                     ["--option", "input_policy=reference", "--option", "input_size=64"]),
     "detection": ("mb-boulder_det", "fasterrcnn_efficientnet_lite0",
                   ["--option", "input_policy=reference", "--option", "input_size=64"]),
 }

@@ -50,6 +50,7 @@ from ..runs.options import SEGMENTATION_TILE_OVERLAP, SEGMENTATION_TILE_SIZE
 from ..runs.spec import RunSpec
 from ..vocab import DICE_WEIGHTINGS
 from ..sources import MarsDataset
+from .distributed import current_world, shard_train_loader, wrap_ddp
 from .engine import (
     Precision,
     Stepper,
@@ -394,15 +395,26 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
                     yield out_logits[:, :h, :w], mask[:h, :w], feats_of.ids[i]
     else:
         trainable = model
-        forward = torch.compile(model.net) if spec.compile else model.net  # state stays model.net
-        loader = make_loader(images["train"], batch_size=spec.batch_size, device=device,
-                             shuffle=True, seed=spec.seed, collate_fn=_collate)
+        forward = model.net
+        world = current_world()
+        if world is not None:  # torchrun: shard the train split, average gradients with DDP
+            loader = shard_train_loader(images["train"], world, batch_size=spec.batch_size,
+                                        device=device, seed=spec.seed, collate_fn=_collate)
+            forward = wrap_ddp(model.net, device)
+            info.update(world_size=world.size, train_samples_per_rank=len(loader.sampler))
+        else:
+            loader = make_loader(images["train"], batch_size=spec.batch_size, device=device,
+                                 shuffle=True, seed=spec.seed, collate_fn=_collate)
+        if spec.compile:
+            forward = torch.compile(forward)  # the state stays model.net
         eval_loaders = {name: make_loader(images[name], device=device, collate_fn=_collate,
                                           batch_size=eval_batch)
                         for name in ("val", "test")}
 
         def train_epoch(opt) -> float:
             model.train()
+            if world is not None:
+                loader.sampler.set_epoch(epochs[0])
             total, n = 0.0, 0
             for batch in loader:
                 xs, ys = [], []
