@@ -14,10 +14,11 @@ scores (the last line checks it). The target of issue "One training engine", ite
 least 5x faster than online on the CPU. The attainable speed-up is bounded by the share of the
 encoder in a training step: with a light encoder (EfficientNet-Lite0) under a heavy decoder
 (U-Net's 256-16 channel decoder runs at every scale up to full resolution) that share is small;
-``--model`` lets you measure others (e.g. ``segformer_efficientnet_lite0``).
+``--model`` lets you measure others (e.g. ``segformer_efficientnet_lite0``); the last lines time
+one training step both ways, the bound on what any encoder cache can gain for that model.
 
     python benchmarks/segmentation_feature_cache.py [--dataset PATH] [--model NAME]
-        [--input-size 64] [--epochs 5] [--repeats 1]
+        [--input-size 64] [--epochs 5] [--repeats 1] [--threads 1]
 
 Without ``--dataset`` it runs on a synthetic copy of mb-crater_multi_seg (8 / 3 / 3 images of
 64 px) generated into a temporary folder (the timings hold; the scores mean nothing).
@@ -54,8 +55,9 @@ def sweep_specs(dataset: str, model: str, input_size: int, epochs: int, fe_path:
 
 
 def time_sweep(specs: list[RunSpec]) -> tuple[float, dict[str, float], list[float]]:
-    """Wall seconds of the whole sweep from a cold feature cache, its summed run timings, and
-    each run's test mIoU."""
+    """Wall seconds of the whole sweep from a cold feature cache, its summed run timings
+    (encode once: ``feature_extraction_s``, the cached path's encoder pass and cache reads;
+    train: ``training_s``), and each run's test mIoU."""
     os.environ["MARSBENCH_CACHE"] = tempfile.mkdtemp(prefix="mb-bench-")  # cold disk cache
     feature_cache.clear_memory_cache()
     parts = {"feature_extraction_s": 0.0, "training_s": 0.0}
@@ -69,6 +71,40 @@ def time_sweep(specs: list[RunSpec]) -> tuple[float, dict[str, float], list[floa
     return time.perf_counter() - t0, parts, scores
 
 
+def step_ceiling(model_name: str, input_size: int, steps: int = 6) -> tuple[float, float]:
+    """Seconds of one training step (batch 4) with the frozen encoder run (online) and on
+    precomputed features (cached), alternated, median of ``steps``: their ratio bounds what any
+    encoder cache can gain on the training steps of this model."""
+    from marsbench.models.segmentation import build_segmenter, decode_features, encoder_features
+
+    model = build_segmenter(model_name, 5, "feature_extraction")
+    model.train()
+    net = model.net
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    x = torch.randn(4, 3, input_size, input_size)
+    y = torch.randint(0, 5, (4, input_size, input_size))
+    with torch.no_grad():
+        feats = encoder_features(net, x)
+
+    def step(features) -> float:
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        if features is None:
+            logits = net(x)
+        else:
+            logits = decode_features(net, features)
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        opt.step()
+        return time.perf_counter() - t0
+
+    step(None), step(feats)  # warm-up
+    online, cached = [], []
+    for _ in range(steps):
+        online.append(step(None))
+        cached.append(step(feats))
+    return statistics.median(online), statistics.median(cached)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default=None,
@@ -77,9 +113,14 @@ def main() -> None:
     ap.add_argument("--model", default="unet_efficientnet_lite0")
     ap.add_argument("--input-size", type=int, default=64, help="reference policy side (px)")
     ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default torch's; on a small shared machine 1 is "
+                         "steadier: 2 threads on 2 busy cores slowed steps up to ~10x)")
     ap.add_argument("--repeats", type=int, default=1,
                     help="time each path this many times, alternating; the median is shown")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.dataset is None:
         from marsbench.sources.synth import generate
 
@@ -90,23 +131,34 @@ def main() -> None:
     specs = {p: sweep_specs(args.dataset, args.model, args.input_size, args.epochs, p)
              for p in paths}
     walls: dict[str, list[float]] = {p: [] for p in paths}
-    parts, scores = {}, {}
+    part_runs: dict[str, list[dict[str, float]]] = {p: [] for p in paths}
+    scores = {}
     for _ in range(args.repeats):
         for p in paths:
-            wall, parts[p], scores[p] = time_sweep(specs[p])
+            wall, parts, scores[p] = time_sweep(specs[p])
             walls[p].append(wall)
+            part_runs[p].append(parts)
     wall = {p: statistics.median(walls[p]) for p in paths}
+    parts = {p: {k: statistics.median(r[k] for r in part_runs[p]) for k in part_runs[p][0]}
+             for p in paths}
     runs = len(specs["online"])
     print(f"dataset {args.dataset}  model {args.model}  reference {args.input_size}px  "
           f"{runs} runs ({len(LRS)} lr x {len(SEEDS)} seeds) x {args.epochs} epochs  batch 4  "
           f"threads {torch.get_num_threads()}  repeats {args.repeats}")
-    print(f"{'fe_path':<8}{'sweep s':>10}{'per run s':>11}{'encoder s':>11}{'train s':>10}"
+    print(f"{'fe_path':<8}{'sweep s':>10}{'per run s':>11}{'encode once s':>15}{'train s':>10}"
           f"{'mean test mIoU':>16}")
     for p in paths:
         print(f"{p:<8}{wall[p]:>10.1f}{wall[p] / runs:>11.2f}"
-              f"{parts[p]['feature_extraction_s']:>11.1f}{parts[p]['training_s']:>10.1f}"
+              f"{parts[p]['feature_extraction_s']:>15.1f}{parts[p]['training_s']:>10.1f}"
               f"{sum(scores[p]) / runs:>16.4f}")
+    if args.repeats > 1:
+        print("each repeat's sweep s: " + "; ".join(
+            f"{p} " + ", ".join(f"{w:.1f}" for w in walls[p]) for p in paths))
     print(f"speed-up online/cached: {wall['online'] / wall['cached']:.2f}x (target >= 5x)")
+    on_step, cached_step = step_ceiling(args.model, args.input_size)
+    print(f"one training step (batch 4): online {on_step * 1000:.0f} ms, on cached features "
+          f"{cached_step * 1000:.0f} ms: an encoder cache gains at most "
+          f"{on_step / cached_step:.2f}x on training steps of this model")
     gap = max(abs(a - b) for a, b in zip(scores["online"], scores["cached"]))
     print(f"largest per-run test mIoU difference online vs cached: {gap:.2e}")
 
