@@ -145,3 +145,19 @@ def test_a_paper_profile_run_tests_the_last_epoch_and_records_it(synth_suite, mo
         max_epochs=3, patience=0))
     assert record.spec.profile == "paper" and record.extra["tested_epoch"] == 3
     assert record.extra["tested_epoch"] == record.epochs_run
+
+
+def test_shuffle_order_does_not_depend_on_workers():
+    from marsbench.training.engine import make_loader
+
+    def orders(workers: int) -> list[list[int]]:
+        loader = make_loader(list(range(32)), batch_size=4, device=torch.device("cpu"),
+                             shuffle=True, seed=7, collate_fn=list, workers=workers)
+        state = torch.random.get_rng_state()
+        out = [[i for batch in loader for i in batch] for _ in range(3)]  # three epochs
+        assert torch.equal(state, torch.random.get_rng_state())  # the global RNG untouched
+        return out
+
+    in_process = orders(0)
+    assert orders(2) == in_process  # persistent workers: the same epochs
+    assert in_process[0] != in_process[1] and sorted(in_process[0]) == list(range(32))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 @dataclass
 class TrainResult:
@@ -136,11 +136,17 @@ def make_loader(dataset: Dataset, *, batch_size: int, device: torch.device,
     """The one DataLoader factory (see the module doc)."""
     workers = default_workers(device) if workers is None else workers
     workers = min(workers, max(0, len(dataset) // max(1, batch_size)))  # tiny sets: in-process
-    generator = torch.Generator().manual_seed(seed) if shuffle and sampler is None else None
+    if shuffle and sampler is None:
+        # the order comes from a generator only the sampler draws from (once per epoch), so it
+        # is the same with any number of workers, persistent or not
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    # the loader's own generator only seeds worker processes; never the global RNG, whose
+    # draws would then depend on how often iterators are created
+    generator = torch.Generator().manual_seed(seed + 1)
     extra = {"persistent_workers": True, "prefetch_factor": 4} if workers > 0 else {}
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
-                      sampler=sampler, generator=generator, collate_fn=collate_fn,
-                      num_workers=workers, pin_memory=device.type == "cuda", **extra)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=generator,
+                      collate_fn=collate_fn, num_workers=workers,
+                      pin_memory=device.type == "cuda", **extra)
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
