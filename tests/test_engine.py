@@ -75,8 +75,11 @@ def test_bf16_on_the_cpu_is_close_to_fp32(synth_suite, monkeypatch):
     bf16 = run_experiment(_cls(synth_suite, precision="bf16"))
     assert bf16.extra["precision"] == "bf16" and bf16.spec.key != fp32.spec.key
     assert bf16.val_loss == pytest.approx(fp32.val_loss, rel=0.1)
-    for a, b in zip(fp32.extra["history"], bf16.extra["history"]):
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.1)
+    # the first epoch starts from the same weights on the same batches: bf16 rounding only
+    # (later epochs follow their own trajectories on this 10-image set)
+    first32, first16 = fp32.extra["history"][0], bf16.extra["history"][0]
+    assert first16["train_loss"] == pytest.approx(first32["train_loss"], rel=0.05)
+    assert first16["val_loss"] == pytest.approx(first32["val_loss"], rel=0.05)
     # the synthetic test split is tiny: at most one image may change its predicted class
     n_test = fp32.extra["split_sizes"]["test"]
     assert abs(bf16.metrics["test"]["accuracy"] - fp32.metrics["test"]["accuracy"]) \

@@ -251,3 +251,20 @@ def test_paper_profile_sets_the_reference_options_where_the_run_does_not():
     assert cls.replace(seed=9).options == cls.options  # rebuilding is idempotent
     with pytest.raises(OptionError, match="marsbench, paper"):
         RunSpec(**CLS, profile="reference")
+
+
+def test_a_folder_dataset_in_an_experiment_keeps_its_root_through_the_seeds_stage(
+        tmp_path, synth_suite):
+    from marsbench.protocol.experiment import DatasetEntry, Experiment, ModelEntry
+    from marsbench.protocol.plan import grid_runs, seed_runs
+
+    folder = tmp_path / "own" / "my_frost"
+    shutil.copytree(synth_suite["folder"]["mb-frost_cls"], folder)
+    entry = DatasetEntry(str(folder))  # as Python callers (the demo) build it
+    assert (entry.name, entry.root) == ("my_frost", str(folder.parent.resolve()))
+    exp = Experiment(name="x", datasets=(entry,), models=(ModelEntry("efficientnet_lite0"),),
+                     regimes=("scratch",), grid=(("lr", (1e-3,)),), seeds=(0, 1),
+                     data_root=str(tmp_path / "elsewhere"))
+    (grid,) = grid_runs(exp)
+    seeds = seed_runs(exp, grid.spec, None)
+    assert {r.spec.data_root for r in seeds} == {str(folder.parent.resolve())}

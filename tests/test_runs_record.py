@@ -18,7 +18,6 @@ from marsbench.runs import RunRecord, RunSpec, code_fingerprint, fingerprint_fil
 from marsbench.runs.fingerprint import PACKAGE_DIR, package_versions
 from marsbench.sources.errors import DataError
 
-LANDMARK = Path(__file__).resolve().parents[2] / "shared" / "data" / "mb-landmark_cls-mini"
 SPEC = RunSpec("mb-landmark_cls", "efficientnet_lite0", "feature_extraction", seed=1)
 
 
@@ -140,14 +139,10 @@ def test_package_versions_without_importing_torch():
     assert marsbench.__version__ == package_versions()["marsbench"]
 
 
-def _landmark_files(n=12) -> list[Path]:
-    files = sorted((LANDMARK / "data").rglob("*.jpg"))[:n]
-    assert len(files) == n, f"expected real images under {LANDMARK}"
-    return files
-
-
-def test_data_fingerprint_follows_content_not_location(tmp_path):
-    files = _landmark_files()
+def test_data_fingerprint_follows_content_not_location(tmp_path, shared_data):
+    LANDMARK = shared_data / "mb-landmark_cls-mini"  # real images; skipped without ../shared
+    files = sorted((LANDMARK / "data").rglob("*.jpg"))[:12]
+    assert len(files) == 12, f"expected real images under {LANDMARK}"
     original = fingerprint_files(files, root=LANDMARK)
     assert original.startswith("content:")  # a small set is hashed byte by byte
     copy = tmp_path / "copy"

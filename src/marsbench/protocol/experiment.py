@@ -81,6 +81,15 @@ class DatasetEntry:
     variants: tuple[str, ...] = ("full",)
     root: str | None = None
 
+    def __post_init__(self) -> None:
+        # a folder given by its path (from Python, e.g. the demo) is its name + where it lives
+        if self.root is None and ("/" in self.name or self.name.startswith(".")):
+            folder = Path(self.name).expanduser()
+            if folder.is_dir():
+                folder = folder.resolve()
+                object.__setattr__(self, "name", folder.name)
+                object.__setattr__(self, "root", str(folder.parent))
+
 
 @dataclass(frozen=True)
 class ModelEntry:
