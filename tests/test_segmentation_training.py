@@ -118,8 +118,9 @@ def test_real_ai4mars_unet_lite0_frozen_beats_the_majority_class(shared_data):
 
     record = run_experiment(RunSpec(
         dataset=str(shared_data / AI4MARS), model="unet_efficientnet_lite0",
-        regime="feature_extraction", max_epochs=1, patience=0, batch_size=8, lr=3e-3,
-        # online: one epoch with the augmentations (the cached path, with none, scores lower)
+        regime="feature_extraction", max_epochs=3, patience=0, batch_size=8, lr=3e-3,
+        # online, with the augmentations; three epochs: one epoch (15 steps) lands anywhere
+        # between 0.21 and 0.36 mIoU depending on the batch order
         options={"input_policy": "reference", "input_size": "64", "fe_path": "online"}))
     from marsbench.models import get_spec
     from marsbench.training.segmentation import InputPolicy, SegmentationImages
@@ -129,7 +130,7 @@ def test_real_ai4mars_unet_lite0_frozen_beats_the_majority_class(shared_data):
     masks = [test[i][1].numpy() for i in range(len(test))]  # as scored: 64 px, ignore < 0
     baseline = majority_class_metrics(masks, 4)  # the test set's own majority class
     got = record.metrics["test"]
-    print(f"ai4mars U-Net Lite0 frozen, 1 epoch at 64 px: test mIoU {got['miou']:.3f} "
+    print(f"ai4mars U-Net Lite0 frozen, 3 epochs at 64 px: test mIoU {got['miou']:.3f} "
           f"(reference IoU {got['iou_reference']:.3f}); majority class mIoU "
           f"{baseline['miou']:.3f} (reference IoU {baseline['iou_reference']:.3f})")
     assert got["num_pixels"] == baseline["num_pixels"] < 30 * 64 * 64  # 255 left out
