@@ -72,6 +72,18 @@ def private_cache_root(tmp_path_factory):
         os.environ["MARSBENCH_CACHE"] = previous
 
 
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """A cache folder of this test's own and an empty in-memory feature cache (runs that must
+    compute, not find, their features)."""
+    from marsbench.training import features as feature_cache
+
+    monkeypatch.setenv("MARSBENCH_CACHE", str(tmp_path / "cache"))
+    feature_cache.clear_memory_cache()
+    yield
+    feature_cache.clear_memory_cache()
+
+
 @pytest.fixture(scope="session")
 def synth_suite(tmp_path_factory):
     """The synthetic 20-dataset suite in both layouts: {"folder": {name: path}, "hf": {...}}."""

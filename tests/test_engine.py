@@ -6,17 +6,11 @@ import pytest
 import torch
 
 from marsbench.runs import RunSpec
-from marsbench.training import features as feature_cache
 from marsbench.training.engine import Precision, Stepper, default_workers, eval_batch_size
 from marsbench.training.run import run_experiment
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MARSBENCH_CACHE", str(tmp_path / "cache"))
-    feature_cache.clear_memory_cache()
-    yield
-    feature_cache.clear_memory_cache()
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # tests/conftest.py
 
 
 def test_precision_resolution():

@@ -15,12 +15,7 @@ from marsbench.training.run import run_experiment
 FAST = dict(max_epochs=2, patience=0, batch_size=8, lr=1e-3, options={"input_size": "32"})
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MARSBENCH_CACHE", str(tmp_path / "cache"))
-    feature_cache.clear_memory_cache()
-    yield
-    feature_cache.clear_memory_cache()
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # tests/conftest.py
 
 
 def spec_for(synth_suite, name, regime, **kw):
