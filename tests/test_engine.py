@@ -158,3 +158,35 @@ def test_shuffle_order_does_not_depend_on_workers():
     in_process = orders(0)
     assert orders(2) == in_process  # persistent workers: the same epochs
     assert in_process[0] != in_process[1] and sorted(in_process[0]) == list(range(32))
+
+
+def _backbone_bn_stats(model) -> list[torch.Tensor]:
+    return [m.running_mean.clone() for m in model.backbone.modules()
+            if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+@pytest.mark.parametrize("profile, drifts", [("marsbench", False), ("paper", True)])
+def test_a_frozen_backbone_keeps_its_statistics_except_under_the_paper_profile(
+        synth_suite, monkeypatch, profile, drifts):
+    """The reference never calls .eval() on a frozen backbone: BatchNorm normalises with batch
+    statistics and updates its running ones. marsbench's own profile keeps frozen frozen."""
+    from marsbench.models.classifier import build_classifier
+
+    monkeypatch.setenv("MARSBENCH_WORKERS", "0")
+    built = []
+
+    def spy(*args, **kwargs):
+        model = build_classifier(*args, **kwargs)
+        built.append((model, _backbone_bn_stats(model)))
+        return model
+
+    # run_experiment imports the builder when it runs: the spy sees the model it trains
+    monkeypatch.setattr("marsbench.models.classifier.build_classifier", spy)
+    spec = _cls(synth_suite, profile=profile, precision="fp32").replace(
+        regime="feature_extraction", options={"input_size": 32, "fe_path": "online"})
+    record = run_experiment(spec)
+    assert record.ok
+    (model, before), = built
+    after = _backbone_bn_stats(model)
+    assert before and any(not torch.equal(a, b) for a, b in zip(before, after)) == drifts
+    assert all(not p.requires_grad for p in model.backbone.parameters())  # frozen either way

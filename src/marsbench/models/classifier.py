@@ -88,11 +88,15 @@ class ClassifierModel(nn.Module):
         text = json.dumps([self.spec.name, self.weights_tag, self.preprocessing.key()])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    # The paper profile sets this: the reference never puts a frozen backbone in eval mode, so
+    # its BatchNorm uses batch statistics (and updates running ones) and dropout stays on.
+    frozen_in_train_mode = False
+
     def train(self, mode: bool = True) -> ClassifierModel:
         """As `nn.Module.train`, but a frozen backbone stays in eval mode (BatchNorm running
-        statistics never change, Dropout stays off)."""
+        statistics never change, Dropout stays off) unless `frozen_in_train_mode`."""
         super().train(mode)
-        if self.backbone_frozen:
+        if self.backbone_frozen and not self.frozen_in_train_mode:
             self.backbone.eval()
         return self
 

@@ -239,10 +239,14 @@ class DenseModel(nn.Module):
         """The frozen submodules that hold parameters (e.g. ``encoder``, ``backbone.body``)."""
         return [n for n, m in self._frozen.items() if any(True for _ in m.parameters())]
 
+    frozen_in_train_mode = False  # the paper profile: frozen layers still train-mode (see
+    # ClassifierModel.frozen_in_train_mode)
+
     def train(self, mode: bool = True) -> DenseModel:
         super().train(mode)
-        for module in self._frozen.values():
-            module.eval()
+        if not self.frozen_in_train_mode:
+            for module in self._frozen.values():
+                module.eval()
         return self
 
     def forward(self, *args, **kwargs):

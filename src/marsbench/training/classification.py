@@ -18,6 +18,7 @@ from ..models.preprocess import augment, normalize, prepare
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
 from .distributed import current_world, shard_train_loader, wrap_ddp
+from ..runs.profiles import loop_settings
 from .engine import (
     Precision,
     Stepper,
@@ -184,6 +185,7 @@ def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
         nonlocal model
         if model is None:
             model = prepare_model(build_model(), device)
+            model.frozen_in_train_mode = loop_settings(spec.profile).frozen_backbone_train_mode
         return model
 
     image_sets: dict[str, PreparedImages] = {}

@@ -45,6 +45,7 @@ from ..runs.options import DETECTION_REFERENCE_SIZE, DETECTION_TILE_SIZE
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
 from ..models.preprocess import dense_model_image as model_image
+from ..runs.profiles import loop_settings
 from .distributed import current_world, shard_train_loader, wrap_ddp
 from .engine import Precision, Stepper, TrainResult, eval_batch_size, make_loader
 from .loop import fit
@@ -163,6 +164,7 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     precision = Precision.resolve(spec.precision, device, spec.profile)
     stepper = Stepper(precision)
     model.to(device)
+    model.frozen_in_train_mode = loop_settings(spec.profile).frozen_backbone_train_mode
     images = {name: DetectionImages(data) for name, data in splits.items()}
     eval_batch = eval_batch_size(device, spec.batch_size)
     loaders = {name: make_loader(images[name], device=device, collate_fn=_collate,

@@ -50,6 +50,7 @@ from ..runs.options import SEGMENTATION_TILE_OVERLAP, SEGMENTATION_TILE_SIZE
 from ..runs.spec import RunSpec
 from ..vocab import DICE_WEIGHTINGS
 from ..sources import MarsDataset
+from ..runs.profiles import loop_settings
 from .distributed import current_world, shard_train_loader, wrap_ddp
 from .engine import (
     Precision,
@@ -337,6 +338,7 @@ def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
     stepper = Stepper(precision)
     prepare_model(model.net, device)
     model.to(device)
+    model.frozen_in_train_mode = loop_settings(spec.profile).frozen_backbone_train_mode
     images = {name: segmentation_images(data, policy, prep, device)  # from the pixel cache
               for name, data in splits.items()}
     eval_batch = eval_batch_size(device, spec.batch_size)
