@@ -82,13 +82,13 @@ class DatasetEntry:
     root: str | None = None
 
     def __post_init__(self) -> None:
-        # a folder given by its path (from Python, e.g. the demo) is its name + where it lives
-        if self.root is None and ("/" in self.name or self.name.startswith(".")):
-            folder = Path(self.name).expanduser()
-            if folder.is_dir():
-                folder = folder.resolve()
-                object.__setattr__(self, "name", folder.name)
-                object.__setattr__(self, "root", str(folder.parent))
+        # a folder given by its path (the parser, or Python callers such as the demo)
+        from ..runs.spec import folder_name_and_root
+
+        folder = folder_name_and_root(self.name) if self.root is None else None
+        if folder is not None:
+            object.__setattr__(self, "name", folder[0])
+            object.__setattr__(self, "root", folder[1])
 
 
 @dataclass(frozen=True)
@@ -446,14 +446,13 @@ class _Parser:
                                  at + ("variants",))))
             else:
                 name, variants = self.text(item, at), default_variants
-            root = None
             if ("/" in name or name.startswith(".")) and Path(self.path(name, at)).is_dir():
-                folder = Path(self.path(name, at))  # a folder of one's own: name + where it is
-                name, root = folder.name, str(folder.parent)
-            self.check_dataset(name, variants, task, at, root)
+                name = self.path(name, at)  # relative to the file; the entry splits it
+            entry = DatasetEntry(name, variants)
+            self.check_dataset(entry.name, variants, task, at, entry.root)
             if len(set(variants)) != len(variants):
                 raise self.error(at, f"lists a variant twice: {list(variants)}")
-            out.append(DatasetEntry(name, variants, root))
+            out.append(entry)
         self.no_duplicates([(d.name, v) for d in out for v in d.variants], ("datasets",),
                            "dataset variant")
         return tuple(out)

@@ -270,14 +270,25 @@ class RunSpec:
 
 # -- datasets -----------------------------------------------------------------------------------
 
+def folder_name_and_root(text: str, *, must_exist: bool = True) -> tuple[str, str] | None:
+    """(folder name, parent folder) when ``text`` is a path to a dataset folder, else None: a
+    dataset is identified by its name, the path only says where it lives."""
+    path = Path(text).expanduser()
+    if not ("/" in text or "\\" in text or text.startswith(".")):
+        return None
+    if not (path.is_dir() or (not must_exist and path.is_absolute())):
+        return None
+    resolved = path.resolve()
+    return resolved.name, str(resolved.parent)
+
+
 def split_dataset(dataset: str, data_root: str | None, source: str) -> tuple[str, str | None, str]:
     """(card name, data root, source): a folder path becomes its name and parent, a hub repo
     id (``Mirali33/<name>``) its name with source ``hf``."""
+    folder = folder_name_and_root(dataset, must_exist=data_root is not None)
+    if folder is not None:
+        return folder[0], folder[1], source
     path = Path(dataset).expanduser()
-    looks_like_path = "/" in dataset or "\\" in dataset or dataset.startswith(".")
-    if looks_like_path and (path.is_dir() or (data_root is None and path.is_absolute())):
-        resolved = path.resolve()
-        return resolved.name, str(resolved.parent), source
     if "/" in dataset and not path.exists() and dataset.count("/") == 1:
         return dataset.split("/")[-1], data_root, "hf" if source == "auto" else source
     return dataset, data_root, source
