@@ -16,17 +16,17 @@ encoder) it measures, on whatever device it finds (``--device``):
     the device, normalised, no model -- compared with the bare forward pass, whose input it has
     to keep up with; *pipeline (pixel cache)*: the same as the trainer reads it, from the
     decoded-pixel cache (built first, from cold; its build rate is in the note);
-  - *feature pass*: the cached ``feature_extraction`` path of `train_classification`, cold (no
+  - *feature pass*: the cached ``feature_extraction`` path of the classification task (`marsbench.training.run.train`), cold (no
     pixel or feature cache): from the call to the end of the last backbone pass over train +
     val + test (fingerprints, decoding, cache writes), minus building the model;
-  - *fine-tuning epoch*: a ``fine_tuning`` epoch of `train_classification` (augmentation on, as
+  - *fine-tuning epoch*: a ``fine_tuning`` epoch of the classification task (`marsbench.training.run.train`) (augmentation on, as
     by default), steady state: from the end of the second training forward pass to the end of
     the last (every step whole: loading, augmentation, forward, backward, optimiser step); the
     note gives the share of that window spent between an optimiser step and the next forward
     pass (waiting for and preparing the input);
   - *evaluation pass*: the validation pass of that epoch (no gradients, eval batch size);
   - *segmentation epoch* / *seg evaluation pass* (and the *seg pipeline* rows): the same for
-    `train_segmentation` (input policy ``native``);
+    the segmentation task (input policy ``native``);
 
   each as a share of the bare model (the pipeline rows as a ratio);
 * **peak RSS** of a feature pass over a ``--rss-images`` synthetic set (50,000 on a GPU), in a
@@ -592,7 +592,8 @@ def classification_paths(plan: ModelPlan, folder: Path, device, bare: dict,
     from marsbench.runs.data import open_splits
     from marsbench.runs.spec import RunSpec
     from marsbench.training import classification as cls_module
-    from marsbench.training.classification import PreparedImages, train_classification
+    from marsbench.training.classification import PreparedImages
+    from marsbench.training.run import train as train_run
 
     spec_rand = random_weights(get_spec(plan.name))
     options = {"input_size": plan.input_size} if plan.name not in FIXED_INPUT else {}
@@ -616,8 +617,8 @@ def classification_paths(plan: ModelPlan, folder: Path, device, bare: dict,
             return model
 
         built["start"] = stamp(device)
-        result = train_classification(spec, build_model, splits, device=device,
-                                      cache_dir=Path(os.environ["MARSBENCH_CACHE"]) / "features")
+        result = train_run(spec, splits, model=build_model, device=device,
+                       cache_dir=Path(os.environ["MARSBENCH_CACHE"]) / "features")
         return spec, splits, result, built
 
     # the input pipeline alone: decoding every time, then as the trainer reads it
@@ -711,6 +712,7 @@ def segmentation_paths(plan: ModelPlan, folder: Path, device, bare: dict, target
     from marsbench.runs.data import open_splits
     from marsbench.runs.spec import RunSpec
     from marsbench.training import segmentation as seg_module
+    from marsbench.training.run import train as train_run
     from marsbench.training.segmentation import InputPolicy, SegmentationImages
 
     path_target, pipe_target = targets.get("path"), targets.get("pipeline")
@@ -759,7 +761,7 @@ def segmentation_paths(plan: ModelPlan, folder: Path, device, bare: dict, target
         clear_caches("pixels")  # the run builds its cache; its epoch reads it
         clock, steps_clock = ForwardClock(model.net, device), StepClock(device)
         try:
-            result = seg_module.train_segmentation(spec, model, splits, device=device)
+            result = train_run(spec, splits, model=model, device=device)
         finally:
             clock.remove()
             steps_clock.remove()
@@ -792,7 +794,7 @@ def rss_child(folder: Path, model: str, device_name: str, input_size: int | None
     from marsbench.models.registry import get_spec
     from marsbench.runs.data import open_splits
     from marsbench.runs.spec import RunSpec
-    from marsbench.training.classification import train_classification
+    from marsbench.training.run import train as train_run
 
     device = torch.device(device_name)
     options = {"fe_path": "cached", **({"input_size": input_size} if input_size else {})}
@@ -821,8 +823,8 @@ def rss_child(folder: Path, model: str, device_name: str, input_size: int | None
     sampler.start()
     t0 = time.perf_counter()
     try:
-        result = train_classification(spec, build_model, splits, device=device,
-                                      cache_dir=Path(os.environ["MARSBENCH_CACHE"]) / "features")
+        result = train_run(spec, splits, model=build_model, device=device,
+                       cache_dir=Path(os.environ["MARSBENCH_CACHE"]) / "features")
     finally:
         done.set()
         sampler.join()

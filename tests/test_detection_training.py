@@ -104,8 +104,7 @@ def test_real_craters_frozen_lite0_faster_rcnn_beats_an_empty_prediction(shared_
     128 px crops of the 74 real THEMIS crater tiles, scored at full 416 px on 8 test tiles."""
     from marsbench.metrics.detection import ImageDetections, detection_metrics
     from marsbench.models.detection import build_detector
-    from marsbench.training.detection import train_detection
-    from marsbench.training.run import open_splits
+    from marsbench.training.run import open_splits, train
 
     run = RunSpec(dataset=str(shared_data / "crater_det-mini"),
                   model="fasterrcnn_efficientnet_lite0", regime="feature_extraction",
@@ -119,7 +118,7 @@ def test_real_craters_frozen_lite0_faster_rcnn_beats_an_empty_prediction(shared_
     splits = {"train": splits["train"], "val": first(splits["val"], 4),
               "test": first(splits["test"], 8)}
     model = build_detector(run.model, 1, run.regime)
-    result = train_detection(run, model, splits, device=torch.device("cpu"))
+    result = train(run, splits, model=model, device="cpu")
     test = splits["test"]
     empty = detection_metrics([ImageDetections(s.sample_id, 416, 416, s.boxes, s.labels,
                                                np.zeros((0, 4)), np.zeros(0), np.zeros(0))

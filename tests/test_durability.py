@@ -81,7 +81,7 @@ def test_concurrent_writers_of_one_file_never_share_a_temporary(tmp_path):
 def test_write_predictions_from_two_threads_at_once(tmp_path):
     import numpy as np
 
-    from marsbench.training.run import write_predictions
+    from marsbench.training.classification import write_predictions
 
     preds = {"test": {"ids": [f"s{i}" for i in range(2000)], "true": np.zeros(2000, int),
                       "pred": np.ones(2000, int), "probs": np.full((2000, 2), 0.5)}}

@@ -406,8 +406,7 @@ def test_run_takes_the_band_strategy_from_extra(caches, monkeypatch, frost_root)
 
 
 def test_feature_extraction_trains_the_input_adapter(caches, monkeypatch, frost_root) -> None:
-    from marsbench.training.classification import train_classification
-    from marsbench.training.run import open_splits
+    from marsbench.training.run import open_splits, train
 
     weights, _ = install_checkpoint("prithvi", caches)
     spec_model = tiny_spec("prithvi", "adapter", weights)
@@ -417,7 +416,7 @@ def test_feature_extraction_trains_the_input_adapter(caches, monkeypatch, frost_
     run = RunSpec(dataset="mb-frost_cls", data_root=str(frost_root), model=name,
                   regime="feature_extraction", max_epochs=2, patience=0, batch_size=8,
                   options={"band_strategy": "adapter", "fe_path": "online"})
-    train_classification(run, lambda: model, open_splits(run), device=torch.device("cpu"))
+    train(run, open_splits(run), model=model, device="cpu")
     after = trainable_adapter_parameters(model)
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
 

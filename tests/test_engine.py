@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -103,7 +105,7 @@ def _fit(profile: str, losses: list[float], *, patience: int = 2, scheduler: str
     result = fit(module, train_epoch=train_epoch, val_loss=lambda: next(seen),
                  optimizer="sgd", lr=0.1, weight_decay=0.0, scheduler=scheduler,
                  max_epochs=len(losses), patience=patience, profile=profile)
-    return result, float(module.weight)
+    return result, float(module.weight.detach())
 
 
 def test_paper_profile_early_stopping_needs_min_delta_and_tests_the_last_epoch():
@@ -190,3 +192,145 @@ def test_a_frozen_backbone_keeps_its_statistics_except_under_the_paper_profile(
     after = _backbone_bn_stats(model)
     assert before and any(not torch.equal(a, b) for a, b in zip(before, after)) == drifts
     assert all(not p.requires_grad for p in model.backbone.parameters())  # frozen either way
+
+
+# -- the task protocol: one engine for every task ---------------------------------------------
+
+class _Planted:
+    """A least-squares task with a known answer, through the `TaskTrainer` protocol."""
+
+    def __new__(cls, ctx, fail_export=False):
+        from marsbench.training.task import TaskTrainer
+
+        class Planted(TaskTrainer):
+            def setup(self):
+                g = torch.Generator().manual_seed(0)
+                self.x = torch.randn(64, 4, generator=g)
+                self.y = self.x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+                self.model = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(4, 1))
+                torch.manual_seed(1)
+                self.model[1].reset_parameters()
+                return self.model
+
+            @property
+            def steps_per_epoch(self):
+                return 4
+
+            def train_batches(self):
+                self.model.train()
+                for i in range(4):
+                    x, y = self.x[i * 16:(i + 1) * 16], self.y[i * 16:(i + 1) * 16]
+                    yield (lambda x=x, y=y: torch.nn.functional.mse_loss(self.model(x), y)), 16
+
+            def val_loss(self):
+                self.model.eval()
+                with torch.no_grad():
+                    return float(torch.nn.functional.mse_loss(self.model(self.x), self.y))
+
+            def evaluate(self, split):
+                return {"mse": self.val_loss()}
+
+            def export(self):
+                if fail_export:
+                    import errno
+
+                    raise OSError(errno.ENOSPC, "No space left on device", "/out/p.csv")
+                return None
+
+        return Planted(ctx, {})
+
+
+def _planted_run(fail_export=False, progress=None, **kw):
+    from marsbench.training.engine import train_task
+    from marsbench.training.task import EngineContext
+
+    spec = RunSpec(dataset="mb-frost_cls", model="efficientnet_lite0", regime="scratch",
+                   max_epochs=5, patience=0, lr=0.05, optimizer="adam", **kw)
+    ctx = EngineContext(spec, torch.device("cpu"))
+    return train_task(_Planted(ctx, fail_export), progress)
+
+
+def test_engine_trains_a_planted_task_and_reports_every_stage():
+    calls = []
+
+    class Progress:
+        def __call__(self, epoch, train_loss, val_loss):
+            calls.append(("epoch", epoch))
+
+        def batch(self, done, total):
+            calls.append(("batch", done, total))
+
+    result = _planted_run(progress=Progress())
+    history = [h["val_loss"] for h in result.info["history"]]
+    assert history[-1] < 0.5 * history[0]  # it learns
+    assert result.metrics["val"]["loss"] == result.val_loss == min(history)
+    assert calls[:5] == [("batch", i, 4) for i in range(1, 5)] + [("epoch", 1)]
+    assert {"setup_s", "training_s", "evaluation_s", "feature_extraction_s"} <= set(
+        result.timings)
+    assert result.info["precision"] == "fp32" and result.info["compiled"] is False
+
+
+def test_engine_epochs_do_not_depend_on_the_global_random_state():
+    """Each epoch's dropout draws come from (seed, epoch): whatever consumed the global stream
+    before the run, the same seed gives the same run; another seed another one."""
+    torch.manual_seed(123)
+    a = _planted_run()
+    torch.rand(1000)
+    b = _planted_run()
+    c = _planted_run(seed=1)
+    assert a.info["history"] == b.info["history"]
+    assert a.info["history"] != c.info["history"]
+
+
+def test_engine_keeps_the_metrics_when_the_predictions_cannot_be_written():
+    with pytest.warns(RuntimeWarning, match="predictions could not be written"):
+        result = _planted_run(fail_export=True)
+    problem = result.info["predictions_error"]
+    assert "No space left" in problem and "/out/p.csv" in problem and "\n" not in problem
+    assert result.predictions_path is None and "mse" in result.metrics["test"]
+
+
+def test_one_regime_freezes_every_task_model_alike():
+    """Classifier and dense models share `RegimeModel`: frozen parts take no gradients, stay in
+    eval mode under train() (unless the paper profile asks otherwise), and a run snapshots only
+    what it trains."""
+    from marsbench.models.classifier import build_classifier
+    from marsbench.models.regime import RegimeModel
+    from marsbench.models.segmentation import build_segmenter
+
+    models = [build_classifier("efficientnet_lite0", 3, "feature_extraction"),
+              build_segmenter("unet_efficientnet_lite0", 3, "feature_extraction")]
+    for model in models:
+        assert isinstance(model, RegimeModel) and model.frozen_names
+        trained = {id(p) for p in model.trained().parameters()}
+        assert trained == {id(p) for p in model.parameters() if p.requires_grad}
+        assert 0 < len(trained) < len(list(model.parameters()))
+        frozen = model.frozen_modules[0]
+        model.train()
+        assert not frozen.training
+        model.frozen_in_train_mode = True
+        model.train()
+        assert frozen.training
+    tuned = build_classifier("efficientnet_lite0", 3, "fine_tuning")
+    assert tuned.trained() is tuned and not tuned.frozen_names
+    with pytest.raises(ValueError, match="scratch"):
+        build_segmenter("unet_efficientnet_lite0", 3, "scratch", weights="x.pt")
+
+
+@pytest.mark.parametrize("dataset,model,options", [
+    ("mb-crater_binary_seg", "unet_efficientnet_lite0",
+     {"input_policy": "reference", "input_size": "32"}),
+    ("mb-boulder_det", "fasterrcnn_efficientnet_lite0",
+     {"input_policy": "reference", "input_size": "64"}),
+])
+def test_same_seed_same_metrics_for_dense_tasks(synth_suite, dataset, model, options):
+    spec = RunSpec(dataset=dataset, model=model, regime="fine_tuning", precision="fp32",
+                   data_root=str(synth_suite["folder"][dataset].parent), max_epochs=2,
+                   patience=0, batch_size=8, lr=1e-3, options=options)
+    torch.manual_seed(5)
+    a = run_experiment(spec)
+    torch.rand(100)
+    b = run_experiment(spec)
+    # NaN-aware (mAP of an absent object size is NaN): equal JSON text
+    assert json.dumps(a.metrics, sort_keys=True) == json.dumps(b.metrics, sort_keys=True)
+    assert a.val_loss == b.val_loss and a.extra["history"] == b.extra["history"]

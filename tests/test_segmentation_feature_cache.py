@@ -22,8 +22,8 @@ from marsbench.runs.data import open_splits
 from marsbench.runs.options import SegmentationOptions
 from marsbench.runs.spec import RunSpec
 from marsbench.training import features as feature_cache
-from marsbench.training.run import run_experiment
-from marsbench.training.segmentation import IGNORE, train_segmentation
+from marsbench.training.run import run_experiment, train
+from marsbench.training.segmentation import IGNORE
 
 DATASET = "mb-crater_multi_seg"  # 5 classes, 64 px, 8 / 3 / 3 images
 MODEL = "unet_efficientnet_lite0"
@@ -114,8 +114,8 @@ def _train(spec, cache_dir, predictions_dir=None):
     torch.manual_seed(spec.seed)  # the decoder's initial weights, as run_experiment draws them
     model = build_segmenter(spec.model, splits["train"].num_classes, spec.regime)
     calls = _count_encoder_calls(model)
-    result = train_segmentation(spec, model, splits, device=CPU, cache_dir=cache_dir,
-                                predictions_dir=predictions_dir)
+    result = train(spec, splits, model=model, device=CPU, cache_dir=cache_dir,
+                   predictions_dir=predictions_dir)
     return result, calls[0]
 
 

@@ -63,8 +63,7 @@ def test_feature_extraction_freezes_backbone_for_real(synth_suite):
     """Online path (backbone run every step, augmentation on): backbone weights and BatchNorm
     running statistics are unchanged, the head changed."""
     from marsbench.models.classifier import build_classifier
-    from marsbench.training.classification import train_classification
-    from marsbench.training.run import open_splits
+    from marsbench.training.run import open_splits, train
 
     spec = spec_for(synth_suite, "mb-landmark_cls", "feature_extraction",
                     more_extra={"fe_path": "online"})
@@ -72,7 +71,7 @@ def test_feature_extraction_freezes_backbone_for_real(synth_suite):
     model = build_classifier("efficientnet_lite0", 8, "feature_extraction")
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     head_before = model.head.weight.clone()
-    train_classification(spec, lambda: model, splits, device=torch.device("cpu"))
+    train(spec, splits, model=model, device="cpu")
     after = model.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # incl. running_mean/var
     assert not torch.equal(head_before, model.head.weight)
@@ -149,7 +148,7 @@ def test_failed_run_is_recorded_with_its_error(synth_suite, tmp_path, monkeypatc
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    monkeypatch.setattr("marsbench.training.classification.train_classification", broken)
+    monkeypatch.setattr("marsbench.training.engine.train_task", broken)
     with pytest.raises(RuntimeError, match="illegal memory access"):
         run_experiment(spec_for(synth_suite, "mb-frost_cls", "scratch"), store=store)
     (record,) = store.records()

@@ -23,11 +23,12 @@ from torch import nn
 from ..catalog.card import Task
 from .preprocess import Preprocessing
 from .registry import get_spec
-from .spec import BackboneParts, ModelSpec, Regime
+from .regime import Regime, RegimeModel, check_weights
+from .spec import BackboneParts, ModelSpec
 from .weights import LoadReport, WeightsLoadError, file_sha256, match_keys, read_state_dict
 
 
-class ClassifierModel(nn.Module):
+class ClassifierModel(RegimeModel):
     """Backbone + linear head; see the module docstring for the contract."""
 
     def __init__(
@@ -40,24 +41,17 @@ class ClassifierModel(nn.Module):
         multilabel: bool = False,
         aux_head: nn.Module | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(regime)
         self.spec = spec
         self.backbone = parts.backbone
         self.head = head
         self.aux_head = aux_head
         self.feature_dim = parts.feature_dim
         self.num_outputs = num_outputs
-        self.regime = regime
         self.multilabel = multilabel
         self.weights_tag = parts.weights_tag
         self.load_report: LoadReport | None = None
-        if regime.frozen_backbone:
-            self.backbone.requires_grad_(False)
-            self.backbone.eval()
-
-    @property
-    def backbone_frozen(self) -> bool:
-        return self.regime.frozen_backbone
+        self.freeze({"backbone": self.backbone})
 
     @property
     def aux_loss_weight(self) -> float:
@@ -87,18 +81,6 @@ class ClassifierModel(nn.Module):
         Meaningful for pretrained backbones only: every random init has the tag ``random``."""
         text = json.dumps([self.spec.name, self.weights_tag, self.preprocessing.key()])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    # The paper profile sets this: the reference never puts a frozen backbone in eval mode, so
-    # its BatchNorm uses batch statistics (and updates running ones) and dropout stays on.
-    frozen_in_train_mode = False
-
-    def train(self, mode: bool = True) -> ClassifierModel:
-        """As `nn.Module.train`, but a frozen backbone stays in eval mode (BatchNorm running
-        statistics never change, Dropout stays off) unless `frozen_in_train_mode`."""
-        super().train(mode)
-        if self.backbone_frozen and not self.frozen_in_train_mode:
-            self.backbone.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
@@ -149,12 +131,7 @@ def build_classifier(
     spec = get_spec(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     if spec.task != Task.CLASSIFICATION:
         raise ValueError(f"model {spec.name!r} is a {spec.task} model, not a classifier")
-    regime = Regime(regime)
-    if weights is not None and not regime.pretrained:
-        raise ValueError(
-            "--weights loads a pretrained checkpoint, but regime 'scratch' means random init; "
-            "use feature_extraction or fine_tuning"
-        )
+    regime = check_weights(regime, weights)
     outputs = num_outputs or num_outputs_for(num_classes, multilabel)
     parts = spec.builder(regime.pretrained and weights is None)
 

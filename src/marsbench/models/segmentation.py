@@ -38,7 +38,8 @@ from ..catalog.card import Task
 from .builders import LITE0_ARCH, LITE0_FILE, LITE0_PACKAGE, build_efficientnet_lite0, timm_builder
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .registry import get_spec, register, register_prefix, unknown_in_family
-from .spec import ModelSpec, Regime, WeightSource
+from .regime import Regime, RegimeModel, check_weights
+from .spec import ModelSpec, WeightSource
 from .weights import (
     OFFLINE_ENV,
     LoadReport,
@@ -202,52 +203,27 @@ def _load_exactly(target: nn.Module, state: dict[str, torch.Tensor], what: str) 
 
 # -- the regime wrapper ------------------------------------------------------------------------
 
-class DenseModel(nn.Module):
+class DenseModel(RegimeModel):
     """A segmentation or detection network (``.net``) in a training regime.
 
     ``trainable`` are dotted module names inside ``net`` (the spec's ``head_names``); in
-    ``feature_extraction`` every other parameter is frozen and every module holding only frozen
-    parameters stays in eval mode, whatever ``.train()`` is called with.
+    ``feature_extraction`` every other parameter is frozen (`marsbench.models.regime`).
     """
 
     def __init__(self, net: nn.Module, spec: ModelSpec, regime: Regime, num_classes: int,
                  weights_tag: str) -> None:
-        super().__init__()
+        super().__init__(regime)
         self.net = net
         self.spec = spec
-        self.regime = regime
         self.num_classes = num_classes
         self.weights_tag = weights_tag
         self.load_report: LoadReport | None = None
-        self._frozen: dict[str, nn.Module] = {}
-        if regime.frozen_backbone:
-            self._frozen = frozen_roots(net, spec.head_names)
-            for module in self._frozen.values():
-                module.requires_grad_(False)
-                module.eval()
+        if self.regime.frozen_backbone:
+            self.freeze(frozen_roots(net, spec.head_names))
 
     @property
     def preprocessing(self):
         return self.spec.preprocessing
-
-    @property
-    def frozen_modules(self) -> list[nn.Module]:
-        return list(self._frozen.values())
-
-    @property
-    def frozen_names(self) -> list[str]:
-        """The frozen submodules that hold parameters (e.g. ``encoder``, ``backbone.body``)."""
-        return [n for n, m in self._frozen.items() if any(True for _ in m.parameters())]
-
-    frozen_in_train_mode = False  # the paper profile: frozen layers still train-mode (see
-    # ClassifierModel.frozen_in_train_mode)
-
-    def train(self, mode: bool = True) -> DenseModel:
-        super().train(mode)
-        if not self.frozen_in_train_mode:
-            for module in self._frozen.values():
-                module.eval()
-        return self
 
     def forward(self, *args, **kwargs):
         return self.net(*args, **kwargs)
@@ -339,10 +315,7 @@ def build_dense(spec_or_name: ModelSpec | str, task: str, num_classes: int,
     spec = get_spec(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     if spec.task != task:
         raise ValueError(f"model {spec.name!r} is a {spec.task} model, not a {task} model")
-    regime = Regime(regime)
-    if weights is not None and not regime.pretrained:
-        raise ValueError("--weights loads a pretrained checkpoint, but regime 'scratch' means "
-                         "random init; use feature_extraction or fine_tuning")
+    regime = check_weights(regime, weights)
     net = spec.builder(regime.pretrained and weights is None, num_classes)
     model = DenseModel(net, spec, regime, num_classes, net.weights_tag)
     if weights is not None:

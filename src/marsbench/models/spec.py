@@ -4,29 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from torch import nn
 
 from ..catalog.card import Task
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-
-
-class Regime(StrEnum):
-    """How a model is trained (facts sheet §4)."""
-
-    SCRATCH = "scratch"  # random init, every parameter trainable
-    FEATURE_EXTRACTION = "feature_extraction"  # published weights, backbone frozen, head trained
-    FINE_TUNING = "fine_tuning"  # published weights, every parameter trainable
-
-    @property
-    def pretrained(self) -> bool:
-        return self is not Regime.SCRATCH
-
-    @property
-    def frozen_backbone(self) -> bool:
-        return self is Regime.FEATURE_EXTRACTION
+from .regime import Regime  # noqa: F401  (re-exported: the models' shared words)
 
 
 @dataclass(frozen=True)

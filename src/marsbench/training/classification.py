@@ -1,10 +1,10 @@
-"""Train and score one classification run: three regimes, two feature-extraction paths."""
+"""Classification for the training engine: three regimes, two feature-extraction paths."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +17,10 @@ from ..metrics.classification import classification_metrics, predictions_from_lo
 from ..models.preprocess import augment, normalize, prepare
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
-from .distributed import current_world, shard_train_loader, wrap_ddp
-from ..runs.profiles import loop_settings
-from .engine import (
-    Precision,
-    Stepper,
-    TrainResult,
-    eval_batch_size,
-    make_loader,
-    prepare_model,
-    to_device,
-)
+from .engine import to_device
 from .features import cached_features, compute_features, feature_key
-from .loop import fit
 from .pixels import summarise
+from .task import Batch, EngineContext, TaskTrainer
 
 
 
@@ -155,203 +145,206 @@ def weights_identity(spec: RunSpec, model_spec) -> str:
     return f"{w.kind}:{w.tag}:{w.filename or w.url or w.hf_hub_id}"
 
 
-def train_classification(spec: RunSpec, build_model: Callable[[], nn.Module],
-                         splits: dict[str, MarsDataset], *, device: torch.device,
-                         cache_dir: Path | None = None,
-                         progress: Callable | None = None) -> TrainResult:
-    """Train on ``splits['train']`` with early stopping on ``splits['val']``, restore the best
-    weights, and score val and test. ``build_model()`` makes the `ClassifierModel`; on the
-    cached feature-extraction path it is called only if some split's features are not cached."""
-    from ..models.earth_observation import resolve_model_spec
+class ClassificationTask(TaskTrainer):
+    """Classification for the engine (`marsbench.training.task`): train on ``splits['train']``,
+    stop on ``splits['val']``, score val and test, export a predictions CSV.
 
-    card = splits["train"].card
-    kind = card.kind
-    options = spec.options  # typed and validated when the spec was built
-    fe_path = options.fe_path  # None outside feature_extraction
-    model_spec = resolve_model_spec(spec.model, options.to_dict(), spec.regime)  # band strategy
-    prep = model_spec.preprocessing
-    if options.input_size is not None:  # e.g. small synthetic images; part of the run's identity
-        prep = dataclasses.replace(prep, input_size=options.input_size)
-    gen = torch.Generator().manual_seed(spec.seed)
-    precision = Precision.resolve(spec.precision, device, spec.profile)
-    eval_batch = eval_batch_size(device, spec.batch_size)
-    timings = {"feature_extraction_s": 0.0, "training_s": 0.0}
-    info = {"fe_path": fe_path, "precision": precision.name, "compiled": spec.compile,
-            "augment_applied": spec.augment, "preprocessing": prep.to_dict(),
-            "weights": weights_identity(spec, model_spec)}
-    model = None
+    Two paths: ``feature_extraction`` with ``fe_path=cached`` trains only the head on frozen
+    features computed once per split (`features`; ``build_model()`` is called only if some
+    split's features are not cached yet); every other run trains the `ClassifierModel` on
+    prepared images (pixel cache, batched augmentation on the device)."""
 
-    def get_model():
-        nonlocal model
-        if model is None:
-            model = prepare_model(build_model(), device)
-            model.frozen_in_train_mode = loop_settings(spec.profile).frozen_backbone_train_mode
-        return model
+    def __init__(self, ctx: EngineContext, splits: dict[str, MarsDataset],
+                 build_model: Callable[[], nn.Module]) -> None:
+        from ..models.earth_observation import resolve_model_spec
 
-    image_sets: dict[str, PreparedImages] = {}
+        super().__init__(ctx, splits)
+        spec = self.spec
+        self.build_model = build_model
+        self.kind: TaskKind = splits["train"].card.kind
+        options = spec.options  # typed and validated when the spec was built
+        model_spec = resolve_model_spec(spec.model, options.to_dict(), spec.regime)
+        prep = model_spec.preprocessing
+        if options.input_size is not None:  # e.g. small synthetic images; in the run's identity
+            prep = dataclasses.replace(prep, input_size=options.input_size)
+        self.prep = prep
+        self.cached = spec.regime == "feature_extraction" and options.fe_path == "cached"
+        self.info = {"fe_path": options.fe_path, "augment_applied": spec.augment,
+                     "preprocessing": prep.to_dict(),
+                     "weights": weights_identity(spec, model_spec)}
+        self.model: nn.Module | None = None
+        self.image_sets: dict[str, PreparedImages] = {}
+        self.predictions: dict[str, dict] = {}
 
-    def images_of(name: str, data: MarsDataset) -> PreparedImages:
+    # -- shared --------------------------------------------------------------------------------
+
+    def get_model(self) -> nn.Module:
+        if self.model is None:
+            self.model = self.ctx.prepare(self.build_model())
+        return self.model
+
+    def images_of(self, name: str) -> PreparedImages:
         """The split's prepared images, from the pixel cache where it is on (built once)."""
-        if name not in image_sets:
-            image_sets[name] = prepared_images(data, prep, kind, device)
-        return image_sets[name]
+        if name not in self.image_sets:
+            self.image_sets[name] = prepared_images(self.splits[name], self.prep, self.kind,
+                                                    self.ctx.device)
+        return self.image_sets[name]
 
-    if spec.regime == "feature_extraction" and fe_path == "cached":
+    def setup(self) -> nn.Module:
+        trained = self._setup_cached() if self.cached else self._setup_images()
+        self.info["pixel_cache"] = summarise(im.pixel_cache for im in self.image_sets.values())
+        return trained
+
+    def val_loss(self) -> float:
+        logits, y = self.logits("val")
+        return float(self.criterion(logits, y))
+
+    def evaluate(self, split: str) -> dict:
+        data = self.splits[split]
+        y_true = np.stack([np.asarray(t) for t in _targets(data)])
+        y_pred, probs = predictions_from_logits(self.logits(split)[0].numpy(), str(self.kind))
+        self.predictions[split] = {"ids": data.sample_ids, "true": y_true, "pred": y_pred,
+                                   "probs": probs}
+        return classification_metrics(y_true, y_pred, kind=str(self.kind),
+                                      num_classes=data.num_classes, class_names=data.class_names)
+
+    def export(self) -> Path | None:
+        """``out/predictions/<key>.csv``: split, id, true, predicted, one probability per class."""
+        folder = self.ctx.predictions_dir
+        if folder is None:
+            return None
+        return write_predictions(folder.with_name(folder.name + ".csv"), self.predictions,
+                                 self.splits["test"].class_names)
+
+    # -- cached frozen features: the head alone ----------------------------------------------
+
+    def _setup_cached(self) -> nn.Module:
+        ctx, spec, prep, device = self.ctx, self.spec, self.prep, self.ctx.device
         t0 = time.perf_counter()
+        # fp32 features keep their old keys; reduced-precision ones are other features
+        prep_key = prep.key() + ("" if ctx.precision.name == "fp32" else f"|{ctx.precision.name}")
         feats, hits = {}, {}
-        for name, data in splits.items():
-            # fp32 features keep their old keys; reduced-precision ones are other features
-            prep_key = prep.key() + ("" if precision.name == "fp32" else f"|{precision.name}")
-            key = feature_key(model=spec.model, weights=info["weights"],
+        for name, data in self.splits.items():
+            key = feature_key(model=spec.model, weights=self.info["weights"],
                               dataset_fingerprint=data.fingerprint(), split=name,
                               preprocessing=prep_key)
             feats[name], hits[name] = cached_features(
-                key, cache_dir, lambda d=data, n=name: compute_features(
-                    get_model().backbone,
+                key, ctx.cache_dir, lambda n=name: compute_features(
+                    self.get_model().backbone,
                     (normalize(to_device(x, device), prep) for x, _ in
-                     make_loader(images_of(n, d), batch_size=eval_batch, device=device,
-                                 collate_fn=PreparedImages.collate)),
-                    device, autocast=precision.autocast))
-        targets = {name: torch.stack([target_tensor(t, kind) for t in _targets(data)])
-                   for name, data in splits.items()}
-        timings["feature_extraction_s"] = time.perf_counter() - t0
-        info.update(feature_cache_hits=hits, augment_applied=False)
-        if model is not None:
-            head = model.head
+                     ctx.eval_loader(self.images_of(n), collate_fn=PreparedImages.collate)),
+                    device, autocast=ctx.precision.autocast))
+        self.feats = feats
+        self.targets = {name: torch.stack([target_tensor(t, self.kind) for t in _targets(data)])
+                        for name, data in self.splits.items()}
+        self.timings["feature_extraction_s"] = time.perf_counter() - t0
+        self.info.update(feature_cache_hits=hits, augment_applied=False)
+        if self.model is not None:
+            head = self.model.head
         else:  # every split was cached: the head is all this run needs
             from ..models.classifier import num_outputs_for
 
-            outputs = binary_outputs(kind, spec.loss) or num_outputs_for(
-                splits["train"].num_classes, card.multilabel)
+            card = self.splits["train"].card
+            outputs = binary_outputs(self.kind, spec.loss) or num_outputs_for(
+                self.splits["train"].num_classes, card.multilabel)
             head = nn.Linear(feats["train"].shape[1], outputs).to(device)
         reset_head(head, spec.seed)
-        criterion = make_loss(kind, spec.loss, head.out_features)
+        self.head = head
+        self.criterion = make_loss(self.kind, spec.loss, head.out_features)
+        return head
 
-        def head_epoch(opt) -> float:
-            head.train()
-            order = torch.randperm(len(feats["train"]), generator=gen)
-            total = 0.0
-            for start in range(0, len(order), spec.batch_size):
-                idx = order[start:start + spec.batch_size]
-                opt.zero_grad()
-                loss = criterion(head(feats["train"][idx].to(device)),
-                                 targets["train"][idx].to(device))
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-                if hasattr(progress, "batch"):
-                    progress.batch(start + len(idx), len(order))
-            return total / max(1, len(order))
+    # -- images through the model ------------------------------------------------------------
 
-        @torch.no_grad()
-        def head_logits(name: str) -> torch.Tensor:
-            head.eval()
-            return head(feats[name].to(device)).cpu()
-
-        t1 = time.perf_counter()
-        result = fit(head, train_epoch=head_epoch,
-                     val_loss=lambda: float(criterion(head_logits("val"), targets["val"])),
-                     optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay,
-                     scheduler=spec.scheduler, max_epochs=spec.max_epochs,
-                     patience=spec.patience, progress=progress, profile=spec.profile)
-        timings["training_s"] = time.perf_counter() - t1
-        logits = {name: head_logits(name) for name in ("val", "test")}
-    else:
-        model = get_model()
-        reset_head(model.head, spec.seed)
-        criterion = make_loss(kind, spec.loss, model.num_outputs)
-        loaders = {name: make_loader(images_of(name, data),
-                                     batch_size=spec.batch_size if name == "train" else eval_batch,
-                                     device=device, shuffle=name == "train", seed=spec.seed,
-                                     collate_fn=PreparedImages.collate)
-                   for name, data in splits.items()}
-        trainable: nn.Module = model
-        if spec.regime == "feature_extraction":
+    def _setup_images(self) -> nn.Module:
+        ctx = self.ctx
+        model = self.get_model()
+        reset_head(model.head, self.spec.seed)
+        self.criterion = make_loss(self.kind, self.spec.loss, model.num_outputs)
+        collate = PreparedImages.collate
+        self.loaders = {"train": ctx.train_loader(self.images_of("train"), collate)}
+        self.loaders |= {name: ctx.eval_loader(self.images_of(name), collate)
+                         for name in ("val", "test")}
+        if self.spec.regime == "feature_extraction":
             from ..models.bands import trainable_adapter_parameters
 
-            trainable = model.head
             if trainable_adapter_parameters(model):  # a learned band adapter trains with the head
-                trainable = nn.ModuleList([model.head, model.backbone.input_adapter])
-                info["trained"] = "head + input adapter"
+                self.info["trained"] = "head + input adapter"
+        self.step = ctx.wrap(_WithAux(model))
+        if ctx.world is not None:
+            self.info["train_samples_per_rank"] = len(self.loaders["train"].sampler)
+        return model.trained()
 
-        step = _WithAux(model)
-        if spec.compile:
-            step = torch.compile(step)  # the module (and its state) stays `model`
-        world = current_world()
-        if world is not None:  # torchrun: shard the train split, average gradients with DDP
-            loaders["train"] = shard_train_loader(loaders["train"].dataset, world,
-                                                  batch_size=spec.batch_size, device=device,
-                                                  seed=spec.seed,
-                                                  collate_fn=PreparedImages.collate)
-            step = wrap_ddp(step, device)
-            info.update(world_size=world.size,
-                        train_samples_per_rank=len(loaders["train"].sampler))
-        epochs_seen = [0]
-        stepper = Stepper(precision)
+    @property
+    def steps_per_epoch(self) -> int:
+        if self.cached:
+            return -(-len(self.feats["train"]) // self.spec.batch_size)
+        return len(self.loaders["train"])
 
-        def model_epoch(opt) -> float:
-            step.train()
-            if world is not None:
-                loaders["train"].sampler.set_epoch(epochs_seen[0])
-            epochs_seen[0] += 1
-            total, n = 0.0, 0
-            for x, y in loaders["train"]:
-                x = to_device(x, device)
-                if spec.augment:  # batched, on the device (draws from the seeded CPU generator)
-                    x = augment(x, gen)
-                x, y = normalize(x, prep), y.to(device, non_blocking=True)
+    def train_batches(self) -> Iterator[Batch]:
+        device, spec = self.ctx.device, self.spec
+        if self.cached:
+            self.head.train()
+            order = torch.randperm(len(self.feats["train"]), generator=self.ctx.generator)
+            for start in range(0, len(order), spec.batch_size):
+                idx = order[start:start + spec.batch_size]
+                x = self.feats["train"][idx].to(device)
+                y = self.targets["train"][idx].to(device)
+                yield (lambda x=x, y=y: self.criterion(self.head(x), y)), len(idx)
+            return
+        model = self.model
+        self.step.train()
+        for x, y in self.loaders["train"]:
+            x = to_device(x, device)
+            if spec.augment:  # batched, on the device (draws from the seeded CPU generator)
+                x = augment(x, self.ctx.generator)
+            x, y = normalize(x, self.prep), y.to(device, non_blocking=True)
 
-                def forward_loss(x=x, y=y) -> torch.Tensor:
-                    out, aux = step(x)
-                    loss = criterion(out.float(), y)
-                    if aux is not None:
-                        loss = loss + model.aux_loss_weight * criterion(aux.float(), y)
-                    return loss
+            def forward_loss(x=x, y=y) -> torch.Tensor:
+                out, aux = self.step(x)
+                loss = self.criterion(out.float(), y)
+                if aux is not None:
+                    loss = loss + model.aux_loss_weight * self.criterion(aux.float(), y)
+                return loss
 
-                total += stepper.step(opt, forward_loss) * len(y)
-                n += len(y)
-                if hasattr(progress, "batch"):
-                    progress.batch(n, len(loaders["train"].dataset))
-            return total / max(1, n)
+            yield forward_loss, len(y)
 
-        @torch.no_grad()
-        def model_logits(name: str) -> tuple[torch.Tensor, torch.Tensor]:
-            model.eval()
-            outs, ys = [], []
-            for x, y in loaders[name]:
-                with precision.autocast():
-                    outs.append(model(normalize(to_device(x, device), prep)).float().cpu())
-                ys.append(y)
-            return torch.cat(outs), torch.cat(ys)
+    @torch.no_grad()
+    def logits(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """fp32 logits of a split on the CPU, and its targets."""
+        device = self.ctx.device
+        if self.cached:
+            self.head.eval()
+            return self.head(self.feats[name].to(device)).float().cpu(), self.targets[name]
+        model = self.model
+        model.eval()
+        outs, ys = [], []
+        for x, y in self.loaders[name]:
+            with self.ctx.precision.autocast():
+                outs.append(model(normalize(to_device(x, device), self.prep)).float().cpu())
+            ys.append(y)
+        return torch.cat(outs), torch.cat(ys)
 
-        def val_loss() -> float:
-            out, y = model_logits("val")
-            return float(criterion(out, y))
 
-        t1 = time.perf_counter()
-        result = fit(trainable, train_epoch=model_epoch, val_loss=val_loss,
-                     optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay,
-                     scheduler=spec.scheduler, max_epochs=spec.max_epochs,
-                     patience=spec.patience, progress=progress, profile=spec.profile)
-        timings["training_s"] = time.perf_counter() - t1
-        logits = {name: model_logits(name)[0] for name in ("val", "test")}
+def write_predictions(path: Path, predictions: dict, class_names: list[str]) -> Path:
+    """CSV with split, id, true, predicted and one probability column per class."""
+    import csv
 
-    info["pixel_cache"] = summarise(images.pixel_cache for images in image_sets.values())
-    metrics, predictions = {}, {}
-    for name in ("val", "test"):
-        data = splits[name]
-        y_true = np.stack([np.asarray(t) for t in _targets(data)])
-        y_pred, probs = predictions_from_logits(logits[name].numpy(), str(kind))
-        metrics[name] = classification_metrics(y_true, y_pred, kind=str(kind),
-                                               num_classes=data.num_classes,
-                                               class_names=data.class_names)
-        predictions[name] = {"ids": data.sample_ids, "true": y_true, "pred": y_pred,
-                             "probs": probs}
-    metrics["val"]["loss"] = result.best_val_loss
-    return TrainResult(metrics, result.best_epoch, result.epochs_run,
-                       result.best_val_loss, timings, predictions=predictions,
-                       info=info | {"history": result.history,
-                                    "tested_epoch": result.tested_epoch})
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["split", "id", "true", "pred", *(f"p_{c}" for c in class_names)])
+        for split, p in predictions.items():
+            for i, sid in enumerate(p["ids"]):
+                probs = np.atleast_1d(p["probs"][i])
+                writer.writerow([split, sid, _fmt(p["true"][i]), _fmt(p["pred"][i]),
+                                 *(f"{v:.6f}" for v in probs)])
+    return path
+
+
+def _fmt(value) -> str:
+    arr = np.asarray(value)
+    return str(int(arr)) if arr.ndim == 0 else "[" + " ".join(str(int(v)) for v in arr) + "]"
 
 
 class _WithAux(nn.Module):

@@ -1,4 +1,4 @@
-"""Train and score one detection run (torchvision detectors), with COCO mAP and JSON export.
+"""Detection for the training engine (torchvision detectors), with COCO mAP and JSON export.
 
 Input: images go through the models' preprocessing path only up to the ``uint8`` tensor with
 matched channels, then are scaled to ``[0, 1]``; the detector normalises them itself with the
@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +44,7 @@ from ..runs.options import DETECTION_REFERENCE_SIZE, DETECTION_TILE_SIZE
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
 from ..models.preprocess import dense_model_image as model_image
-from ..runs.profiles import loop_settings
-from .distributed import current_world, shard_train_loader, wrap_ddp
-from .engine import Precision, Stepper, TrainResult, eval_batch_size, make_loader
-from .loop import fit
+from .task import Batch, EngineContext, TaskTrainer
 
 
 NORMALISED_BY = "the detector's GeneralizedRCNNTransform (inputs in [0, 1])"
@@ -152,83 +148,89 @@ def _collate(items):
     return list(items)
 
 
-def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
-                    device: torch.device, predictions_dir: Path | None = None,
-                    progress: Callable | None = None) -> TrainResult:
-    """Train ``model`` (a `DenseModel` around a torchvision detector) with early stopping on the
-    validation loss, restore the best weights, then score val and test with COCO mAP; detections
-    go to ``predictions_dir/<split>.json`` (COCO style)."""
-    sizes = input_sizes(spec, splits["train"])
-    set_input_size(model.net, sizes["min_size"], sizes["max_size"])
-    gen = torch.Generator().manual_seed(spec.seed)
-    precision = Precision.resolve(spec.precision, device, spec.profile)
-    stepper = Stepper(precision)
-    model.to(device)
-    model.frozen_in_train_mode = loop_settings(spec.profile).frozen_backbone_train_mode
-    images = {name: DetectionImages(data) for name, data in splits.items()}
-    eval_batch = eval_batch_size(device, spec.batch_size)
-    loaders = {name: make_loader(images[name], device=device, collate_fn=_collate,
-                                 batch_size=spec.batch_size if name == "train" else eval_batch,
-                                 shuffle=name == "train", seed=spec.seed)
-               for name in splits}
+class DetectionTask(TaskTrainer):
+    """Detection for the engine (`marsbench.training.task`): a `DenseModel` around a
+    torchvision detector trained with early stopping on the validation loss, then scored on val
+    and test with COCO mAP; detections exported to ``predictions_dir/<split>.json``."""
 
-    tile = sizes.get("tile_size")
-    train_forward = model.net
-    world = current_world()
-    if world is not None:  # torchrun: shard the train split, average gradients with DDP
-        loaders["train"] = shard_train_loader(images["train"], world, batch_size=spec.batch_size,
-                                              device=device, seed=spec.seed,
-                                              collate_fn=_collate)
-        train_forward = wrap_ddp(model.net, device)
-    epochs_seen = [0]
+    def __init__(self, ctx: EngineContext, splits: dict[str, MarsDataset],
+                 build_model: Callable[[], nn.Module]) -> None:
+        super().__init__(ctx, splits)
+        self.build_model = build_model
+        self.detections: dict[str, list[ImageDetections]] = {}
 
-    def to_device(batch, train: bool):
+    def setup(self) -> nn.Module:
+        ctx = self.ctx
+        model = self.model = ctx.prepare(self.build_model())
+        self.sizes = sizes = input_sizes(self.spec, self.splits["train"])
+        set_input_size(model.net, sizes["min_size"], sizes["max_size"])
+        self.images = {name: DetectionImages(data) for name, data in self.splits.items()}
+        self.loaders = {"train": ctx.train_loader(self.images["train"], _collate)}
+        self.loaders |= {name: ctx.eval_loader(self.images[name], _collate)
+                         for name in ("val", "test")}
+        self.forward = ctx.wrap(model.net)
+        self.tile = sizes.get("tile_size")
+        self.info = {"input_policy": sizes, "preprocessing": model.preprocessing.to_dict(),
+                     "normalised_by": getattr(model.net, "normalised_by", NORMALISED_BY),
+                     "weights_tag": model.weights_tag, "augment_applied": self.spec.augment,
+                     "frozen": model.frozen_names}
+        if ctx.world is not None:
+            self.info["train_samples_per_rank"] = len(self.loaders["train"].sampler)
+        return model.trained()
+
+    def batch_to_device(self, batch, train: bool):
         xs, ys = [], []
+        device, gen = self.ctx.device, self.ctx.generator
         for image, target, _ in batch:
-            if train and tile:
-                image, target = random_crop(image, target, tile, gen)
-            if train and spec.augment:
+            if train and self.tile:
+                image, target = random_crop(image, target, self.tile, gen)
+            if train and self.spec.augment:
                 image, target = flip_sample(image, target, gen)
             xs.append(image.to(device, non_blocking=True))
             ys.append({k: v.to(device, non_blocking=True) for k, v in target.items()})
         return xs, ys
 
-    def train_epoch(opt) -> float:
-        if tile:
-            # crops go in at their own size (images smaller than a tile stay whole, unscaled)
-            set_input_size(model.net, min(tile, sizes["min_size"]), min(tile, sizes["max_size"]))
-        model.train()
-        if world is not None:
-            loaders["train"].sampler.set_epoch(epochs_seen[0])
-        epochs_seen[0] += 1
-        total, n = 0.0, 0
-        for batch in loaders["train"]:
-            xs, ys = to_device(batch, train=True)
-            total += stepper.step(
-                opt, lambda: sum(v.float() for v in train_forward(xs, ys).values())) * len(batch)
-            n += len(batch)
-        set_input_size(model.net, sizes["min_size"], sizes["max_size"])
-        return total / max(1, n)
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loaders["train"])
 
-    def val_loss(name: str = "val") -> float:
+    def train_batches(self) -> Iterator[Batch]:
+        net, sizes = self.model.net, self.sizes
+        if self.tile:
+            # crops go in at their own size (images smaller than a tile stay whole, unscaled)
+            set_input_size(net, min(self.tile, sizes["min_size"]),
+                           min(self.tile, sizes["max_size"]))
+        self.model.train()
+        try:
+            for batch in self.loaders["train"]:
+                xs, ys = self.batch_to_device(batch, train=True)
+                yield (lambda xs=xs, ys=ys: sum(v.float() for v in
+                                                self.forward(xs, ys).values())), len(batch)
+        finally:
+            set_input_size(net, sizes["min_size"], sizes["max_size"])
+
+    def loss_of(self, name: str) -> float:
         total, n = 0.0, 0
-        with loss_mode(model, spec.seed):
-            for batch in loaders[name]:
-                xs, ys = to_device(batch, train=False)
-                with precision.autocast():
-                    losses = model.net(xs, ys)
+        with loss_mode(self.model, self.spec.seed):
+            for batch in self.loaders[name]:
+                xs, ys = self.batch_to_device(batch, train=False)
+                with self.ctx.precision.autocast():
+                    losses = self.model.net(xs, ys)
                 total += float(sum(v.float() for v in losses.values())) * len(batch)
                 n += len(batch)
         return total / max(1, n)
 
+    def val_loss(self) -> float:
+        return self.loss_of("val")
+
     @torch.no_grad()
-    def detect(name: str) -> list[ImageDetections]:
-        model.eval()
+    def detect(self, name: str) -> list[ImageDetections]:
+        self.model.eval()
         out = []
-        for batch in loaders[name]:
-            xs, _ = to_device(batch, train=False)
-            with precision.autocast():
-                found = model.net(xs)
+        for batch in self.loaders[name]:
+            xs, _ = self.batch_to_device(batch, train=False)
+            with self.ctx.precision.autocast():
+                found = self.model.net(xs)
             for (image, target, sample_id), det in zip(batch, found):
                 out.append(ImageDetections(
                     sample_id, image.shape[-1], image.shape[-2], target["boxes"].numpy(),
@@ -236,33 +238,22 @@ def train_detection(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
                     det["scores"].cpu().numpy(), det["labels"].cpu().numpy()))
         return out
 
-    t0 = time.perf_counter()
-    result = fit(model, train_epoch=train_epoch, val_loss=val_loss, optimizer=spec.optimizer,
-                 lr=spec.lr, weight_decay=spec.weight_decay, scheduler=spec.scheduler,
-                 max_epochs=spec.max_epochs, patience=spec.patience, progress=progress,
-                 profile=spec.profile)
-    training_s = time.perf_counter() - t0
-    class_names = splits["train"].class_names
-    metrics = {}
-    for name in ("val", "test"):
-        detections = detect(name)
-        metrics[name] = detection_metrics(detections, class_names)
-        if predictions_dir is not None:
-            write_coco_predictions(predictions_dir / f"{name}.json", detections, class_names)
-    metrics["val"]["loss"] = result.best_val_loss
-    metrics["test"]["loss"] = val_loss("test")
-    info = {"input_policy": sizes, "preprocessing": model.preprocessing.to_dict(),
-            "precision": precision.name,
-            **({"world_size": world.size,
-                "train_samples_per_rank": len(loaders["train"].sampler)} if world else {}),
-            "normalised_by": getattr(model.net, "normalised_by", NORMALISED_BY),
-            "weights_tag": model.weights_tag, "augment_applied": spec.augment,
-            "frozen": model.frozen_names,
-            "dropped_degenerate_boxes": sum(d.dropped for d in images.values()),
-            "history": result.history, "tested_epoch": result.tested_epoch}
-    return TrainResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss,
-                       {"feature_extraction_s": 0.0, "training_s": training_s},
-                       predictions_path=predictions_dir, info=info)
+    def evaluate(self, split: str) -> dict:
+        self.detections[split] = self.detect(split)
+        metrics = detection_metrics(self.detections[split], self.splits["train"].class_names)
+        if split == "test":
+            metrics["loss"] = self.loss_of("test")
+        self.info["dropped_degenerate_boxes"] = sum(d.dropped for d in self.images.values())
+        return metrics
+
+    def export(self) -> Path | None:
+        folder = self.ctx.predictions_dir
+        if folder is None:
+            return None
+        for split, detections in self.detections.items():
+            write_coco_predictions(folder / f"{split}.json", detections,
+                                   self.splits["train"].class_names)
+        return folder
 
 
 def write_coco_predictions(path: Path, detections: list[ImageDetections],

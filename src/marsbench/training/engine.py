@@ -28,15 +28,13 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 class TrainResult:
     """What every trainer returns to `run_experiment` (one type for all tasks).
 
-    ``predictions``: classification's per-split ids / true / pred / probs (written as CSV by the
-    run); ``predictions_path``: where a dense trainer wrote its masks or detections."""
+    ``predictions_path``: where the task wrote its predictions (CSV, masks or detections)."""
 
     metrics: dict[str, dict]
     best_epoch: int
     epochs_run: int
     val_loss: float
     timings: dict[str, float]
-    predictions: dict[str, dict] = field(default_factory=dict)
     predictions_path: Path | None = None
     info: dict = field(default_factory=dict)
 
@@ -163,3 +161,74 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def train_task(task, progress: Callable | None = None) -> TrainResult:
+    """Run one `TaskTrainer` (`marsbench.training.task`): set up, train with early stopping on
+    the validation loss (`loop.fit`), score val and test, export the predictions.
+
+    Every epoch's global random stream (dropout, drop-path, proposal sampling) is seeded from
+    the run's seed and the epoch number, so the same seed gives the same run whatever ran before
+    or between epochs (a cached-feature run skips the backbone's random init, for one).
+    ``progress(epoch, train_loss, val_loss)`` after each epoch and ``progress.batch(done,
+    total)`` (batches) after each training batch, where the object has it.
+    """
+    import time
+    import warnings
+
+    from .loop import fit
+
+    ctx, spec = task.ctx, task.spec
+    t0 = time.perf_counter()
+    trained = task.setup()
+    setup_s = time.perf_counter() - t0
+    stepper = Stepper(ctx.precision)
+    rng_devices = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
+    epochs = [0]
+    batch_progress = getattr(progress, "batch", None)
+
+    def train_epoch(opt) -> float:
+        epochs[0] += 1
+        ctx.start_epoch(epochs[0] - 1)
+        total_batches = task.steps_per_epoch
+        loss_sum, seen = 0.0, 0
+        with torch.random.fork_rng(devices=rng_devices):
+            torch.manual_seed(spec.seed * 1_000_003 + epochs[0])
+            for i, (loss_fn, size) in enumerate(task.train_batches(), start=1):
+                loss_sum += stepper.step(opt, loss_fn) * size
+                seen += size
+                if batch_progress is not None:
+                    batch_progress(i, total_batches)
+        return loss_sum / max(1, seen)
+
+    t1 = time.perf_counter()
+    result = fit(trained, train_epoch=train_epoch, val_loss=task.val_loss,
+                 optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay,
+                 scheduler=spec.scheduler, max_epochs=spec.max_epochs, patience=spec.patience,
+                 progress=progress, profile=spec.profile)
+    t2 = time.perf_counter()
+    metrics = {split: task.evaluate(split) for split in ("val", "test")}
+    metrics["val"]["loss"] = result.best_val_loss
+    info = {**ctx.describe(), **task.info, "history": result.history,
+            "tested_epoch": result.tested_epoch}
+    predictions_path = None
+    try:
+        predictions_path = task.export()
+    except OSError as exc:
+        # Disk full, no permission, ...: the metrics are sound and cost the whole run, so the
+        # record is kept (status ok, no predictions path) and says what went wrong.
+        from ..errors import format_error
+
+        where = getattr(exc, "filename", None) or ctx.predictions_dir
+        problem = format_error(
+            "predictions could not be written", where=where,
+            value=f"{type(exc).__name__}: {exc}",
+            fix="free space or fix permissions on --out, then rerun with --force to get them; "
+                "the metrics are in the store")
+        info["predictions_error"] = problem
+        warnings.warn(problem, RuntimeWarning, stacklevel=2)
+    timings = {"feature_extraction_s": 0.0, **task.timings,
+               "setup_s": setup_s, "training_s": t2 - t1,
+               "evaluation_s": time.perf_counter() - t2}
+    return TrainResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss, timings,
+                       predictions_path=predictions_path, info=info)

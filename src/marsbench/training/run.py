@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import random
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,17 +14,12 @@ import torch
 
 from ..catalog import Task
 from ..errors import MarsbenchError
-from ..io import atomic_path
 from ..runs.data import open_splits
 from ..runs.record import RunRecord
 from ..runs.spec import RunSpec
 from ..sources import SPLITS
 from ..sources.dataset import splits_fingerprint
 from .distributed import init_from_env
-
-
-class PredictionsNotWrittenError(MarsbenchError, OSError):
-    """The run finished and is recorded, but its predictions file could not be written."""
 
 
 def feature_cache_dir() -> Path:
@@ -101,39 +94,11 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
         seed_everything(spec.seed)
         splits = open_splits(spec)
         card = splits["train"].card
-        dense_dir = (Path(out_dir) / "predictions" / spec.short_key
-                     if out_dir is not None else None)
-        if card.task is Task.CLASSIFICATION:
-            from ..models.classifier import build_classifier
-            from .classification import binary_outputs, train_classification
-
-            from ..models.earth_observation import resolve_model_spec
-
-            def build_model():  # lazy: a run whose features are all cached builds no backbone
-                model_spec = resolve_model_spec(spec.model, spec.options.to_dict(), spec.regime)
-                return build_classifier(model_spec, splits["train"].num_classes, spec.regime,
-                                        weights=weights_path, multilabel=card.multilabel,
-                                        num_outputs=binary_outputs(card.kind, spec.loss))
-
-            result = train_classification(spec, build_model, splits, device=torch_device,
-                                          cache_dir=feature_cache_dir(), progress=progress)
-        elif card.task is Task.SEGMENTATION:
-            from ..models.segmentation import build_segmenter
-            from .segmentation import train_segmentation
-
-            model = build_segmenter(spec.model, splits["train"].num_classes, spec.regime,
-                                    weights=weights_path)
-            result = train_segmentation(spec, model, splits, device=torch_device,
-                                        predictions_dir=dense_dir, progress=progress,
-                                        cache_dir=feature_cache_dir())
-        else:
-            from ..models.detection import build_detector
-            from .detection import train_detection
-
-            model = build_detector(spec.model, splits["train"].num_classes, spec.regime,
-                                   weights=weights_path)
-            result = train_detection(spec, model, splits, device=torch_device,
-                                     predictions_dir=dense_dir, progress=progress)
+        predictions_dir = (Path(out_dir) / "predictions" / spec.short_key
+                           if out_dir is not None else None)
+        result = train(spec, splits, device=torch_device, weights=weights_path,
+                       cache_dir=feature_cache_dir(), predictions_dir=predictions_dir,
+                       progress=progress)
     except MarsbenchError:
         raise  # bad input or environment (data, weights, options): not a result, not recorded
     except Exception as exc:
@@ -150,42 +115,70 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
         spec, task=str(card.task), metrics=result.metrics, best_epoch=result.best_epoch,
         epochs_run=result.epochs_run, val_loss=result.val_loss, timings=timings,
         data_fingerprint=data_fp, device=str(torch_device), extra=info)
-    if card.task is not Task.CLASSIFICATION:
-        # masks (PNG, class index) or detections (COCO JSON), written by the trainer
-        record.predictions_path = str(result.predictions_path) if result.predictions_path else None
-    elif out_dir is not None:
-        target = Path(out_dir) / "predictions" / f"{spec.short_key}.csv"
-        try:
-            record.predictions_path = str(write_predictions(target, result.predictions,
-                                                            splits["test"].class_names))
-        except OSError as exc:
-            # Disk full, no permission, ...: the metrics are sound and cost the whole run, so
-            # the record is kept (status ok, no predictions_path) and says what went wrong.
-            problem = PredictionsNotWrittenError(
-                "predictions could not be written", where=target,
-                value=f"{type(exc).__name__}: {exc}",
-                fix="free space or fix permissions on --out, then rerun with --force to get "
-                    "them; the metrics are in the store")
-            record.extra["predictions_error"] = str(problem)
-            warnings.warn(str(problem), RuntimeWarning, stacklevel=2)
+    record.predictions_path = str(result.predictions_path) if result.predictions_path else None
     if store is not None:
         store.put(record, on_duplicate="replace")
     return record
 
 
-def write_predictions(path: Path, predictions: dict, class_names: list[str]) -> Path:
-    """CSV with split, id, true, predicted and one probability column per class."""
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["split", "id", "true", "pred", *(f"p_{c}" for c in class_names)])
-        for split, p in predictions.items():
-            for i, sid in enumerate(p["ids"]):
-                probs = np.atleast_1d(p["probs"][i])
-                writer.writerow([split, sid, _fmt(p["true"][i]), _fmt(p["pred"][i]),
-                                 *(f"{v:.6f}" for v in probs)])
-    return path
+def train(spec: RunSpec, splits: dict, *, device: torch.device | str | None = None,
+          model=None, weights: str | Path | None = None, cache_dir: Path | None = None,
+          predictions_dir: Path | None = None, progress: Callable | None = None):
+    """Train and score ``spec`` on opened ``splits`` with the one engine: the task's
+    `TaskTrainer` (classification, segmentation or detection) under `engine.train_task`.
+
+    ``model``: a model, or a function building one (classification calls it only when some
+    split's frozen features are not cached); by default the registry's model for the spec's
+    task and regime (with the user checkpoint ``weights``). Returns a `TrainResult`.
+    """
+    from .engine import train_task
+    from .task import EngineContext
+
+    card = splits["train"].card
+    trainer = task_trainer(card.task)
+    if model is None:
+        build = lambda: default_model(spec, splits, weights)  # noqa: E731
+    elif isinstance(model, torch.nn.Module):
+        build = lambda: model  # noqa: E731
+    else:
+        build = model
+    device = device if isinstance(device, torch.device) else pick_device(device)
+    ctx = EngineContext(spec, device, cache_dir=cache_dir, predictions_dir=predictions_dir)
+    return train_task(trainer(ctx, splits, build), progress)
 
 
-def _fmt(value) -> str:
-    arr = np.asarray(value)
-    return str(int(arr)) if arr.ndim == 0 else "[" + " ".join(str(int(v)) for v in arr) + "]"
+def task_trainer(task: Task):
+    """The `TaskTrainer` class of a task."""
+    if task is Task.CLASSIFICATION:
+        from .classification import ClassificationTask
+
+        return ClassificationTask
+    if task is Task.SEGMENTATION:
+        from .segmentation import SegmentationTask
+
+        return SegmentationTask
+    from .detection import DetectionTask
+
+    return DetectionTask
+
+
+def default_model(spec: RunSpec, splits: dict, weights: str | Path | None = None):
+    """The registry's model for ``spec`` on ``splits`` (its class count, label kind, loss)."""
+    train_split = splits["train"]
+    card = train_split.card
+    if card.task is Task.CLASSIFICATION:
+        from ..models.classifier import build_classifier
+        from ..models.earth_observation import resolve_model_spec
+        from .classification import binary_outputs
+
+        model_spec = resolve_model_spec(spec.model, spec.options.to_dict(), spec.regime)
+        return build_classifier(model_spec, train_split.num_classes, spec.regime,
+                                weights=weights, multilabel=card.multilabel,
+                                num_outputs=binary_outputs(card.kind, spec.loss))
+    if card.task is Task.SEGMENTATION:
+        from ..models.segmentation import build_segmenter
+
+        return build_segmenter(spec.model, train_split.num_classes, spec.regime, weights=weights)
+    from ..models.detection import build_detector
+
+    return build_detector(spec.model, train_split.num_classes, spec.regime, weights=weights)

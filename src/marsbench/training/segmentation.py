@@ -1,4 +1,4 @@
-"""Train and score one segmentation run: input-size policies, losses, tiled inference, PNG export.
+"""Segmentation for the training engine: input-size policies, losses, tiled inference, PNG export.
 
 Input-size policies (the run's typed option ``input_policy``; the record's
 ``extra["input_policy"]`` says which one ran and with which sizes):
@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,19 +50,9 @@ from ..runs.options import SEGMENTATION_TILE_OVERLAP, SEGMENTATION_TILE_SIZE
 from ..runs.spec import RunSpec
 from ..vocab import DICE_WEIGHTINGS
 from ..sources import MarsDataset
-from ..runs.profiles import loop_settings
-from .distributed import current_world, shard_train_loader, wrap_ddp
-from .engine import (
-    Precision,
-    Stepper,
-    TrainResult,
-    eval_batch_size,
-    make_loader,
-    prepare_model,
-    to_device,
-)
-from .loop import fit
+from .engine import Precision, make_loader, to_device
 from .pixels import summarise
+from .task import Batch, EngineContext, TaskTrainer
 
 IGNORE = -100  # the label of ignored pixels (dataset ignore value, padding) inside training
 # The parts of each segmentation loss (names: marsbench.vocab.LOSSES, validated in the spec).
@@ -315,177 +305,157 @@ def predict_batch(model, images: list[torch.Tensor], prep, policy: InputPolicy,
     return [out[:, :x.shape[-2], :x.shape[-1]] for out, x in zip(logits, xs)]
 
 
-# -- the trainer -------------------------------------------------------------------------------
+# -- the task ----------------------------------------------------------------------------------
 
-def train_segmentation(spec: RunSpec, model, splits: dict[str, MarsDataset], *,
-                       device: torch.device, predictions_dir: Path | None = None,
-                       progress: Callable | None = None,
-                       cache_dir: Path | None = None) -> TrainResult:
-    """Train ``model`` (a `DenseModel`) with early stopping on the validation loss, restore the
-    best weights, score val and test; masks go to ``predictions_dir/<split>/<id>.png``.
+class SegmentationTask(TaskTrainer):
+    """Segmentation for the engine (`marsbench.training.task`): a `DenseModel` trained with
+    early stopping on the validation loss; val and test scored at full resolution, masks
+    written to ``predictions_dir/<split>/<id>.png``.
 
     ``feature_extraction`` with ``fe_path=cached`` runs the frozen encoder once per split and
     trains only the decoder and head on its cached features (`segmentation_features`; kept
-    under ``cache_dir`` on disk, or in memory only without it); ``fe_path=online`` runs the
-    whole network every step, with augmentation."""
-    policy = InputPolicy.from_options(spec.options, model.spec.input_size)
-    prep = model.preprocessing
-    train_data = splits["train"]
-    num_classes = train_data.num_classes
-    criterion = SegmentationLoss(spec.loss, num_classes, spec.options.dice_weighting or "square")
-    gen = torch.Generator().manual_seed(spec.seed)
-    precision = Precision.resolve(spec.precision, device, spec.profile)
-    stepper = Stepper(precision)
-    prepare_model(model.net, device)
-    model.to(device)
-    model.frozen_in_train_mode = loop_settings(spec.profile).frozen_backbone_train_mode
-    images = {name: segmentation_images(data, policy, prep, device)  # from the pixel cache
-              for name, data in splits.items()}
-    eval_batch = eval_batch_size(device, spec.batch_size)
-    fe_path = spec.options.fe_path  # None outside feature_extraction
-    timings = {"feature_extraction_s": 0.0, "training_s": 0.0}
-    info: dict = {"fe_path": fe_path, "augment_applied": spec.augment,
-                  "pixel_cache": summarise(im.pixel_cache for im in images.values())}
+    under the engine's cache folder on disk, or in memory only without it); ``fe_path=online``
+    runs the whole network every step, with augmentation."""
 
-    if spec.regime == "feature_extraction" and fe_path == "cached":
+    def __init__(self, ctx: EngineContext, splits: dict[str, MarsDataset],
+                 build_model: Callable[[], torch.nn.Module]) -> None:
+        super().__init__(ctx, splits)
+        self.build_model = build_model
+        self.num_classes = splits["train"].num_classes
+        options = self.spec.options
+        self.criterion = SegmentationLoss(self.spec.loss, self.num_classes,
+                                          options.dice_weighting or "square")
+        self.cached = self.spec.regime == "feature_extraction" and options.fe_path == "cached"
+        self._write_error: OSError | None = None
+
+    def setup(self) -> torch.nn.Module:
+        ctx, spec = self.ctx, self.spec
+        model = self.model = ctx.prepare(self.build_model())
+        self.policy = policy = InputPolicy.from_options(spec.options, model.spec.input_size)
+        self.prep = model.preprocessing
+        self.images = {name: segmentation_images(data, policy, self.prep, ctx.device)
+                       for name, data in self.splits.items()}  # from the pixel cache
+        self.info = {"input_policy": policy.describe(), "loss": self.criterion.description,
+                     "preprocessing": self.prep.to_dict(), "weights_tag": model.weights_tag,
+                     "ignore_index": self.splits["train"].ignore_index,
+                     "frozen": model.frozen_names, "fe_path": spec.options.fe_path,
+                     "augment_applied": spec.augment,
+                     "pixel_cache": summarise(im.pixel_cache for im in self.images.values())}
+        if self.cached:
+            return self._setup_cached()
+        self.forward = ctx.wrap(model.net)
+        self.loader = ctx.train_loader(self.images["train"], _collate)
+        self.eval_loaders = {name: ctx.eval_loader(self.images[name], _collate)
+                             for name in ("val", "test")}
+        if ctx.world is not None:
+            self.info["train_samples_per_rank"] = len(self.loader.sampler)
+        return model.trained()
+
+    def _setup_cached(self) -> torch.nn.Module:
         from .segmentation_features import FeatureDecoder, split_features
 
-        if policy.name == "tile":
+        ctx, model = self.ctx, self.model
+        if self.policy.name == "tile":
             from ..errors import OptionError
 
             raise OptionError("fe_path=cached is not possible with input_policy=tile",
                               where="options", value="fe_path=cached", option="fe_path",
                               fix="use fe_path=online")
         t0 = time.perf_counter()
-        bank, hits = {}, {}
-        for name, data in splits.items():
-            bank[name], hits[name] = split_features(
-                model.net, data, images[name], name, model_name=spec.model,
-                weights=model.weights_tag, prep=prep, policy=policy, precision=precision,
-                device=device, batch_size=eval_batch, cache_dir=cache_dir)
-        timings["feature_extraction_s"] = time.perf_counter() - t0
-        info.update(feature_cache_hits=hits, augment_applied=False,
-                    trained=" + ".join(model.spec.head_names))
-        decoder = FeatureDecoder(model.net)
-        decode = torch.compile(decoder) if spec.compile else decoder  # state stays model.net
-        trainable: torch.nn.Module = torch.nn.ModuleList(
-            [model.net.get_submodule(n) for n in model.spec.head_names])
+        self.bank, hits = {}, {}
+        for name, data in self.splits.items():
+            self.bank[name], hits[name] = split_features(
+                model.net, data, self.images[name], name, model_name=self.spec.model,
+                weights=model.weights_tag, prep=self.prep, policy=self.policy,
+                precision=ctx.precision, device=ctx.device, batch_size=ctx.eval_batch,
+                cache_dir=ctx.cache_dir)
+        self.timings["feature_extraction_s"] = time.perf_counter() - t0
+        self.info.update(feature_cache_hits=hits, augment_applied=False,
+                         trained=" + ".join(model.spec.head_names))
+        # every rank trains on the whole (small) feature bank: no DDP; the state stays model.net's
+        self.decode = ctx.wrap(FeatureDecoder(model.net), distributed=False)
         # the same shuffled order as the image loader (same seed, same generator use)
-        order = make_loader(range(len(bank["train"])), batch_size=spec.batch_size,
-                            device=device, shuffle=True, seed=spec.seed, collate_fn=list,
-                            workers=0)
+        self.order = make_loader(range(len(self.bank["train"])), batch_size=self.spec.batch_size,
+                                 device=ctx.device, shuffle=True, seed=self.spec.seed,
+                                 collate_fn=list, workers=0)
+        return torch.nn.ModuleList([model.net.get_submodule(n) for n in model.spec.head_names])
 
-        def train_epoch(opt) -> float:
-            model.train()
-            total, n = 0.0, 0
-            for idx in order:
-                feats, y = bank["train"].batch(idx, device)
-                loss = stepper.step(opt, lambda: criterion(decode(*feats).float(), y))
-                total += loss * len(idx)
-                n += len(idx)
-            return total / max(1, n)
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.order) if self.cached else len(self.loader)
 
-        @torch.no_grad()
-        def outputs(name: str):
-            """(full-resolution fp32 logits, mask, sample id) of every image of a split."""
-            feats_of = bank[name]
-            for idx, feats, masks in feats_of.eval_batches(eval_batch, device):
-                with precision.autocast():
-                    logits = decode(*feats).float().cpu()
+    def train_batches(self) -> Iterator[Batch]:
+        self.model.train()
+        device, criterion = self.ctx.device, self.criterion
+        if self.cached:
+            for idx in self.order:
+                feats, y = self.bank["train"].batch(idx, device)
+                yield (lambda f=feats, y=y: criterion(self.decode(*f).float(), y)), len(idx)
+            return
+        policy, gen = self.policy, self.ctx.generator
+        for batch in self.loader:
+            xs, ys = [], []
+            for image, mask, _ in batch:
+                if policy.name == "tile":
+                    image, mask = random_tile(image, mask, policy.size, gen)
+                if self.spec.augment:
+                    image, mask = augment_pair(image, mask, gen)
+                xs.append(normalize(image, self.prep))
+                ys.append(mask)
+            x, y = stack_padded(xs, ys)
+            x, y = to_device(x, device), y.to(device, non_blocking=True)
+            yield (lambda x=x, y=y: criterion(self.forward(x).float(), y)), len(batch)
+
+    @torch.no_grad()
+    def outputs(self, name: str):
+        """(full-resolution fp32 logits, mask, sample id) of every image of a split."""
+        ctx = self.ctx
+        if self.cached:
+            feats_of = self.bank[name]
+            for idx, feats, masks in feats_of.eval_batches(ctx.eval_batch, ctx.device):
+                with ctx.precision.autocast():
+                    logits = self.decode(*feats).float().cpu()
                 for i, out_logits, mask in zip(idx, logits, masks):
                     h, w = feats_of.size(i)
                     yield out_logits[:, :h, :w], mask[:h, :w], feats_of.ids[i]
-    else:
-        trainable = model
-        forward = model.net
-        world = current_world()
-        if world is not None:  # torchrun: shard the train split, average gradients with DDP
-            loader = shard_train_loader(images["train"], world, batch_size=spec.batch_size,
-                                        device=device, seed=spec.seed, collate_fn=_collate)
-            forward = wrap_ddp(model.net, device)
-            info.update(world_size=world.size, train_samples_per_rank=len(loader.sampler))
-        else:
-            loader = make_loader(images["train"], batch_size=spec.batch_size, device=device,
-                                 shuffle=True, seed=spec.seed, collate_fn=_collate)
-        if spec.compile:
-            forward = torch.compile(forward)  # the state stays model.net
-        eval_loaders = {name: make_loader(images[name], device=device, collate_fn=_collate,
-                                          batch_size=eval_batch)
-                        for name in ("val", "test")}
+            return
+        for batch in self.eval_loaders[name]:
+            logits = predict_batch(self.model, [b[0] for b in batch], self.prep, self.policy,
+                                   ctx.device, ctx.precision)
+            for out_logits, (_, mask, sample_id) in zip(logits, batch):
+                yield out_logits, mask, sample_id
 
-        def train_epoch(opt) -> float:
-            model.train()
-            if world is not None:
-                loader.sampler.set_epoch(epochs[0])
-            total, n = 0.0, 0
-            for batch in loader:
-                xs, ys = [], []
-                for image, mask, _ in batch:
-                    if policy.name == "tile":
-                        image, mask = random_tile(image, mask, policy.size, gen)
-                    if spec.augment:
-                        image, mask = augment_pair(image, mask, gen)
-                    xs.append(normalize(image, prep))
-                    ys.append(mask)
-                x, y = stack_padded(xs, ys)
-                x, y = to_device(x, device), y.to(device, non_blocking=True)
-                total += stepper.step(opt, lambda: criterion(forward(x).float(), y)) * len(batch)
-                n += len(batch)
-            return total / max(1, n)
-
-        def outputs(name: str):
-            """(full-resolution fp32 logits, mask, sample id) of every image of a split."""
-            for batch in eval_loaders[name]:
-                logits = predict_batch(model, [b[0] for b in batch], prep, policy, device,
-                                       precision)
-                for out_logits, (_, mask, sample_id) in zip(logits, batch):
-                    yield out_logits, mask, sample_id
-
-    epochs = [0]
-    rng_devices = [device.index or 0] if device.type == "cuda" else []
-
-    def seeded_epoch(opt) -> float:
-        """One epoch with the global RNG (dropout) seeded from the run's seed and the epoch:
-        the same draws on either path, whatever ran between epochs."""
-        epochs[0] += 1
-        with torch.random.fork_rng(devices=rng_devices):
-            torch.manual_seed(spec.seed * 1_000_003 + epochs[0])
-            return train_epoch(opt)
-
-    def evaluate(name: str, meter: SegmentationMeter | None = None,
-                 out: Path | None = None) -> float:
+    def _pass(self, name: str, meter: SegmentationMeter | None = None,
+              out: Path | None = None) -> float:
         """Mean per-image loss of a split; with ``meter`` also its metrics (and PNGs)."""
-        model.eval()
+        self.model.eval()
         total, n = 0.0, 0
-        for out_logits, mask, sample_id in outputs(name):
-            total += float(criterion(out_logits[None], mask[None]))
+        for out_logits, mask, sample_id in self.outputs(name):
+            total += float(self.criterion(out_logits[None], mask[None]))
             n += 1
             if meter is not None:
                 pred = out_logits.argmax(0).numpy()
                 meter.update(mask.numpy(), pred)
-                if out is not None:
-                    write_mask_png(out / name, sample_id, pred)
+                if out is not None and self._write_error is None:
+                    try:
+                        write_mask_png(out / name, sample_id, pred)
+                    except OSError as exc:  # the metrics go on; `export` reports it
+                        self._write_error = exc
         return total / max(1, n)
 
-    t0 = time.perf_counter()
-    result = fit(trainable, train_epoch=seeded_epoch, val_loss=lambda: evaluate("val"),
-                 optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay,
-                 scheduler=spec.scheduler, max_epochs=spec.max_epochs, patience=spec.patience,
-                 progress=progress, profile=spec.profile)
-    timings["training_s"] = time.perf_counter() - t0
-    metrics = {}
-    for name in ("val", "test"):
-        meter = SegmentationMeter(num_classes, splits[name].class_names)
-        loss = evaluate(name, meter, predictions_dir)
-        metrics[name] = meter.compute() | ({"loss": loss} if name == "test" else {})
-    metrics["val"]["loss"] = result.best_val_loss
-    info = {"input_policy": policy.describe(), "loss": criterion.description,
-            "precision": precision.name, "compiled": spec.compile,
-            "preprocessing": prep.to_dict(), "weights_tag": model.weights_tag,
-            "ignore_index": train_data.ignore_index, "frozen": model.frozen_names,
-            **info, "history": result.history, "tested_epoch": result.tested_epoch}
-    return TrainResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss,
-                       timings, predictions_path=predictions_dir, info=info)
+    def val_loss(self) -> float:
+        return self._pass("val")
+
+    def evaluate(self, split: str) -> dict:
+        meter = SegmentationMeter(self.num_classes, self.splits[split].class_names)
+        loss = self._pass(split, meter, self.ctx.predictions_dir)
+        return meter.compute() | ({"loss": loss} if split == "test" else {})
+
+    def export(self) -> Path | None:
+        """The masks were written by `evaluate`; a write that failed there is raised here."""
+        if self._write_error is not None:
+            raise self._write_error
+        return self.ctx.predictions_dir
 
 
 def safe_name(sample_id: str) -> str:
