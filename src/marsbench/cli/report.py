@@ -33,19 +33,64 @@ def _check_inputs(store: Path | None, csvs: list[Path]) -> None:
             raise OptionError("--csv: no such file", where=path, fix="check the path")
 
 
-def _read_store(store: Path):
+def _read_store(store: Path, experiments: list[str], all_runs: bool):
+    """The store's runs to report: with selections recorded by sweeps, the seed runs of the
+    selected configurations (of ``experiments`` only, if named; grid candidates and other runs
+    left out, as the protocol reports them); without, or with ``all_runs``, every run."""
+    from marsbench.protocol.selections import selected_final_keys
     from marsbench.runs.store import ResultsStore
 
     results = ResultsStore(store, readonly=True)  # folder, foreign, corrupt: one clear line
-    table = results.to_table()
+    keys, found, old = selected_final_keys(results, experiments or None)
+    if experiments and not all_runs:
+        keys = _experiment_keys(results, experiments, keys, found)
+    elif all_runs or (not found and not experiments):
+        keys = None  # every successful run in the store
+    elif old:
+        raise OptionError(
+            "this store's selections were recorded before marsbench kept their seed-run keys",
+            where=store, value=", ".join(old),
+            fix="run the same `marsbench sweep` again (it finds every run done and records "
+                "the keys), or name the experiment file: --experiment FILE")
+    table = results.to_table() if keys is None else results.to_table(spec_key=keys)
     if table.empty:
         failed = len(results.records(status="failed"))
+        what = "no successful runs" if keys is None else "no finished seed runs"
         raise OptionError(
-            "the results store has no successful runs to report", where=store,
+            f"the results store has {what} to report", where=store,
             value=f"{len(results)} run(s), {failed} failed",
             fix="run `marsbench run` or `marsbench sweep` with this --store first"
                 + (" (`marsbench sweep --dry-run` lists the failures)" if failed else ""))
+    if keys is not None:
+        left_out = len(results.records(status="ok")) - table["spec_key"].nunique()
+        typer.secho(f"note: reporting the seed runs of the configurations selected by "
+                    f"{', '.join(experiments or found)} ({table['spec_key'].nunique()} runs); "
+                    f"{left_out} other run(s) in the store (grid candidates, single runs) left "
+                    "out -- --all-runs reports every run", fg=typer.colors.YELLOW, err=True)
     return table
+
+
+def _experiment_keys(results, names: list[str], recorded: list[str], found: list[str]):
+    """Seed-run keys of the named experiments: their recorded selections, or (a name the store
+    does not know) the experiment file or ``paper:`` name itself, selected afresh."""
+    from marsbench.errors import did_you_mean
+    from marsbench.protocol import final_keys, load_experiment, read_selections
+
+    known = sorted(set(read_selections(results)["experiment"]))
+    keys = list(recorded)
+    for name in names:
+        if name in found:
+            continue
+        try:
+            exp = load_experiment(name)
+        except Exception:  # noqa: BLE001 - not a loadable experiment: say what the store has
+            hint = (did_you_mean(name, known) + "; " if known else
+                    "no sweep recorded an experiment there; ")
+            raise OptionError("no such experiment in the store", where="--experiment",
+                              value=name, fix=hint + "or give an experiment file or "
+                                                     "paper:<name>") from None
+        keys += final_keys(exp, results)
+    return list(dict.fromkeys(keys))
 
 
 def _read_csv(path: Path, renumber_seeds: bool):
@@ -70,10 +115,11 @@ def _read_csv(path: Path, renumber_seeds: bool):
                           ) from None
 
 
-def _read_inputs(store: Path | None, csvs: list[Path], renumber_seeds: bool):
+def _read_inputs(store: Path | None, csvs: list[Path], renumber_seeds: bool,
+                 experiments: list[str], all_runs: bool):
     from marsbench.aggregate.table import concat_tables
 
-    tables = [_read_store(store)] if store is not None else []
+    tables = [_read_store(store, experiments, all_runs)] if store is not None else []
     tables += [_read_csv(path, renumber_seeds) for path in csvs]
     return concat_tables(tables)
 
@@ -105,7 +151,16 @@ def _normaliser(choice: str, table):
 
 def report_command(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the report into.")],
-    store: Annotated[Path | None, typer.Option("--store", help="SQLite results store to read.")] = None,
+    store: Annotated[Path | None, typer.Option(
+        "--store", help="SQLite results store to read. Where sweeps recorded selections: the "
+                        "seed runs of the selected configurations (see --all-runs).")] = None,
+    experiment: Annotated[list[str] | None, typer.Option(
+        "--experiment", help="Report this experiment's selected seed runs only: its name as "
+                             "recorded by `marsbench sweep`, an experiment file or "
+                             "paper:<name>; repeatable.")] = None,
+    all_runs: Annotated[bool, typer.Option(
+        "--all-runs", help="Report every successful run in the store, grid runs included.")
+    ] = False,
     csv: Annotated[list[Path] | None, typer.Option(
         "--csv", help="Results CSV (tidy schema or a published Mars-Bench CSV); repeatable.")] = None,
     baselines: Annotated[Baselines, typer.Option(
@@ -134,10 +189,17 @@ def report_command(
     from marsbench.report.write import write_report
 
     csvs = list(csv or [])
+    experiments = list(experiment or [])
     _check_inputs(store, csvs)
+    if experiments and store is None:
+        raise OptionError("--experiment selects runs of a results store", where="--experiment",
+                          value=experiments[0], fix="give the store too: --store PATH")
+    if experiments and all_runs:
+        raise OptionError("--experiment and --all-runs contradict each other",
+                          where="marsbench report", fix="use one of them")
     metrics = parse_metric_overrides(metric or [])
     common.output_folder(out, "--out", create=False)
-    table = _read_inputs(store, csvs, renumber_seeds)
+    table = _read_inputs(store, csvs, renumber_seeds, experiments, all_runs)
     data = build_report_data(
         table, normaliser=_normaliser(normaliser, table),
         baselines=paper_baselines() if baselines is Baselines.paper else None,

@@ -46,7 +46,7 @@ from .plan import (
     select,
     selection_value,
 )
-from .selections import read_selections, write_selections
+from .selections import read_selections, selected_final_keys, write_selections
 from .sweep import SweepEvent, SweepInterrupted, SweepProgress, SweepSummary, run_sweep
 
 __all__ = [
@@ -56,5 +56,6 @@ __all__ = [
     "SweepEvent", "SweepInterrupted", "SweepProgress", "SweepSummary", "data_fingerprint",
     "execute", "final_keys", "final_runs", "find_experiment", "grid_keys", "grid_runs",
     "list_experiments", "load_experiment", "make_executor", "make_plan", "parse_experiment",
-    "read_selections", "run_sweep", "select", "selection_value", "write_selections",
+    "read_selections", "run_sweep", "select", "selected_final_keys", "selection_value",
+    "write_selections",
 ]

@@ -17,21 +17,21 @@ from typing import TYPE_CHECKING
 from ..runs.record import utc_now
 from ..runs.store import ResultsStore
 from .experiment import Experiment
-from .plan import Selection
+from .plan import Selection, seed_runs
 
 if TYPE_CHECKING:
     import pandas as pd
 
 SELECTION_COLUMNS = ("experiment", "experiment_hash", "dataset", "variant", "model", "weights",
                      "regime", "metric", "mode", "value", "winner_key", "winner_config",
-                     "candidates", "failed", "decided_at")
+                     "candidates", "failed", "decided_at", "final_keys")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS selections (
     experiment TEXT NOT NULL, experiment_hash TEXT NOT NULL,
     dataset TEXT NOT NULL, variant TEXT NOT NULL, model TEXT NOT NULL, weights TEXT NOT NULL,
     regime TEXT NOT NULL, metric TEXT NOT NULL, mode TEXT NOT NULL, value REAL,
     winner_key TEXT, winner_config TEXT, candidates INTEGER NOT NULL, failed INTEGER NOT NULL,
-    decided_at TEXT NOT NULL,
+    decided_at TEXT NOT NULL, final_keys TEXT,
     PRIMARY KEY (experiment, dataset, variant, model, weights, regime)
 )
 """
@@ -43,6 +43,9 @@ def _connect(store: ResultsStore) -> sqlite3.Connection:
     con = sqlite3.connect(store.path, timeout=store.timeout, isolation_level=None)
     con.execute(f"PRAGMA busy_timeout = {int(store.timeout * 1000)}")
     con.execute(_SCHEMA)
+    columns = {row[1] for row in con.execute("PRAGMA table_info(selections)")}
+    if "final_keys" not in columns:  # a store written before the column existed
+        con.execute("ALTER TABLE selections ADD COLUMN final_keys TEXT")
     return con
 
 
@@ -54,12 +57,15 @@ def write_selections(store: ResultsStore, exp: Experiment,
         if not sel.decided:
             continue
         g, w = sel.group, sel.winner
-        config = None if w is None else json.dumps(
-            {f: getattr(w.spec, f) for f in CONFIG_FIELDS}, sort_keys=True)
+        config = finals = None
+        if w is not None:
+            config = json.dumps({f: getattr(w.spec, f) for f in CONFIG_FIELDS}, sort_keys=True)
+            # the winner's seed runs: what a report of this experiment reads from the store
+            finals = json.dumps([run.key for run in seed_runs(exp, w.spec, None)])
         rows.append((exp.name, exp.identity_hash(), g.dataset, g.variant, g.model, g.weights,
                      g.regime, sel.metric, exp.selection.mode, sel.value,
                      None if w is None else w.spec_key, config, sel.candidates, sel.failed,
-                     utc_now()))
+                     utc_now(), finals))
     if not rows:
         return 0
     con = _connect(store)
@@ -77,13 +83,23 @@ def read_selections(store: ResultsStore | str | Path,
                     experiment: str | None = None) -> pd.DataFrame:
     """The selections table (columns `SELECTION_COLUMNS`), optionally of one experiment.
 
-    ``winner_key`` is None where every grid run of the group failed."""
+    ``winner_key`` is None where every grid run of the group failed; ``final_keys`` is the JSON
+    list of the winner's seed-run keys (None in stores written before it was recorded)."""
     import pandas as pd
 
     store = store if isinstance(store, ResultsStore) else ResultsStore(store)
-    con = _connect(store)
+    if store.readonly:  # a report: read what is there, create nothing
+        con = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=store.timeout)
+        columns = {row[1] for row in con.execute("PRAGMA table_info(selections)")}
+        if not columns:
+            con.close()
+            return pd.DataFrame(columns=list(SELECTION_COLUMNS))
+        wanted = [c if c in columns else f"NULL AS {c}" for c in SELECTION_COLUMNS]
+    else:
+        con = _connect(store)
+        wanted = list(SELECTION_COLUMNS)
     try:
-        sql = f"SELECT {', '.join(SELECTION_COLUMNS)} FROM selections"
+        sql = f"SELECT {', '.join(wanted)} FROM selections"
         args: tuple = ()
         if experiment is not None:
             sql, args = sql + " WHERE experiment = ?", (experiment,)
@@ -92,3 +108,22 @@ def read_selections(store: ResultsStore | str | Path,
     finally:
         con.close()
     return pd.DataFrame(rows, columns=list(SELECTION_COLUMNS))
+
+
+def selected_final_keys(store: ResultsStore, experiments: Iterable[str] | None = None
+                        ) -> tuple[list[str], list[str], list[str]]:
+    """The seed-run keys of every selected configuration recorded in ``store`` (of the named
+    ``experiments`` only, if given): ``(keys, experiments found, experiments whose selections
+    predate the recorded keys)``. What ``marsbench report --store`` aggregates."""
+    table = read_selections(store)
+    if experiments is not None:
+        table = table[table["experiment"].isin(list(experiments))]
+    keys, old = [], set()
+    for row in table.itertuples(index=False):
+        if row.winner_key is None:
+            continue
+        if row.final_keys is None:
+            old.add(row.experiment)
+            continue
+        keys += json.loads(row.final_keys)
+    return list(dict.fromkeys(keys)), sorted(set(table["experiment"])), sorted(old)

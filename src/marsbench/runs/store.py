@@ -186,6 +186,7 @@ class ResultsStore:
                              fix="':memory:' is private to one connection; give a file path")
         self.path = Path(path)
         self.timeout = float(timeout)
+        self.readonly = readonly
         _check_location(self.path, readonly=readonly)
         self._open_schema()
 
@@ -402,11 +403,25 @@ class ResultsStore:
         """Stored records, optionally filtered by ``spec_key``, ``dataset``, ``model``, ``regime``,
         ``variant``, ``seed``, ``task``, ``status``; each takes one value or a collection of values
         (e.g. ``spec_key=final_keys`` to keep only the runs a sweep selected)."""
+        order = " ORDER BY dataset, model, regime, variant, seed, created_at, spec_key"
+        many = [k for k, v in filters.items() if _is_many(v) and len(v) > _SQL_CHUNK]
+        if many:  # SQLite binds at most 999 values per query: ask in parts, merge in order
+            name = many[0]
+            values = list(dict.fromkeys(filters[name]))
+            parts = [(i, values[i:i + _SQL_CHUNK]) for i in range(0, len(values), _SQL_CHUNK)]
+            rows = []
+            with self._connect() as con:
+                for _, chunk in parts:
+                    where, args = _where({**filters, name: chunk})
+                    rows += con.execute("SELECT spec_key, record, dataset, model, regime, "
+                                        f"variant, seed, created_at FROM runs{where}",
+                                        args).fetchall()
+            rows.sort(key=lambda r: (r[2], r[3], r[4], r[5], r[6], r[7], r[0]))
+            return [self._decode(r[1], r[0]) for r in rows]
         where, args = _where(filters)
-        sql = (f"SELECT spec_key, record FROM runs{where} "
-               "ORDER BY dataset, model, regime, variant, seed, created_at, spec_key")
         with self._connect() as con:
-            rows = con.execute(sql, args).fetchall()
+            rows = con.execute(f"SELECT spec_key, record FROM runs{where}{order}",
+                               args).fetchall()
         return [self._decode(text, key) for key, text in rows]
 
     def history(self, key: str | RunSpec) -> list[RunRecord]:
@@ -653,6 +668,9 @@ def _where(filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
             clauses.append(f"{name} = ?")
             args.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+_SQL_CHUNK = 900  # values per IN (...): below SQLite's oldest limit on bound parameters (999)
 
 
 def _is_many(value: Any) -> bool:
