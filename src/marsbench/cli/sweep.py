@@ -45,7 +45,9 @@ def sweep_command(
     threads: Annotated[Optional[int], typer.Option(
         help="torch CPU threads per run (default: CPUs / workers)")] = None,
     check_data: Annotated[bool, typer.Option(
-        help="compare stored records' data fingerprints with the data now")] = True,
+        help="check the data before anything runs: every dataset present, and stored "
+             "records' data fingerprints compared with the data now (--no-check-data: "
+             "neither, e.g. to plan on a machine without the data)")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="summary only")] = False,
     list_experiments: Annotated[bool, typer.Option(
         "--list", help="list the shipped experiments and stop")] = False,
@@ -83,6 +85,10 @@ def sweep_command(
     if source is not None:
         changes["source"] = source
     exp = exp.with_overrides(**changes) if changes else exp
+    from ..protocol.plan import check_data_present
+
+    if check_data:  # missing data: one line naming all of it, before the store opens
+        check_data_present(exp)
 
     from ..runs.store import ResultsStore
 

@@ -43,7 +43,8 @@ class RunTask:
 
 
 def execute(task: RunTask) -> RunRecord:
-    """Run one task; any exception becomes a failed record carrying its traceback."""
+    """Run one task; any exception becomes a failed record carrying its traceback (marked
+    ``extra["environment_error"]`` for a `MarsbenchError`, which the driver never stores)."""
     try:
         if task.threads:
             import torch
@@ -53,8 +54,15 @@ def execute(task: RunTask) -> RunRecord:
 
         return run_experiment(task.spec, weights_path=task.weights_path, device=task.device,
                               out_dir=task.out_dir)
-    except Exception as exc:  # noqa: BLE001 - every failure is recorded, none stops a sweep
-        return RunRecord.failure(task.spec, exc)
+    except Exception as exc:  # noqa: BLE001 - every failure travels back as a record
+        record = RunRecord.failure(task.spec, exc)
+        from ..errors import MarsbenchError
+
+        if isinstance(exc, MarsbenchError):
+            # bad input or a missing piece of the environment (data, weights, options): not a
+            # result; the driver stores nothing and stops the sweep with this line
+            record.extra["environment_error"] = " ".join(str(exc).split())
+        return record
 
 
 class Executor(ABC):

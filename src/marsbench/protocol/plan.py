@@ -289,6 +289,50 @@ def load_records(store: ResultsStore, keys: Iterable[str]) -> dict[str, RunRecor
     return out
 
 
+# -- preflight ------------------------------------------------------------------------------------
+
+def check_data_present(exp: Experiment) -> None:
+    """Refuse an experiment whose data is not on this machine, before anything runs: one line
+    naming every missing dataset (or variant) and the command that fetches them.
+
+    Local data only: a dataset read from the Hugging Face Hub (``source: hf``) is fetched by the
+    run itself. Weights are checked by the first run of each model, which stops the sweep at once
+    (`SweepEnvironmentError`) without recording anything."""
+    from ..errors import MarsbenchError
+    from ..runs.data import open_splits
+    from ..sources.errors import DataError
+
+    missing: dict[str, str] = {}  # dataset -> the problem
+    roots: set[str] = set()
+    seen: set[tuple] = set()
+    for run in grid_runs(exp):
+        s = run.spec
+        if s.source == "hf":
+            continue
+        where = (s.dataset, s.data_root, s.source, str(s.variant), s.subset_seed)
+        if where in seen or s.dataset in missing:
+            continue
+        seen.add(where)
+        try:
+            open_splits(s)
+        except DataError as exc:
+            missing[s.dataset] = " ".join(str(exc).split())
+            roots.add(s.data_root or "")
+        except MarsbenchError as exc:  # a variant's files, a malformed index, ...
+            missing[s.dataset] = " ".join(str(exc).split())
+    if not missing:
+        return
+    names = sorted(missing)
+    catalog = [n for n in names if "/" not in n and not n.startswith(".")]
+    root = next(iter(roots)) if len(roots) == 1 else ""
+    fix = (f"fetch them with `marsbench datasets download {' '.join(catalog)}"
+           f"{f' --root {root}' if root else ''}`, or point --root at the folder holding them"
+           if catalog else "check the dataset paths")
+    first = missing[names[0]]
+    raise DataError(f"{len(names)} dataset(s) of experiment {exp.name!r} cannot be read",
+                    value=f"{', '.join(names)} (first: {first})", fix=fix)
+
+
 # -- freshness ------------------------------------------------------------------------------------
 
 def data_fingerprint(spec: RunSpec) -> str | None:

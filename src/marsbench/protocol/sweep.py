@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import MarsbenchError
 from ..runs.record import RunRecord
 from ..runs.store import CLAIM_HEARTBEAT_S, ClaimOwner, ResultsStore, StaleRun
 from .executors import Executor, RunTask, make_executor
@@ -50,6 +51,11 @@ from .plan import (
     select_group,
 )
 from .selections import write_selections
+
+
+class SweepEnvironmentError(MarsbenchError):
+    """A run met bad input or a missing piece of the environment (data, weights): the sweep
+    stops at once and stores nothing for it -- every other run would fail the same way."""
 
 
 @dataclass
@@ -333,6 +339,13 @@ class _Driver:
             self._grid_done(run, record)
 
     def _finished(self, run: PlannedRun, record: RunRecord) -> None:
+        problem = record.extra.get("environment_error") if not record.ok else None
+        if problem:  # the same for every run that needs it: stop, store nothing for it
+            self.store.release(run.key, self.owner)
+            raise SweepEnvironmentError(
+                f"{run.spec.describe()} cannot run", value=problem,
+                fix=f"nothing was recorded for it ({self.progress.finished} run(s) finished "
+                    "before are in the store); fix it and run the same command again")
         policy = "replace" if run.key in self.rerun else "replace_failed"
         self.store.put(record, on_duplicate=policy)
         self.store.release(run.key, self.owner)
