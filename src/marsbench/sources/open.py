@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..catalog import DatasetCard, Platform, Task, TaskKind, UnknownDatasetError, Variant, get_card
 from ..vocab import DATA_SOURCES
@@ -12,6 +14,7 @@ from .dataset import SPLITS, MarsDataset
 from .errors import DataError
 from .folder import read_folder
 from .hf import read_hf
+from .samples import Sample
 
 
 
@@ -151,7 +154,8 @@ def open_dataset(name_or_path: str | Path, split: str = "train", *,
                  root: str | Path | None = None, source: str = "auto",
                  variant: str | Variant | None = None, annotation_format: str = "voc",
                  drop_negatives: bool = False, ignore_index: int | None = None,
-                 subset_seed: int | None = None) -> MarsDataset:
+                 subset_seed: int | None = None,
+                 transform: Callable[[Sample], Any] | None = None) -> MarsDataset:
     """Open one split of a dataset as a lazy sequence of canonical samples.
 
     ``name_or_path``: a catalog name (looked up under ``root``), a folder in the Zenodo or HF
@@ -160,7 +164,13 @@ def open_dataset(name_or_path: str | Path, split: str = "train", *,
     lacks the variant's files, ``subset_seed`` draws a recorded stratified subset instead
     (saved next to the data). Detection: ``annotation_format`` voc (as the reference), coco or
     yolo; negatives (images without boxes) are kept unless ``drop_negatives``.
+    ``transform``: a callable taking the canonical sample; ``ds[i]`` is then what it returns
+    (e.g. `marsbench.to_tensors`, tensors a ``torch.utils.data.DataLoader`` batches).
     """
+    if transform is not None and not callable(transform):
+        raise OptionError("transform must be callable", where="transform",
+                          value=type(transform).__name__,
+                          fix="pass a function taking the sample, e.g. marsbench.to_tensors")
     if split not in SPLITS:
         raise OptionError("unknown split", where="split", value=split,
                           fix=did_you_mean(split, SPLITS))
@@ -181,7 +191,10 @@ def open_dataset(name_or_path: str | Path, split: str = "train", *,
             raise DataError("recorded subsets are supported for the folder layout only",
                             dataset=card.name)
         ids = subset_ids(card, Path(location), variant, subset_seed, options)
-        return read_folder(card, Path(location), split, variant, subset_ids=ids, **options)
-    if src == "folder":
-        return read_folder(card, Path(location), split, variant, **options)
-    return read_hf(card, location, split, variant, **options)
+        dataset = read_folder(card, Path(location), split, variant, subset_ids=ids, **options)
+    elif src == "folder":
+        dataset = read_folder(card, Path(location), split, variant, **options)
+    else:
+        dataset = read_hf(card, location, split, variant, **options)
+    dataset.transform = transform
+    return dataset
