@@ -21,27 +21,50 @@ RootOption = Annotated[Optional[Path], typer.Option(
     "--root", help="data root (default: $MARSBENCH_DATA or the user cache dir)")]
 
 
-@app.command("list")
+_LIST_EPILOG = ("Examples:\n\n"
+                "marsbench datasets list '*seg*'\n\n"
+                "marsbench datasets list --task detection --json\n\n"
+                "marsbench datasets list | cut -f1,6    # plain tab-separated rows in a pipe")
+_COLUMNS = ("name", "task", "kind", "platform", "instrument", "px", "bands", "classes",
+            "train/val/test")
+
+
+@app.command("list", epilog=_LIST_EPILOG)
 def list_command(
+    patterns: Annotated[Optional[list[str]], typer.Argument(
+        metavar="PATTERN", show_default=False,
+        help="only the names matching a shell-style pattern ('*seg*', 'mb-crater_*'; "
+             "case-insensitive, several allowed)")] = None,
     task: Annotated[Optional[str], typer.Option(help="classification|segmentation|detection")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per dataset")] = False,
 ) -> None:
-    """List the datasets of the catalog."""
+    """List the datasets of the catalog: a table on a terminal, tab-separated rows (a header
+    line, names whole) in a pipe or file."""
+    from .env import match_patterns, print_rows, stdout_is_terminal
+
     if task is not None:
         common.choice(task, [t.value for t in Task], "--task")
     cards = list_cards(task)
+    names = match_patterns([c.name for c in cards], patterns, what="dataset",
+                           where="marsbench datasets list",
+                           everything=[c.name for c in list_cards()] if task else None)
+    cards = [c for c in cards if c.name in set(names)]
     if as_json:
         typer.echo(json.dumps([c.to_dict() for c in cards], indent=2))
         return
+    rows = [[c.name, str(c.task), str(c.kind), str(c.platform), c.instrument, str(c.image_size),
+             str(c.bands), str(c.num_classes),
+             f"{c.split_sizes['train']}/{c.split_sizes['val']}/{c.split_sizes['test']}"]
+            for c in cards]
+    if not stdout_is_terminal():
+        print_rows(list(_COLUMNS), rows)
+        return
     table = Table(title=f"Mars-Bench datasets ({len(cards)})")
-    for col in ("name", "task", "kind", "platform", "instrument", "px", "bands", "classes",
-                "train/val/test"):
+    table.add_column("name", no_wrap=True, min_width=max((len(c.name) for c in cards), default=4))
+    for col in _COLUMNS[1:]:
         table.add_column(col)
-    for c in cards:
-        s = c.split_sizes
-        table.add_row(c.name, str(c.task), str(c.kind), str(c.platform), c.instrument,
-                      str(c.image_size), str(c.bands), str(c.num_classes),
-                      f"{s['train']}/{s['val']}/{s['test']}")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 

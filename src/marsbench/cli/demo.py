@@ -22,6 +22,10 @@ from rich.table import Table
 console = Console()
 REAL_SUBSETS = ("mb-landmark_cls-mini",)
 SYNTHETIC_DATASETS = ("mb-frost_cls", "mb-landmark_cls")
+EPILOG = ("Examples:\n\n"
+          "marsbench demo --summary-only    # only write and check the synthetic suite\n\n"
+          "marsbench demo --out /tmp/mb-demo --workers 1\n\n"
+          "marsbench demo --real-data ~/mars-subsets")
 
 
 def demo_command(

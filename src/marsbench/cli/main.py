@@ -38,10 +38,11 @@ except ImportError:  # pragma: no cover - older typer on top of click
 from ..errors import MarsbenchError, format_error
 from .common import echo_error
 from .datasets import app as datasets_app
-from .demo import demo_command
+from .demo import EPILOG as DEMO_EPILOG, demo_command
+from .env import EPILOG as ENV_EPILOG, env_command
 from .models import app as models_app
 from .report import report_command
-from .run import run_command
+from .run import EPILOG as RUN_EPILOG, run_command
 from .sweep import sweep_command
 from .vlm import vlm_command
 
@@ -207,10 +208,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"marsbench {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option(
         "--debug", help=f"show the traceback of an error (also: {DEBUG_ENV}=1)")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="print `marsbench <version>` and exit")] = False,
 ) -> None:
     """Mars-Bench: evaluate vision foundation models on Mars science tasks.
 
@@ -218,13 +230,14 @@ def _root(
     2; a failed run or check exits 1; Ctrl-C exits 130."""
 
 
-app.command("demo")(demo_command)
+app.command("demo", epilog=DEMO_EPILOG)(demo_command)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
-app.command("run")(run_command)
+app.command("run", epilog=RUN_EPILOG)(run_command)
 app.command("sweep")(sweep_command)
 app.command("report")(report_command)
 app.command("vlm")(vlm_command)
+app.command("env", epilog=ENV_EPILOG)(env_command)
 
 
 def main() -> None:

@@ -21,38 +21,65 @@ def _group() -> None:
     """The model registry."""
 
 
-@app.command("list")
+_LIST_EPILOG = ("Examples:\n\n"
+                "marsbench models list '*lite*'\n\n"
+                "marsbench models list --task segmentation 'unet*' 'deeplab*'\n\n"
+                "marsbench models list --json | jq -r '.[].name'")
+_COLUMNS = ("name", "task", "input", "mean / std", "weights", "head (trained when frozen)",
+            "notes")
+
+
+@app.command("list", epilog=_LIST_EPILOG)
 def list_command(
+    patterns: Annotated[list[str] | None, typer.Argument(
+        metavar="PATTERN", show_default=False,
+        help="only the names matching a shell-style pattern ('*lite*', 'vit_*'; "
+             "case-insensitive, several allowed)")] = None,
     task: Annotated[
         str | None, typer.Option(help="classification|segmentation|detection")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="a JSON list of model objects")] = False,
 ) -> None:
-    """List the registered models (any timm model is also accepted as timm:<name>)."""
+    """List the registered models (any timm model is also accepted as timm:<name>): a table
+    on a terminal, tab-separated rows (a header line, names whole) in a pipe or file."""
     from ..catalog.card import Task
     from ..models import list_specs, registered_prefixes
+    from .env import match_patterns, print_rows, stdout_is_terminal
 
     if task is not None:
         choice(task, [t.value for t in Task], "--task")
     specs = list_specs(task)
+    names = set(match_patterns([s.name for s in specs], patterns, what="model",
+                               where="marsbench models list",
+                               everything=[s.name for s in list_specs()] if task else None))
+    specs = [s for s in specs if s.name in names]
     if as_json:
         typer.echo(json.dumps([s.to_dict() for s in specs], indent=2))
         return
-    table = Table(title=f"marsbench models ({len(specs)})")
-    for col in ("name", "task", "input", "mean / std", "weights", "head (trained when frozen)",
-                "notes"):
-        table.add_column(col)
+    rows = []
     for s in specs:
         notes = ["paper baseline"] if s.paper_baseline else []
         notes += [f"aux loss {s.aux_loss_weight:g}"] if s.aux_loss_weight else []
-        table.add_row(s.name, str(s.task), f"{s.in_channels}x{s.input_size}px",
-                      f"{_fmt(s.mean)} / {_fmt(s.std)}",
-                      f"{s.weights.kind} {s.weights.tag}".strip(),
-                      ", ".join(s.head_names), ", ".join(notes))
+        rows.append([s.name, str(s.task), f"{s.in_channels}x{s.input_size}px",
+                     f"{_fmt(s.mean)} / {_fmt(s.std)}",
+                     f"{s.weights.kind} {s.weights.tag}".strip(),
+                     ", ".join(s.head_names), ", ".join(notes)])
+    also = ("Also accepted: " + ", ".join(f"{p}<name>" for p in registered_prefixes())
+            + " (e.g. timm:resnet18).") if registered_prefixes() else None
+    if not stdout_is_terminal():
+        print_rows(list(_COLUMNS), rows)
+        if also:  # on stderr: the rows on stdout stay one table
+            typer.echo(also, err=True)
+        return
+    table = Table(title=f"marsbench models ({len(specs)})")
+    table.add_column("name", no_wrap=True, min_width=max((len(s.name) for s in specs), default=4))
+    for col in _COLUMNS[1:]:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
-    if registered_prefixes():
-        console.print("Also accepted: " + ", ".join(f"{p}<name>" for p in registered_prefixes())
-                      + " (e.g. timm:resnet18).", highlight=False)
+    if also:
+        console.print(also, highlight=False)
 
 
 @app.command("info")

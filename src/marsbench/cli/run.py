@@ -15,6 +15,13 @@ from ..runs.options import build_options, options_help
 console = Console()
 DEFAULT_STORE = Path("runs/results.sqlite")
 OPTIONS_HELP = options_help().splitlines()
+EPILOG = ("Examples:\n\n"
+          "marsbench run --dataset mb-landmark_cls --model efficientnet_lite0 "
+          "--regime feature_extraction\n\n"
+          "marsbench run --dataset mb-crater_binary_seg --model unet_efficientnet_lite0 "
+          "--regime fine_tuning --max-epochs 20 -o input_policy=tile -o tile_size=256\n\n"
+          "nohup marsbench run --dataset mb-frost_cls --model timm:resnet18 --regime scratch "
+          "> run.log &    # one plain line per epoch in run.log")
 
 
 def run_command(
@@ -65,7 +72,10 @@ def run_command(
     force: Annotated[bool, typer.Option(help="rerun even if the store has this spec")] = False,
     quiet: bool = False,
 ) -> None:
-    """Train and score one model on one dataset in one regime; record the run."""
+    """Train and score one model on one dataset in one regime; record the run.
+
+    On a terminal, progress is shown as bars (epochs, and the batches of the current epoch);
+    in a file or pipe (nohup, SLURM) as one plain line per epoch, flushed at once."""
     from ..models.weights import file_sha256
     from ..runs.spec import RunSpec
     from ..runs.store import ResultsStore
@@ -120,7 +130,11 @@ def run_command(
         return
     import contextlib
 
-    bars = contextlib.nullcontext() if quiet else _ProgressBars(spec.max_epochs)
+    from . import env as _env
+
+    bars = (contextlib.nullcontext() if quiet else
+            _ProgressBars(spec.max_epochs) if _env.stdout_is_terminal() else
+            _EpochLines(spec.max_epochs))
     try:
         with bars as progress:
             record = run_experiment(spec, weights_path=weights, device=device, out_dir=out,
@@ -134,8 +148,9 @@ def run_command(
 
 
 class _ProgressBars:
-    """Rich bars for epochs and batches; the trainer calls the object after each epoch and,
-    through ``.batch(done, total)``, after each training batch."""
+    """Rich bars for epochs and batches (on a terminal); the trainer calls the object after
+    each epoch and, through ``.batch(done, total)``, after each training batch, where ``done``
+    and ``total`` count the batches of the current epoch."""
 
     def __init__(self, max_epochs: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -144,7 +159,8 @@ class _ProgressBars:
                              TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
                              console=console, transient=False)
         self.epochs = self.bars.add_task("epochs", total=max_epochs, losses="")
-        self.batches = self.bars.add_task("batches", total=None, losses="")
+        self.batches = self.bars.add_task("batches of epoch 1", total=None, losses="")
+        self.epoch = 0  # epochs finished
 
     def __enter__(self):
         self.bars.start()
@@ -154,11 +170,50 @@ class _ProgressBars:
         self.bars.stop()
 
     def __call__(self, epoch: int, train_loss: float, val_loss: float) -> None:
+        self.epoch = epoch
         self.bars.update(self.epochs, completed=epoch,
                          losses=f"train {train_loss:.4f}  val {val_loss:.4f}")
 
     def batch(self, done: int, total: int) -> None:
-        self.bars.update(self.batches, completed=done, total=total)
+        """``done`` of the ``total`` training batches of the current epoch."""
+        self.bars.update(self.batches, completed=done, total=total,
+                         description=f"batches of epoch {self.epoch + 1}")
+
+
+class _EpochLines:
+    """Progress for a file or pipe (nohup, SLURM, ``| tee``): one plain line per epoch,
+    ``epoch 3/20  train 0.4123  val 0.3981  12.3s``, flushed at once. The seconds are those
+    since the previous line; the first line's also count the run's setup (data, model,
+    cached features). Batches print nothing: a log gets a line per epoch, not per batch."""
+
+    def __init__(self, max_epochs: int, stream=None, clock=None) -> None:
+        import time
+
+        self.max_epochs = max_epochs
+        self.stream = stream
+        self.clock = clock or time.perf_counter
+        self.last: float | None = None  # when the previous line (or the run) began
+
+    def __enter__(self):
+        self.last = self.clock()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def __call__(self, epoch: int, train_loss: float, val_loss: float) -> None:
+        import sys
+
+        now = self.clock()
+        seconds = now - (self.last if self.last is not None else now)
+        stream = self.stream or sys.stdout
+        stream.write(f"epoch {epoch}/{self.max_epochs}  train {train_loss:.4f}  "
+                     f"val {val_loss:.4f}  {seconds:.1f}s\n")
+        stream.flush()
+        self.last = now
+
+    def batch(self, done: int, total: int) -> None:
+        return None
 
 
 def _print_record(record) -> None:
