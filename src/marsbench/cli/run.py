@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import OptionError
+from ..errors import MarsbenchError, OptionError
 from ..runs.options import build_options, options_help
 
 console = Console()
@@ -139,6 +139,8 @@ def run_command(
         with bars as progress:
             record = run_experiment(spec, weights_path=weights, device=device, out_dir=out,
                                     store=results, progress=progress)
+    except MarsbenchError:
+        raise  # bad input or environment (data, weights): one line, exit 2, not recorded
     except Exception as exc:  # recorded as failed in the store by run_experiment
         console.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}", highlight=False)
         raise typer.Exit(1)
