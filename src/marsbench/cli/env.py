@@ -126,8 +126,8 @@ def _paths(device) -> list[Entry]:
         Entry("content_hash_memo", _safe(memo_path), CACHE_ENV),
         Entry("torch_hub_checkpoints", _safe(torch_hub_checkpoints_dir), "TORCH_HOME"),
         Entry("hf_hub_cache", _safe(_hf_hub_cache), _hf_variable()),
-        Entry("vlm_response_cache", _safe(vlm_cache),
-              note="--cache overrides it; no environment variable"),
+        Entry("vlm_response_cache", _safe(vlm_cache), CACHE_ENV,
+              note="--cache overrides it"),
         Entry("results_store", Path.cwd() / DEFAULT_STORE,
               note=f"{DEFAULT_STORE} in the working folder; --store overrides it; "
                    "no environment variable"),

@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-import platformdirs
 import typer
 
 from ..errors import OptionError
@@ -17,7 +16,10 @@ DEFAULT_STORE = Path("runs/results.sqlite")  # the same store as `run` and `swee
 
 
 def default_cache() -> Path:
-    return Path(platformdirs.user_cache_dir("marsbench")) / "vlm" / "responses.sqlite"
+    """``<cache root>/vlm/responses.sqlite`` (``$MARSBENCH_CACHE``, else the user cache dir)."""
+    from ..sources.content_hash import cache_root
+
+    return cache_root() / "vlm" / "responses.sqlite"
 
 
 def _temperature(text: str) -> float | None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 import torch
 
 from ..catalog import Task
@@ -23,9 +21,11 @@ from .distributed import init_from_env
 
 
 def feature_cache_dir() -> Path:
-    env = os.environ.get("MARSBENCH_CACHE")
-    base = Path(env) if env else Path(platformdirs.user_cache_dir("marsbench"))
-    return base / "features"
+    """``<cache root>/features`` (the one cache tree: ``$MARSBENCH_CACHE``, ``~`` expanded, else
+    the user cache dir; pixels, the content-hash memo and VLM responses live beside it)."""
+    from ..sources.content_hash import cache_root
+
+    return cache_root() / "features"
 
 
 def pick_device(name: str | None = None) -> torch.device:
