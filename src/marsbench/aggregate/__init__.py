@@ -1,5 +1,6 @@
 """Aggregation of benchmark results: the tidy results table, fixed min-max normalisation,
-IQM with stratified-bootstrap intervals, per-dataset summaries, curves and the leaderboard.
+IQM with stratified-bootstrap intervals, per-dataset summaries, curves, the leaderboard, and
+noise-aware rankings (`rankings`: win probabilities, significance tiers, rank intervals, seeds needed).
 
 Statistics (`marsbench.aggregate.stats`) are pure functions on arrays; everything else works on
 the tidy results table of `marsbench.aggregate.table`. See docs/report.md.
@@ -14,6 +15,10 @@ from .normalise import (
     Bounds, Normalised, Normaliser, default_normaliser, headline_metrics, select_headline,
 )
 from .published import PublishedCsvWarning, paper_baselines, read_published_csv
+from .rankings import (
+    rank_intervals, seed_power_table, significance_tiers, t_test_power, t_test_sample_size,
+    win_probability_matrix,
+)
 from .stats import (
     IntervalEstimate, interval_estimate, iqm, mean, median, optimality_gap, percentile_interval,
     probability_of_improvement, probability_of_improvement_interval, stratified_bootstrap,
@@ -30,7 +35,9 @@ __all__ = [
     "concat_tables", "coverage_gaps", "dataset_summary", "default_normaliser", "headline_metrics",
     "interval_estimate", "iqm", "leaderboard", "leaderboard_from_table", "mean", "median",
     "optimality_gap", "paper_baselines", "percentile_interval", "probability_of_improvement",
-    "probability_of_improvement_interval", "read_published_csv", "read_results_csv",
-    "results_table", "select_headline", "stratified_bootstrap", "task_scores", "variant_curves",
-    "write_leaderboard_csv", "write_results_csv",
+    "probability_of_improvement_interval", "rank_intervals", "read_published_csv",
+    "read_results_csv", "results_table", "seed_power_table", "select_headline",
+    "significance_tiers", "stratified_bootstrap", "t_test_power", "t_test_sample_size",
+    "task_scores", "variant_curves", "win_probability_matrix", "write_leaderboard_csv",
+    "write_results_csv",
 ]

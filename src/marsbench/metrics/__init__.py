@@ -1,14 +1,31 @@
 """Metrics per task: pure functions from targets and predictions to a dict of scores.
 
-Classification lives in `classification.py`; segmentation and detection get their own modules.
+Classification lives in `classification.py` (calibration of its scores in `calibration.py`);
+segmentation and detection get their own modules.
 """
 
 from __future__ import annotations
 
+from .calibration import (
+    RiskCoverage,
+    apply_temperature,
+    calibration_summary,
+    expected_calibration_error,
+    fit_temperature,
+    plot_reliability_diagram,
+    reliability_diagram,
+    risk_coverage_curve,
+    to_probabilities,
+)
 from .classification import (
     CLASSIFICATION_KINDS,
     classification_metrics,
     predictions_from_logits,
 )
 
-__all__ = ["CLASSIFICATION_KINDS", "classification_metrics", "predictions_from_logits"]
+__all__ = [
+    "CLASSIFICATION_KINDS", "RiskCoverage", "apply_temperature", "calibration_summary",
+    "classification_metrics", "expected_calibration_error", "fit_temperature",
+    "plot_reliability_diagram", "predictions_from_logits", "reliability_diagram",
+    "risk_coverage_curve", "to_probabilities",
+]
