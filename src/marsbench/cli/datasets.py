@@ -71,7 +71,7 @@ def list_command(
 @app.command("info")
 def info_command(name: str, root: RootOption = None) -> None:
     """Show a dataset's card and whether (and where) its data is present locally."""
-    from ..sources.cache import find_local, local_path
+    from ..sources.cache import find_copies, local_path
 
     card = get_card(name)
     root = common.data_root(root)
@@ -86,9 +86,9 @@ def info_command(name: str, root: RootOption = None) -> None:
         if key == "class_names" and value is None:
             value = "read from the data (mapping.json / HF label feature)"
         table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
-    present = find_local(card.name, root)
-    for source in ("zenodo", "hf"):
-        where = present.get(source)
+    present = find_copies(card.name, root)  # by layout: <root>/<name> may hold an HF copy
+    for layout, source in (("folder", "zenodo"), ("hf", "hf")):
+        where = present.get(layout)
         table.add_row(f"local ({source})", f"[green]{where}[/green]" if where else
                       f"absent (would be {local_path(card.name, source, root)})")
     console.print(table)
@@ -109,9 +109,11 @@ def check_command(
     common.choice(source, SOURCES, "--source")
     root = common.data_root(root)
     common.dataset_name(name)
+    _require_hub_for(name, root, source)
     report = check_dataset(name, root=root, source=source, ignore_index=ignore_index)
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
-    console.print(f"{report.dataset} ({report.source}, {report.location}): {counts}")
+    console.print(f"{report.dataset} ({report.source}, {report.location}): {counts}",
+                  soft_wrap=True)  # the path whole (a terminal wraps it, nothing breaks it)
     for note in report.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     if report.ok:
@@ -128,6 +130,24 @@ def check_command(
                       f"{len(report.problems)} problems in {report.location} (listed above); "
                       f"the first: {first.message}")
     raise typer.Exit(1)
+
+
+def _require_hub_for(name: str, root: Path | None, source: str) -> None:
+    """Where the data would be read from the Hub (no local copy, --source hf or a repo id), one
+    line at once if the Hub cannot be used (offline, HF_HUB_OFFLINE=1): reading each split
+    would otherwise wait for the library's retries, then list the same problem per split."""
+    from ..sources.errors import DataError
+    from ..sources.hf import require_hub
+    from ..sources.open import resolve
+
+    if Path(name).is_dir():
+        return
+    try:
+        card, src, location = resolve(name, root=root, source=source)
+    except DataError:
+        return  # check_dataset reports it as before
+    if src == "hf" and not Path(location).is_dir():
+        require_hub(location, card.name)
 
 
 @app.command("synth")

@@ -5,6 +5,10 @@ Layout under the data root (``data_root()``)::
     <root>/<name>/            Zenodo folder layout (the extracted ``<name>.zip``)
     <root>/hf/<name>/         local copy of the Hugging Face repo ``Mirali33/<name>``
     <root>/.downloads/        partial and finished archives while a download runs
+
+A copy in the Hugging Face layout (``data/<split>-*.parquet``, as the ``datasets`` library
+writes it) is also found at ``<root>/<name>/`` (`find_copies`): a repo copied or generated
+there is read without naming the source.
 """
 
 from __future__ import annotations
@@ -67,3 +71,32 @@ def find_local(card_name: str, root: str | Path | None = None) -> dict[str, Path
     """The local copies of ``card_name`` that exist, as ``{"zenodo"|"hf": path}``."""
     return {s: local_path(card_name, s, root) for s in DOWNLOAD_SOURCES
             if is_present(card_name, s, root)}
+
+
+def layout(path: str | Path) -> str | None:
+    """The layout of a dataset folder: ``"hf"`` (``data/*.parquet`` shards, an HF repo copy,
+    which may also carry an annotation.csv), ``"folder"`` (Zenodo: ``annotation.csv`` or a
+    ``data/`` folder; the reader reports what is wrong inside) or None."""
+    path = Path(path)
+    data = path / "data"
+    if data.is_dir() and any(data.glob("*.parquet")):
+        return "hf"
+    if (path / "annotation.csv").is_file() or data.is_dir():
+        return "folder"
+    return None
+
+
+def find_copies(card_name: str, root: str | Path | None = None) -> dict[str, Path]:
+    """The local copies of ``card_name`` by layout, as ``{"folder"|"hf": path}``.
+
+    ``<root>/<name>`` counts as whichever layout it holds (a Zenodo folder, or an HF repo copy
+    put there); ``<root>/hf/<name>`` as an HF copy. Where both hold the HF layout, the one under
+    ``hf/`` (where `marsbench datasets download` puts it) is used."""
+    base = data_root(root)
+    out: dict[str, Path] = {}
+    if layout(base / "hf" / card_name) == "hf":
+        out["hf"] = base / "hf" / card_name
+    kind = layout(base / card_name)
+    if kind is not None:
+        out.setdefault(kind, base / card_name)
+    return out

@@ -3,7 +3,9 @@
 ``download(name, source)`` is the entry point; ``verify(name, path)`` counts items per split.
 
 Hugging Face goes through ``huggingface_hub.snapshot_download`` (resume, locking and offline
-mode are the library's). Zenodo has no such client library, so this module does the few steps
+mode are the library's), after one cheap probe of the Hub (`marsbench.sources.hf.hub_unreachable`:
+none with ``HF_HUB_OFFLINE=1`` / ``MARSBENCH_OFFLINE=1``), so an offline machine fails in
+about a second instead of after the library's retries. Zenodo has no such client library, so this module does the few steps
 itself: find ``<name>.zip`` in the "mars-bench" community through the REST API, stream it with
 HTTP Range resume, check size and checksum, and extract it safely (a temp folder, then one
 rename). Every failure names the dataset, the URL or file, and what to do next.
@@ -131,6 +133,11 @@ def download_hf(card: DatasetCard, root: Path, *, progress: bool = True,
     # HF_ENDPOINT is read again here so a change after import is honoured as well.
     endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
     repo_url = f"{endpoint}/datasets/{card.hf_repo}"
+    from .hf import hub_unreachable
+
+    why = hub_unreachable()  # one probe per process (none at all with HF_HUB_OFFLINE=1):
+    if why is not None:  # the library would retry for minutes before giving up
+        raise DatasetUnavailableError(_hf_offline_message(card, repo_url, target, why))
     bars_were_disabled = are_progress_bars_disabled()
     if not progress:
         disable_progress_bars()
@@ -178,9 +185,11 @@ def _hf_network_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _hf_offline_message(card: DatasetCard, repo_url: str, target: Path, exc: BaseException) -> str:
+def _hf_offline_message(card: DatasetCard, repo_url: str, target: Path,
+                        exc: BaseException | str) -> str:
+    why = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
     return (
-        f"{card.name}: cannot download from the Hugging Face Hub ({type(exc).__name__}: {exc}). "
+        f"{card.name}: cannot download from the Hugging Face Hub ({why}). "
         f"Either the machine is offline, HF_HUB_OFFLINE is set, or {repo_url} is unreachable. "
         f"To fix it: on a machine with network, download the dataset repo {card.hf_repo} "
         f"({repo_url}, e.g. `hf download {card.hf_repo} --repo-type dataset "

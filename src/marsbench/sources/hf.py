@@ -8,7 +8,9 @@ directory holding the same files. Rows are decoded on access from the memory-map
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,124 @@ from .validate import (box_numbers, class_label, multihot, parse_class_id, valid
 
 SHARD = re.compile(r"(?:^|/)data/(?P<split>[^/]+?)-\d{5}-of-\d{5}(?:-[0-9a-f]+)?\.parquet$")
 PAIR_COLUMNS = (("image_before", "image_after"), ("before", "after"), ("image1", "image2"))
+HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
+MARSBENCH_OFFLINE_ENV = "MARSBENCH_OFFLINE"
+HUB_PROBE_TIMEOUT_ENV = "MARSBENCH_HUB_TIMEOUT"
+HUB_PROBE_TIMEOUT_S = 2.0  # one HEAD request; the library's own retries take minutes offline
+_TRUE = {"1", "true", "yes", "on"}
+_probed: dict[str, str | None] = {}  # endpoint -> why it cannot be reached (None: it can)
+_probe_lock = threading.Lock()
+
+
+# ---- is the Hub reachable? (once per process) ------------------------------------------------
+
+
+def hub_endpoint() -> str:
+    """The Hub's URL: ``$HF_ENDPOINT`` (read now, so a change after import counts) or the
+    library's default."""
+    endpoint = os.environ.get("HF_ENDPOINT")
+    if not endpoint:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    return endpoint.rstrip("/")
+
+
+def hub_offline_setting() -> str | None:
+    """``"HF_HUB_OFFLINE=1"`` or ``"MARSBENCH_OFFLINE=1"`` where one is set (no network may be
+    tried at all), else None."""
+    import sys
+
+    hub = os.environ.get(HUB_OFFLINE_ENV, "").strip().lower() in _TRUE
+    constants = sys.modules.get("huggingface_hub.constants")  # the value it read at import
+    if hub or (constants is not None and getattr(constants, "HF_HUB_OFFLINE", False)):
+        return f"{HUB_OFFLINE_ENV}=1 is set"
+    # marsbench's own switch, as `marsbench.models.weights.downloads_allowed` reads it (not
+    # imported from there: that module imports torch)
+    if os.environ.get(MARSBENCH_OFFLINE_ENV, "").strip().lower() in _TRUE:
+        return f"{MARSBENCH_OFFLINE_ENV}=1 is set"
+    return None
+
+
+def _probe_timeout() -> float:
+    text = os.environ.get(HUB_PROBE_TIMEOUT_ENV, "").strip()
+    try:
+        value = float(text) if text else HUB_PROBE_TIMEOUT_S
+    except ValueError:
+        value = HUB_PROBE_TIMEOUT_S
+    return value if value > 0 else HUB_PROBE_TIMEOUT_S
+
+
+def probe_hub(endpoint: str, timeout: float) -> str | None:
+    """One HEAD request to ``endpoint`` (proxy settings honoured, no retry), bounded by
+    ``timeout`` seconds in all (name lookup included): None if any HTTP answer came back, else
+    why not."""
+    import requests
+
+    outcome: list[str | None] = []
+
+    def head() -> None:
+        try:
+            requests.head(endpoint, timeout=(timeout, timeout), allow_redirects=False)
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
+            outcome.append(_short_reason(exc, timeout))
+
+    worker = threading.Thread(target=head, name="marsbench-hub-probe", daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    if not outcome:
+        return f"no answer within {timeout:g} s"
+    return outcome[0]
+
+
+def _short_reason(exc: BaseException, timeout: float) -> str:
+    """Why a request failed, in a few words (requests nests urllib3's reason in its message)."""
+    text = " ".join(str(exc).split())
+    if "Failed to resolve" in text or "NameResolution" in text or "Name or service" in text:
+        return "its name does not resolve: no network or DNS"
+    if "timed out" in text.lower() or "Timeout" in type(exc).__name__:
+        return f"no answer within {timeout:g} s"
+    if "refused" in text.lower():
+        return "connection refused"
+    return f"{type(exc).__name__}: {text[:160]}"
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub cannot be used now, or None if it can.
+
+    With ``HF_HUB_OFFLINE=1`` or ``MARSBENCH_OFFLINE=1`` nothing is tried on the network.
+    Otherwise one HEAD request to the endpoint (`probe_hub`, a ``$MARSBENCH_HUB_TIMEOUT``-second
+    limit, default 2) is made the first time, and its answer kept for the whole process."""
+    setting = hub_offline_setting()
+    if setting:
+        return setting
+    endpoint = hub_endpoint()
+    with _probe_lock:
+        if endpoint not in _probed:
+            why = probe_hub(endpoint, _probe_timeout())
+            _probed[endpoint] = None if why is None else f"{endpoint} cannot be reached ({why})"
+        return _probed[endpoint]
+
+
+def reset_hub_probe() -> None:
+    """Forget the probe's answers (tests; a process that went online)."""
+    with _probe_lock:
+        _probed.clear()
+
+
+def require_hub(repo: str, name: str | None = None) -> None:
+    """A `DataError` naming what is missing locally and the command fetching it, unless the
+    Hub can be reached now (`hub_unreachable`). Called before any Hub request."""
+    why = hub_unreachable()
+    if why is None:
+        return
+    name = name or repo.split("/")[-1]
+    raise DataError(f"{name} is not present locally and the Hugging Face Hub cannot be used",
+                    dataset=repo, value=why,
+                    fix=f"on a machine with network run `marsbench datasets download {name} "
+                        f"--source hf` (or `--source zenodo`) and copy the data root here, "
+                        f"then pass --root DIR (DIR/{name} or DIR/hf/{name})")
 
 
 def list_shards(location: str) -> tuple[dict[str, list[str]], dict | None]:
@@ -44,6 +164,7 @@ def list_shards(location: str) -> tuple[dict[str, list[str]], dict | None]:
             text = read_text(path, mapping_path, what="mapping.json", allow_empty=False)
             mapping = load_json(text, path=display(path, mapping_path), what="mapping.json")
     else:
+        require_hub(location)
         from huggingface_hub import hf_hub_download, list_repo_files
 
         try:
@@ -99,6 +220,10 @@ def _load_arrow(files: list[str], dataset: str | None = None, split: str | None 
     library_log = logging.getLogger("datasets")
     level = library_log.level
     library_log.setLevel(logging.CRITICAL)  # its "Failed to read file" line: ours says it once
+    # `load_dataset` otherwise sends a HEAD request (a download counter, up to 3 s offline) on
+    # every call, for local shards too: reading a local copy touches no network
+    counts = datasets.config.HF_UPDATE_DOWNLOAD_COUNTS
+    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
     try:
         ds = datasets.load_dataset("parquet", data_files={"split": files}, split="split")
         # Decode images ourselves so every reader returns the same (H, W, C) arrays.
@@ -115,6 +240,7 @@ def _load_arrow(files: list[str], dataset: str | None = None, split: str | None 
                         fix="re-download the dataset (the shard is corrupt or truncated)") from None
     finally:
         library_log.setLevel(level)
+        datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = counts
     return ds
 
 
@@ -335,6 +461,7 @@ def shard_content(location: str, shards: list[str], *, with_mapping: bool):
     rels = [s.removeprefix(prefix) for s in shards] + (["mapping.json"] if with_mapping else [])
 
     def hub() -> list[str]:
+        require_hub(location)
         from huggingface_hub import HfApi
 
         infos = {i.path: i for i in HfApi().get_paths_info(location, rels, repo_type="dataset")}

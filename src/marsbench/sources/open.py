@@ -115,23 +115,30 @@ def resolve(name_or_path: str | Path, *, root: str | Path | None = None,
         if root is not None and (Path(root) / name).is_dir():  # a folder of one's own
             return resolve(Path(root) / name, source=source)
         raise
-    from .cache import find_local
+    from .cache import data_root, find_copies
 
-    present = {("folder" if k == "zenodo" else k): v for k, v in find_local(card.name, root).items()}
+    # by layout: <root>/<name> holds either (a Zenodo folder or an HF repo copy put there),
+    # <root>/hf/<name> an HF copy
+    present = find_copies(card.name, root)
     if source == "auto":
         for candidate in ("folder", "hf"):
             if candidate in present:  # read as a folder: a synthetic copy says so on its card
                 return resolve(present[candidate], source=candidate)
+        base = data_root(root)
         raise DataError(
             "not present locally", dataset=card.name,
+            value=f"neither {base / card.name} nor {base / 'hf' / card.name} holds it",
             fix=f"run `marsbench datasets download {card.name}` (or pass --root DIR holding "
-                f"{card.name}/), or use source='hf' to read {card.hf_repo} from the hub")
+                f"{card.name}/ or hf/{card.name}/), or use source='hf' to read {card.hf_repo} "
+                "from the hub")
     if source in present:
         return resolve(present[source], source=source)
     if source == "hf":
         return card, "hf", card.hf_repo
+    other = (f"; the copy in the Hugging Face layout at {present['hf']} is read with "
+             "--source auto or hf") if "hf" in present else ""
     raise DataError("no local copy in the folder layout", dataset=card.name,
-                    fix=f"run `marsbench datasets download {card.name} --source zenodo`")
+                    fix=f"run `marsbench datasets download {card.name} --source zenodo`{other}")
 
 
 def is_synthetic(path: Path) -> bool:
