@@ -1,5 +1,6 @@
-"""The HTML report in a real headless Chromium: no console errors, every plot loads, the
-screenshot shows a plot. Chromium is driven over the DevTools protocol on a pipe
+"""The HTML report in a real headless Chromium: no console errors, every plot decodes, nothing
+overflows the page horizontally, the SYNTHETIC banner is on top, and a full-page screenshot
+(kept as report-full.png in the test's tmp folder) shows the plots. Chromium is driven over the DevTools protocol on a pipe
 (--remote-debugging-pipe: JSON messages ended by NUL on fds 3/4), so no extra package is needed.
 
 Without /usr/bin/chromium the test skips locally (run scripts/install_browser.sh) and FAILS when
@@ -26,6 +27,7 @@ from PIL import Image
 
 from marsbench.aggregate import results_table
 from marsbench.report import make_report
+from marsbench.runs import RunRecord, RunSpec
 
 pytestmark = pytest.mark.slow
 
@@ -135,12 +137,56 @@ def small_results() -> pd.DataFrame:
     return results_table(rows)
 
 
+CLASSES = {"mb-domars16k": ["aec", "ael", "cli", "cra", "fse", "fsf", "fsg", "fss", "mix", "rid",
+                             "rou", "sfe", "sfx", "smo", "tex"],
+           "mb-landmark_cls": ["other", "crater", "dark dune", "slope streak", "bright dune",
+                               "impact ejecta", "swiss cheese", "spider"],
+           "mb-surface_cls": [f"class {i}" for i in range(6)]}
+
+
+def records_for(table: pd.DataFrame, *, synthetic: bool = True) -> list[RunRecord]:
+    """A record behind each full-training-set run of ``table``: the same headline value, per-class
+    F1, a 12-epoch loss history and the synthetic-data flag (as `marsbench run` stores them)."""
+    rng = np.random.default_rng(1)
+    out = []
+    for r in table[table["variant"] == "full"].itertuples(index=False):
+        spec = RunSpec(dataset=r.dataset, model=r.model, regime=r.regime, seed=int(r.seed))
+        decay = 3.0 + 6.0 * (1 - r.value)
+        history = [{"epoch": e, "train_loss": 1.9 * np.exp(-e / decay) + 0.1 + rng.normal(0, 0.02),
+                    "val_loss": 2.0 * np.exp(-e / decay) + 0.25 + rng.normal(0, 0.02)}
+                   for e in range(1, 13)]
+        per_class = {c: float(np.clip(r.value + rng.normal(0, 0.08), 0, 1)) for c in CLASSES[r.dataset]}
+        out.append(RunRecord(spec, task=r.task, metrics={"test": {
+            r.metric: r.value, "per_class_f1": per_class}},
+            extra={"synthetic_data": synthetic, "history": history}))
+    return out
+
+
+OVERFLOW_JS = """JSON.stringify((() => {
+  const width = document.documentElement.clientWidth, bad = [];
+  for (const e of document.querySelectorAll("body *")) {
+    const r = e.getBoundingClientRect();
+    if (r.width > 0 && (r.right > width + 0.5 || r.left < -0.5)) bad.push(`${e.tagName}.${e.className} ${Math.round(r.left)}..${Math.round(r.right)}`);
+  }
+  const scrolling = Array.from(document.querySelectorAll(".scroll"))
+    .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.firstElementChild.className);
+  const banner = document.getElementById("synthetic-banner");
+  return {width, scrollWidth: document.documentElement.scrollWidth, bad, scrolling,
+          banner: banner ? [banner.getBoundingClientRect().top, banner.innerText] : null,
+          images: Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])};
+})())"""
+
+
 def test_report_renders_in_headless_chromium(tmp_path):
     exe = chromium_path()
-    written = make_report(small_results(), tmp_path / "report", baselines=False, rounds=200)
+    table = small_results()
+    written = make_report(table, tmp_path / "report", baselines=False, rounds=200,
+                          records=records_for(table))
     html_path = written["html"]
     n_figures = sum(1 for key in written if key.startswith("figure:"))
-    assert n_figures == 5  # aggregate, regimes, per dataset, partition curves, few-shot curves
+    # aggregate, performance profiles, probability of improvement, regimes, per dataset,
+    # partition curves, few-shot curves, per-class scores, training curves
+    assert n_figures == 9
     assert html_path.read_text().count('<img src="data:image/png;base64,') == n_figures
 
     browser = DevToolsPipe(exe, tmp_path / "chromium-profile")
@@ -151,30 +197,40 @@ def test_report_renders_in_headless_chromium(tmp_path):
             browser.send(f"{domain}.enable", session=session)
         browser.send("Page.navigate", {"url": html_path.resolve().as_uri()}, session=session)
         browser.wait_event("Page.loadEventFired")
-        images = browser.send("Runtime.evaluate", {
-            "expression": "JSON.stringify(Array.from(document.images).map("
-                          "i => [i.complete, i.naturalWidth, i.naturalHeight]))",
-            "returnByValue": True}, session=session)["result"]["value"]
-        images = json.loads(images)
-        browser.send("Runtime.evaluate", {"expression": "document.images[0].scrollIntoView()"}, session=session)
-        shot = browser.send("Page.captureScreenshot", {"format": "png"}, session=session)["data"]
+        page = json.loads(browser.send("Runtime.evaluate", {"expression": OVERFLOW_JS, "returnByValue": True},
+                                       session=session)["result"]["value"])
+        size = browser.send("Page.getLayoutMetrics", session=session)["cssContentSize"]
+        full = browser.send("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}},
+            session=session)["data"]
     finally:
         browser.close()
 
+    shot_path = tmp_path / "report-full.png"
+    shot_path.write_bytes(base64.b64decode(full))  # look at it: pytest --basetemp=DIR keeps it
     errors = [e for e in browser.events
               if e["method"] == "Runtime.exceptionThrown"
               or (e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
               or (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
     assert errors == []
+    images = page["images"]
     assert len(images) == n_figures
     assert all(complete and width > 100 and height > 100 for complete, width, height in images), images
+    # nothing wider than the page, and no table that needs its horizontal scroll bar
+    assert page["bad"] == [] and page["scrollWidth"] <= page["width"], page
+    assert page["scrolling"] == [], page
+    # the synthetic-data banner is the first thing on the page
+    top, text = page["banner"]
+    assert top < 40 and "SYNTHETIC DATA" in text and "mb-domars16k" in text
 
-    (tmp_path / "screenshot.png").write_bytes(base64.b64decode(shot))  # kept for a failing run
-    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(shot))).convert("RGB")).astype(int)
-    assert pixels.shape[1] == 1280 and pixels.shape[0] > 600
+    pixels = np.asarray(Image.open(shot_path).convert("RGB")).astype(int)
+    assert pixels.shape[1] == page["width"] and pixels.shape[0] > 4000  # the whole page, not one screen
     assert pixels.std() > 20  # not a blank page
-    # the plots are the only saturated colour on the page (text is black / grey / brown)
-    saturation = pixels.max(axis=2) - pixels.min(axis=2)
+    banner = pixels[:150]
+    assert (np.abs(banner - [176, 0, 32]).sum(axis=2) < 40).mean() > 0.2  # a red banner on top
+    # the plots are the only saturated colour below the banner (text is black / grey / brown)
+    saturation = pixels[200:].max(axis=2) - pixels[200:].min(axis=2)
     assert (saturation > 80).mean() > 0.001
 
 

@@ -69,11 +69,15 @@ def test_html_is_self_contained_with_every_plot(paper_report):
     out, _ = paper_report
     html = (out / "report.html").read_text()
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
-    # interval plot and per-dataset plot per task; partition curves per task and few-shot curves
-    # for classification come from the paper baselines
+    # interval plot, performance profiles, probability of improvement and per-dataset plot per
+    # task; partition curves per task and few-shot curves for classification come from the paper
+    # baselines; no per-class or training curves (a CSV has no records)
     assert figures == ["classification_datasets.png", "classification_few_shot.png",
-                       "classification_iqm.png", "classification_partition.png",
-                       "segmentation_datasets.png", "segmentation_iqm.png", "segmentation_partition.png"]
+                       "classification_improvement.png", "classification_iqm.png",
+                       "classification_partition.png", "classification_profiles.png",
+                       "segmentation_datasets.png", "segmentation_improvement.png",
+                       "segmentation_iqm.png", "segmentation_partition.png",
+                       "segmentation_profiles.png"]
     assert html.count('<img src="data:image/png;base64,') == len(figures)
     assert not re.search(r"""(src|href)=["'](?!data:)""", html)  # nothing loaded from elsewhere
     assert "<script" not in html

@@ -3,7 +3,7 @@ results table. `build_report_data` computes, `write_report` writes; `make_report
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -22,16 +22,19 @@ def make_report(table: pd.DataFrame, out_dir: str | Path, *, baselines: bool = T
                 normaliser: Normaliser | None = None, metrics: Mapping[str, str] | None = None,
                 rounds: int = 1000, seed: int = 0, confidence: float = 0.95,
                 resample_datasets: bool = False, partial: bool = False,
-                inputs: Sequence[str] = ()) -> dict[str, Path]:
+                inputs: Sequence[str] = (), records: Iterable | None = None,
+                title: str = "Mars-Bench report") -> dict[str, Path]:
     """Aggregate ``table`` (with the published baselines unless ``baselines=False``) and write
-    the report folder. The default normaliser is the shipped ``paper_v1``."""
+    the report folder. The default normaliser is the shipped ``paper_v1``. ``records``: the
+    `RunRecord` s behind the table (or a `ResultsStore`), for the synthetic-data banner,
+    per-class scores and training curves."""
     data = build_report_data(
         table, normaliser=normaliser or default_normaliser(),
         baselines=paper_baselines() if baselines else None, metrics=metrics, rounds=rounds,
         seed=seed, confidence=confidence, resample_datasets=resample_datasets, partial=partial,
-        inputs=inputs,
+        inputs=inputs, records=records,
     )
-    return write_report(data, out_dir)
+    return write_report(data, out_dir, title=title)
 
 
 __all__ = [

@@ -2,43 +2,69 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import plots
 from .build import ReportData
 
+SECTIONS = ("tasks", "profiles", "improvement", "regimes", "datasets", "partition", "few_shot",
+            "per_class", "history")
+
 
 @dataclass(frozen=True)
 class ReportFigure:
-    """One rendered figure: ``name`` is its file stem, ``section`` where it belongs."""
+    """One rendered figure: ``name`` is its file stem, ``section`` where it belongs (one of
+    `SECTIONS`), ``colours`` the colour each model was drawn in."""
 
     name: str
-    section: str  # "tasks", "regimes", "datasets", "partition" or "few_shot"
+    section: str
     task: str
     title: str
     png: bytes
+    colours: dict = field(default_factory=dict, compare=False)
 
 
 def make_figures(data: ReportData) -> list[ReportFigure]:
-    """Every figure the data supports, in report order."""
+    """Every figure the data supports, in report order; one colour per model throughout."""
     colours = plots.model_colours(data.table["model"].unique(), data.baseline_models)
     base, conf = data.baseline_models, data.confidence
     out: list[ReportFigure] = []
+
+    def add(name: str, section: str, task: str, title: str, drawn) -> None:
+        fig, used = drawn
+        if data.synthetic:
+            plots.mark_synthetic(fig)
+        out.append(ReportFigure(name, section, task, title, plots.png_bytes(fig), used))
+
     for task in data.tasks:
         scores = data.task_scores[data.task_scores["task"] == task]
         if len(scores):
-            out.append(ReportFigure(f"{task}_iqm", "tasks", task, f"{task}: IQM of normalised scores",
-                                    plots.png_bytes(plots.interval_plot(scores, task, colours, base, conf))))
+            add(f"{task}_iqm", "tasks", task, f"{task}: IQM of normalised scores",
+                plots.interval_plot(scores, task, colours, base, conf))
+        profiles = data.profiles[data.profiles["task"] == task]
+        if len(profiles):
+            add(f"{task}_profiles", "profiles", task, f"{task}: performance profiles",
+                plots.profile_plot(profiles, task, colours, base, conf))
+        improvement = data.improvement[data.improvement["task"] == task]
+        if len(improvement):
+            add(f"{task}_improvement", "improvement", task, f"{task}: probability of improvement",
+                plots.improvement_plot(improvement, task, colours, base))
         if scores["regime"].nunique() > 1:
-            out.append(ReportFigure(f"{task}_regimes", "regimes", task, f"{task}: training regimes",
-                                    plots.png_bytes(plots.regime_plot(scores, task))))
+            add(f"{task}_regimes", "regimes", task, f"{task}: training regimes",
+                plots.regime_plot(scores, task, colours, base))
         summary = data.dataset_summary[data.dataset_summary["task"] == task]
         if len(summary):
-            out.append(ReportFigure(f"{task}_datasets", "datasets", task, f"{task}: per dataset",
-                                    plots.png_bytes(plots.dataset_plot(summary, task, colours, base, conf))))
+            add(f"{task}_datasets", "datasets", task, f"{task}: per dataset",
+                plots.dataset_plot(summary, task, colours, base, conf))
         for kind, curves in (("partition", data.partition_curves), ("few_shot", data.few_shot_curves)):
             if (curves["task"] == task).any():
                 title = f"{task}: {'training-set size' if kind == 'partition' else 'few-shot'} curves"
-                out.append(ReportFigure(f"{task}_{kind}", kind, task, title,
-                                        plots.png_bytes(plots.curve_plot(curves, task, kind, colours, base, conf))))
+                add(f"{task}_{kind}", kind, task, title,
+                    plots.curve_plot(curves, task, kind, colours, base, conf))
+        if (data.per_class["task"] == task).any():
+            add(f"{task}_per_class", "per_class", task, f"{task}: per-class scores",
+                plots.per_class_plot(data.per_class, task, colours))
+        if (data.history["task"] == task).any():
+            add(f"{task}_training_curves", "history", task, f"{task}: training curves",
+                plots.history_plot(data.history, task, colours))
     return out

@@ -8,6 +8,7 @@ import base64
 import jinja2
 import pandas as pd
 
+from . import paper_table
 from .build import ReportData
 from .figures import ReportFigure
 
@@ -16,28 +17,42 @@ _TEMPLATE = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}</title>
+<title>{% if data.synthetic %}[SYNTHETIC DATA] {% endif %}{{ title }}</title>
 <link rel="icon" href="data:,">
 <style>
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; padding: 0 1rem; color: #222; }
 h1, h2, h3 { color: #7a2e12; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.85rem; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: right; }
 th { background: #f6efe9; }
 td:first-child, th:first-child { text-align: left; }
+table.matrix th { vertical-align: bottom; max-width: 9rem; }
+table.matrix td { vertical-align: top; white-space: nowrap; }
+table.matrix td.best { background: #fbeee2; }
+table.matrix small { color: #555; }
 .notes { background: #fff6e0; border-left: 4px solid #e0a100; padding: 0.5rem 1rem; }
+.synthetic { background: #b00020; color: #fff; border: 4px solid #5c0010; border-radius: 6px;
+             padding: 0.9rem 1.2rem; margin: 0 0 1.2rem; font-size: 1.15rem; line-height: 1.45; }
+.synthetic strong { font-size: 1.6rem; letter-spacing: 0.06em; display: block; }
+.needs { background: #eef2f7; border-left: 4px solid #5a7393; padding: 0.5rem 1rem; }
 .meta td { text-align: left; }
+.meta td:first-child { white-space: nowrap; vertical-align: top; }
 figure { margin: 1rem 0; }
 figure img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.85rem; color: #555; }
+details { margin: 0.3rem 0 1rem; }
 </style>
 </head>
 <body>
+{% if data.synthetic %}
+<div class="synthetic" id="synthetic-banner" role="alert"><strong>⚠ SYNTHETIC DATA</strong>{{ data.synthetic_message() }}</div>
+{% endif %}
 <h1>{{ title }}</h1>
 <table class="meta">
 <tr><td>created</td><td>{{ data.created }} by marsbench {{ data.version }}</td></tr>
 <tr><td>inputs</td><td>{{ data.inputs | join(", ") or "(table given in Python)" }}</td></tr>
-<tr><td>normaliser</td><td>{{ data.normaliser.version }} — {{ data.normaliser.source }}</td></tr>
+<tr><td>normaliser</td><td>{{ data.normaliser.version }} (saved as normaliser.json)<ul>{% for line in data.normaliser_lines() %}<li>{{ line }}</li>{% endfor %}</ul></td></tr>
 <tr><td>intervals</td><td>{{ (100 * data.confidence) | round(1) }} % percentile intervals, {{ data.rounds }} stratified bootstrap rounds, seed {{ data.seed }}</td></tr>
 <tr><td>models</td><td>{{ own_models | join(", ") or "none" }}{% if data.baseline_models %}; published baselines: {{ data.baseline_models | join(", ") }}{% endif %}</td></tr>
 </table>
@@ -50,30 +65,47 @@ figcaption { font-size: 0.85rem; color: #555; }
 {% for task in data.tasks %}
 <section id="{{ task }}">
 <h2>{{ task | capitalize }}</h2>
+<h3>Results per dataset and model</h3>
+<p>Raw test metric, mean ± std over seeds (full training set); the best mean of each dataset in bold.
+Also in tables/paper_table.csv and, for LaTeX, tables/paper_table.tex; every run: results.csv.</p>
+{% for regime, matrix in matrices[task] %}{% if matrices[task] | length > 1 %}<h4>{{ regime }}</h4>{% endif %}
+<div class="scroll">{{ matrix }}</div>{% endfor %}
 <h3>Aggregate: IQM of normalised scores</h3>
-<p>Per-dataset min-max normalisation with the fixed normaliser, runs pooled over datasets and seeds,
+{% if tables[task]["scores"] %}
+<p>Per-dataset min-max normalisation {{ data.normalisation_phrase(task) }}; runs pooled over datasets and seeds,
 interquartile mean with its stratified-bootstrap interval (full training set).</p>
 {% for f in figs[task]["tasks"] %}{{ figure(f) }}{% endfor %}
-{{ tables[task]["scores"] }}
+<div class="scroll">{{ tables[task]["scores"] }}</div>
+{% else %}
+<p class="needs">No normalised aggregate: {{ needs[task] }}</p>
+{% endif %}
+{% if figs[task]["profiles"] or figs[task]["improvement"] %}<h3>Score distributions and probability of improvement</h3>
+<p>Performance profile: the fraction of runs (datasets × seeds) whose normalised score exceeds τ; a curve above another is better everywhere.
+Probability of improvement: how likely a run of the row model beats a run of the column model on the same dataset (averaged over the datasets both have; ties count ½).</p>
+{% for f in figs[task]["profiles"] %}{{ figure(f) }}{% endfor %}
+{% for f in figs[task]["improvement"] %}{{ figure(f) }}{% endfor %}{% endif %}
 {% if figs[task]["regimes"] %}<h3>Regime comparison</h3>{% for f in figs[task]["regimes"] %}{{ figure(f) }}{% endfor %}
 {% else %}<p>Regime comparison: only {{ regimes[task] | join(", ") }} runs present.</p>{% endif %}
 <h3>Per dataset (raw metric)</h3>
 {% for f in figs[task]["datasets"] %}{{ figure(f) }}{% endfor %}
-{{ tables[task]["datasets"] }}
+<p>IQM over seeds with its interval, per model: tables/dataset_summary.csv.</p>
 {% if figs[task]["partition"] %}<h3>Training-set size</h3>{% for f in figs[task]["partition"] %}{{ figure(f) }}{% endfor %}{% endif %}
 {% if figs[task]["few_shot"] %}<h3>Few-shot</h3>{% for f in figs[task]["few_shot"] %}{{ figure(f) }}{% endfor %}{% endif %}
+{% if figs[task]["per_class"] %}<h3>Per-class scores</h3>{% for f in figs[task]["per_class"] %}{{ figure(f) }}{% endfor %}
+{% for dataset, t in per_class[task] %}<details><summary>{{ dataset }}: per-class table</summary><div class="scroll">{{ t }}</div></details>{% endfor %}{% endif %}
+{% if figs[task]["history"] %}<h3>Training curves</h3>{% for f in figs[task]["history"] %}{{ figure(f) }}{% endfor %}{% endif %}
 </section>
 {% endfor %}
 <section id="leaderboard">
 <h2>Leaderboard</h2>
-{% if leaderboard %}{{ leaderboard }}{% else %}<p>Not ranked: see the notes above.</p>{% endif %}
+{% if leaderboard %}<div class="scroll">{{ leaderboard }}</div>{% else %}<p>Not ranked: see the notes above.</p>{% endif %}
 </section>
 </body>
 </html>
 """
 
 _FIGURE = ('<figure><img src="data:image/png;base64,{{ b64 }}" alt="{{ f.title }}">'
-           "<figcaption>{{ f.title }}</figcaption></figure>")
+           "<figcaption>{{ f.title }}{% if synthetic %} (synthetic data){% endif %}</figcaption></figure>")
 
 
 def _table_html(frame: pd.DataFrame) -> str:
@@ -81,30 +113,60 @@ def _table_html(frame: pd.DataFrame) -> str:
                          escape=True)
 
 
+def needs_text(data: ReportData, task: str) -> str:
+    """Why a task has no normalised aggregate."""
+    datasets = set(data.table.loc[data.table["task"] == task, "dataset"])
+    reasons = data.excluded[data.excluded["dataset"].isin(datasets)]
+    if reasons["reason"].str.startswith("needs ≥").any():
+        return ("needs ≥2 models. The normalisation bounds were derived from these runs, which hold "
+                "one model only; min-max over one model scores it 0 to 1 by construction, so an "
+                "IQM, interval or normalised score would mean nothing. Compare against the paper "
+                "baselines (--baselines paper --normaliser paper) or add a second model.")
+    return "every dataset of this task is left out of the normalised aggregates (see the notes)."
+
+
+def per_class_tables(data: ReportData, task: str) -> list[tuple[str, str]]:
+    part = data.per_class[data.per_class["task"] == task]
+    several = part["regime"].nunique() > 1
+    out = []
+    for dataset, rows in part.groupby("dataset", sort=True):
+        rows = rows.assign(entry=[f"{m} · {g}" if several else m for m, g in zip(rows["model"], rows["regime"])],
+                           cell=[f"{m:.3f} ± {s:.3f}" if n > 1 else f"{m:.3f}"
+                                 for m, s, n in zip(rows["mean"], rows["std"], rows["runs"])])
+        classes = list(dict.fromkeys(rows["class"]))
+        wide = rows.pivot(index="class", columns="entry", values="cell").reindex(classes).reset_index()
+        wide.columns.name = None
+        out.append((dataset, _table_html(wide.fillna("–"))))
+    return out
+
+
 def render_html(data: ReportData, figures: list[ReportFigure], title: str = "Mars-Bench report") -> str:
     """The report as one HTML string."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     figure_template = env.from_string(_FIGURE)
+    markup = jinja2.utils.markupsafe.Markup
 
     def figure(f: ReportFigure) -> str:
-        return jinja2.utils.markupsafe.Markup(
-            figure_template.render(f=f, b64=base64.b64encode(f.png).decode("ascii")))
+        return markup(figure_template.render(f=f, b64=base64.b64encode(f.png).decode("ascii"),
+                                             synthetic=data.synthetic))
 
-    sections = ("tasks", "regimes", "datasets", "partition", "few_shot")
-    figs = {t: {s: [f for f in figures if f.task == t and f.section == s] for s in sections} for t in data.tasks}
-    markup = jinja2.utils.markupsafe.Markup
-    tables = {}
+    from .figures import SECTIONS
+
+    figs = {t: {s: [f for f in figures if f.task == t and f.section == s] for s in SECTIONS} for t in data.tasks}
+    tables, matrices, needs, per_class = {}, {}, {}, {}
     for task in data.tasks:
         scores = data.task_scores[data.task_scores["task"] == task].sort_values(["regime", "iqm"], ascending=[True, False])
-        summary = data.dataset_summary[data.dataset_summary["task"] == task]
-        tables[task] = {
-            "scores": markup(_table_html(scores.drop(columns=["task", "variant"]))),
-            "datasets": markup(_table_html(summary.drop(columns=["task", "variant"]))),
-        }
-    regimes = {t: sorted(data.task_scores.loc[data.task_scores["task"] == t, "regime"].unique()) for t in data.tasks}
+        tables[task] = {"scores": markup(_table_html(scores.drop(columns=["task", "variant"]))) if len(scores) else ""}
+        matrices[task] = [(regime, markup(paper_table.html_table(rows, data)))
+                          for _, regime, rows in paper_table.blocks(data, task)]
+        needs[task] = needs_text(data, task)
+        per_class[task] = [(d, markup(t)) for d, t in per_class_tables(data, task)]
+    regimes = {t: sorted(data.table.loc[(data.table["task"] == t) & (data.table["variant"] == "full"), "regime"].unique())
+               for t in data.tasks}
     board = markup(_table_html(data.leaderboard)) if data.leaderboard is not None else None
     own = sorted(set(data.table["model"]) - set(data.baseline_models))
     return env.from_string(_TEMPLATE).render(
         title=title, data=data, notes=data.notes(), figs=figs, tables=tables, regimes=regimes,
-        leaderboard=board, own_models=own, figure=figure,
+        leaderboard=board, own_models=own, figure=figure, matrices=matrices, needs=needs,
+        per_class=per_class,
     )

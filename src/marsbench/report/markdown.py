@@ -7,6 +7,7 @@ import math
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
+from . import paper_table
 from .build import ReportData
 from .figures import ReportFigure
 
@@ -26,14 +27,27 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join([header, rule, *body])
 
 
+def synthetic_banner(data: ReportData) -> list[str]:
+    """The Markdown banner lines ([] for real data)."""
+    if not data.synthetic:
+        return []
+    return [f"> **⚠ SYNTHETIC DATA — NOT REAL MARS IMAGERY.** {data.synthetic_message()}", ""]
+
+
 def render_markdown(data: ReportData, figures: list[ReportFigure], figure_dir: str = "figures",
                     title: str = "Mars-Bench report") -> str:
     """The summary as Markdown; figures are linked as ``<figure_dir>/<name>.png``."""
+    from .html import needs_text
+
     own = sorted(set(data.table["model"]) - set(data.baseline_models))
     lines = [
+        *synthetic_banner(data),
         f"# {title}", "",
         f"Created {data.created} by marsbench {data.version}. Inputs: {', '.join(data.inputs) or '(Python)'}.",
-        f"Normaliser `{data.normaliser.version}`: {data.normaliser.source}.",
+        "",
+        f"Normaliser `{data.normaliser.version}` (saved as normaliser.json):",
+        *[f"- {line}" for line in data.normaliser_lines()],
+        "",
         f"Intervals: {100 * data.confidence:g} % percentile, {data.rounds} stratified bootstrap rounds, "
         f"seed {data.seed}.",
         f"Models: {', '.join(own) or 'none'}"
@@ -44,12 +58,22 @@ def render_markdown(data: ReportData, figures: list[ReportFigure], figure_dir: s
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     for task in data.tasks:
+        lines += [f"## {task.capitalize()}", "", "### Results per dataset and model", "",
+                  "Raw test metric, mean ± std over seeds (full training set); best mean per dataset "
+                  "in bold. LaTeX: `tables/paper_table.tex`; numbers: `tables/paper_table.csv`.", ""]
+        blocks = paper_table.blocks(data, task)
+        for _, regime, rows in blocks:
+            if len(blocks) > 1:
+                lines += [f"#### {regime}", ""]
+            lines += [paper_table.markdown_table(rows, data), ""]
         scores = data.task_scores[data.task_scores["task"] == task].sort_values(
             ["regime", "iqm"], ascending=[True, False])
-        lines += [f"## {task.capitalize()}", "", "### IQM of normalised scores (full training set)", "",
-                  markdown_table(scores.drop(columns=["task", "variant"])), ""]
-        summary = data.dataset_summary[data.dataset_summary["task"] == task]
-        lines += ["### Per dataset (raw metric)", "", markdown_table(summary.drop(columns=["task", "variant"])), ""]
+        lines += ["### IQM of normalised scores (full training set)", ""]
+        if len(scores):
+            lines += [f"Per-dataset min-max normalisation {data.normalisation_phrase(task)}.", "",
+                      markdown_table(scores.drop(columns=["task", "variant"])), ""]
+        else:
+            lines += [f"No normalised aggregate: {needs_text(data, task)}", ""]
         for f in figures:
             if f.task == task:
                 lines += [f"![{f.title}]({figure_dir}/{f.name}.png)", ""]

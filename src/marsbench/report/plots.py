@@ -1,159 +1,409 @@
-"""Report figures with matplotlib (Agg backend, no display needed). Each function takes the
-aggregate tables of `ReportData` and returns a `Figure`; `png_bytes` renders one.
+"""Report figures with matplotlib (Agg backend, no display needed). Each plotting function takes
+aggregate tables of `ReportData` and returns ``(Figure, colours)``: the figure and the colour it
+drew each model in (a subset of `model_colours`, so a model has one colour in every figure);
+`png_bytes` renders a figure.
 
+Layout: constrained layout (titles, suptitles and outside legends are never clipped), long model
+names wrapped, categorical x labels rotated, no offset or scientific notation on score axes.
 Published baselines are drawn in muted colours with hollow markers / dashed lines so the user's
 own models stand out.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # must precede pyplot; the report never opens a window
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator, ScalarFormatter  # noqa: E402
 
 from ..vocab import REGIMES  # noqa: E402
 
 DPI = 90
-_OWN_COLOURS = plt.get_cmap("tab10").colors
-_BASELINE_COLOURS = plt.get_cmap("tab20").colors[1::2]  # light twins of tab10
+# own models: tab10, then the darker tab20b hues; baselines: the light twins of tab10
+_OWN_COLOURS = tuple(plt.get_cmap("tab10").colors) + tuple(plt.get_cmap("tab20b").colors[0::2])
+_BASELINE_COLOURS = plt.get_cmap("tab20").colors[1::2]
+_REGIME_MARKERS = {"scratch": "s", "feature_extraction": "o", "fine_tuning": "^", "zero_shot": "D"}
+_REGIME_LINES = {"feature_extraction": "-", "fine_tuning": "-.", "scratch": ":", "zero_shot": (0, (6, 2))}
+_RC = {"axes.formatter.useoffset": False, "axes.formatter.limits": (-7, 7),
+       "axes.titlesize": 10, "figure.titlesize": 11, "font.size": 9}
+Colours = dict[str, tuple]
 
 
-def model_colours(models: Sequence[str], baselines: Sequence[str]) -> dict[str, tuple]:
-    """A fixed colour per model, the same in every figure of a report."""
+def model_colours(models: Sequence[str], baselines: Sequence[str]) -> Colours:
+    """A fixed colour per model, the same in every figure of a report: own models in sorted
+    order over a qualitative palette, published baselines over its light twins."""
     own = [m for m in sorted(set(models)) if m not in set(baselines)]
     base = [m for m in sorted(set(models)) if m in set(baselines)]
-    colours = {m: _OWN_COLOURS[i % len(_OWN_COLOURS)] for i, m in enumerate(own)}
-    colours.update({m: _BASELINE_COLOURS[i % len(_BASELINE_COLOURS)] for i, m in enumerate(base)})
+    colours = {m: tuple(_OWN_COLOURS[i % len(_OWN_COLOURS)]) for i, m in enumerate(own)}
+    colours.update({m: tuple(_BASELINE_COLOURS[i % len(_BASELINE_COLOURS)]) for i, m in enumerate(base)})
     return colours
 
 
 def png_bytes(fig: Figure) -> bytes:
     """The figure as PNG; closes it."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)  # layout set by each plot: no costly second "tight" pass
+    fig.savefig(buf, format="png", dpi=DPI)
     plt.close(fig)
     return buf.getvalue()
 
 
-def _grid(n: int, width: float = 4.2, height: float = 3.0) -> tuple[Figure, list]:
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+def mark_synthetic(fig: Figure) -> None:
+    """A large, faint diagonal 'SYNTHETIC DATA' across the figure: it travels with the PNG."""
+    fig.text(0.5, 0.5, "SYNTHETIC DATA", fontsize=44, color="#c00000", alpha=0.13,
+             rotation=18, ha="center", va="center", weight="bold", zorder=0, in_layout=False)
+
+
+def _styled(fn):
+    """Draw under the report's rc settings (no axis offsets) without touching global state."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(_RC):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def _figure(width: float, height: float, rows: int = 1, cols: int = 1, n: int | None = None):
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False, layout="constrained")
     flat = list(axes.ravel())
+    n = len(flat) if n is None else n
     for ax in flat[n:]:
         ax.set_visible(False)
     return fig, flat[:n]
 
 
-def interval_plot(scores: pd.DataFrame, task: str, colours: dict[str, tuple],
-                  baselines: Sequence[str], confidence: float = 0.95) -> Figure:
+def _grid(n: int, width: float = 4.4, height: float = 3.0) -> tuple[Figure, list]:
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    return _figure(width * cols, height * rows, rows, cols, n)
+
+
+def wrap(label: str, width: int = 26) -> str:
+    """A long label on several lines (at spaces, '·' and '/' where possible)."""
+    return "\n".join(textwrap.wrap(str(label), width, break_long_words=True,
+                                   break_on_hyphens=True)) or str(label)
+
+
+def fit(text: str, width_in: float, fontsize: float) -> str:
+    """``text`` wrapped to lines that fit ``width_in`` inches at ``fontsize`` points."""
+    chars = max(12, int(width_in * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.wrap(text, chars)) or text
+
+
+def _suptitle(fig: Figure, text: str) -> None:
+    fig.suptitle(fit(text, fig.get_figwidth() - 0.3, _RC["figure.titlesize"]))
+
+
+def _title(ax, text: str, fontsize: float = _RC["axes.titlesize"]) -> None:
+    width = ax.get_position().width * ax.figure.get_figwidth()
+    ax.set_title(fit(text, width, fontsize), fontsize=fontsize)
+
+
+def _plain(ax, axis: str = "both") -> None:
+    """No offset ('+0.8') and no scientific notation on a linear score axis."""
+    for name in ("x", "y") if axis == "both" else (axis,):
+        formatter = getattr(ax, f"{name}axis").get_major_formatter()
+        if isinstance(formatter, ScalarFormatter):
+            formatter.set_useOffset(False)
+            formatter.set_scientific(False)
+
+
+def _rotate_x(ax, labels: Sequence[str], fontsize: float = 8) -> None:
+    ax.set_xticks(range(len(labels)), [wrap(x, 18) for x in labels], rotation=35, ha="right",
+                  rotation_mode="anchor", fontsize=fontsize)
+
+
+def _label(model: str, regime: str, several_regimes: bool) -> str:
+    return f"{model} · {regime}" if several_regimes else model
+
+
+@_styled
+def interval_plot(scores: pd.DataFrame, task: str, colours: Colours,
+                  baselines: Sequence[str], confidence: float = 0.95) -> tuple[Figure, Colours]:
     """IQM of normalised scores with its interval, one row per model (and regime), best on top."""
     rows = scores[scores["task"] == task].sort_values("iqm")
     several_regimes = rows["regime"].nunique() > 1
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.4))
+    fig, (ax,) = _figure(7.5, 0.42 * len(rows) + 1.5)
+    used: Colours = {}
     for y, r in enumerate(rows.itertuples(index=False)):
-        hollow = r.model in baselines
-        ax.plot([r.ci_low, r.ci_high], [y, y], color=colours[r.model], lw=5, alpha=0.55, solid_capstyle="butt")
-        ax.plot(r.iqm, y, "o", ms=7, color=colours[r.model], mfc="white" if hollow else colours[r.model])
-    labels = [f"{m} · {g}" if several_regimes else m for m, g in zip(rows["model"], rows["regime"])]
-    ax.set_yticks(range(len(rows)), labels)
+        colour = used.setdefault(r.model, colours[r.model])
+        ax.plot([r.ci_low, r.ci_high], [y, y], color=colour, lw=5, alpha=0.55, solid_capstyle="butt")
+        ax.plot(r.iqm, y, "o", ms=7, color=colour, mfc="white" if r.model in baselines else colour)
+    ax.set_yticks(range(len(rows)), [wrap(_label(m, g, several_regimes), 34)
+                                     for m, g in zip(rows["model"], rows["regime"])], fontsize=8)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_xlabel(f"IQM of min-max normalised score ({100 * confidence:g} % CI)")
-    ax.set_title(f"{task}: aggregate over datasets × seeds (full training set)")
+    _title(ax, f"{task}: aggregate over datasets × seeds (full training set)")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    _plain(ax, "x")
+    return fig, used
 
 
-def regime_plot(scores: pd.DataFrame, task: str) -> Figure:
-    """IQM with interval per model, one marker per regime side by side."""
+@_styled
+def regime_plot(scores: pd.DataFrame, task: str, colours: Colours,
+                baselines: Sequence[str] = ()) -> tuple[Figure, Colours]:
+    """IQM with interval per model (its colour), one marker shape per regime, side by side."""
     rows = scores[scores["task"] == task]
     models = sorted(rows["model"].unique())
     regimes = [g for g in REGIMES if g in set(rows["regime"])]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(models) + 2), 4.2))
+    fig, (ax,) = _figure(max(6.0, 0.9 * len(models) + 2.5), 4.4)
     width = 0.8 / len(regimes)
+    used: Colours = {}
     for j, regime in enumerate(regimes):
         part = rows[rows["regime"] == regime].set_index("model")
-        xs = [i - 0.4 + width * (j + 0.5) for i, m in enumerate(models) if m in part.index]
-        sub = part.loc[[m for m in models if m in part.index]]
-        ax.errorbar(xs, sub["iqm"], yerr=[sub["iqm"] - sub["ci_low"], sub["ci_high"] - sub["iqm"]],
-                    fmt="o", capsize=3, label=regime, color=plt.get_cmap("tab10").colors[j])
-    ax.set_xticks(range(len(models)), models, rotation=30, ha="right")
+        for i, m in enumerate(models):
+            if m not in part.index:
+                continue
+            r = part.loc[m]
+            colour = used.setdefault(m, colours[m])
+            x = i - 0.4 + width * (j + 0.5)
+            ax.errorbar([x], [r["iqm"]], yerr=[[r["iqm"] - r["ci_low"]], [r["ci_high"] - r["iqm"]]],
+                        fmt=_REGIME_MARKERS.get(regime, "o"), capsize=3, color=colour,
+                        mfc="white" if m in baselines else colour)
+    _rotate_x(ax, models)
+    handles = [Line2D([], [], ls="", marker=_REGIME_MARKERS.get(g, "o"), color="0.3", label=g)
+               for g in regimes]
+    ax.legend(handles=handles, fontsize=8, title="regime", title_fontsize=8)
     ax.set_ylabel("IQM of normalised score")
-    ax.set_title(f"{task}: training regimes")
-    ax.legend(fontsize=8)
+    _title(ax, f"{task}: training regimes")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    _plain(ax, "y")
+    return fig, used
 
 
-def dataset_plot(summary: pd.DataFrame, task: str, colours: dict[str, tuple],
-                 baselines: Sequence[str], confidence: float = 0.95) -> Figure:
+@_styled
+def dataset_plot(summary: pd.DataFrame, task: str, colours: Colours,
+                 baselines: Sequence[str], confidence: float = 0.95) -> tuple[Figure, Colours]:
     """Per dataset: raw-metric IQM over seeds with its interval, one row per model and regime."""
     rows = summary[summary["task"] == task]
     datasets = sorted(rows["dataset"].unique())
-    fig, axes = _grid(len(datasets), height=max(2.4, 0.32 * rows.groupby("dataset").size().max() + 1.2))
+    fig, axes = _grid(len(datasets), height=max(2.4, 0.3 * rows.groupby("dataset").size().max() + 1.3))
+    used: Colours = {}
     for ax, dataset in zip(axes, datasets):
         part = rows[rows["dataset"] == dataset].sort_values(["model", "regime"])
         several_regimes = part["regime"].nunique() > 1
         for y, r in enumerate(part.itertuples(index=False)):
-            ax.plot([r.ci_low, r.ci_high], [y, y], color=colours[r.model], lw=4, alpha=0.55)
-            ax.plot(r.iqm, y, "o", ms=5, color=colours[r.model],
-                    mfc="white" if r.model in baselines else colours[r.model])
-        ax.set_yticks(range(len(part)), [f"{m} · {g}" if several_regimes else m
+            colour = used.setdefault(r.model, colours[r.model])
+            ax.plot([r.ci_low, r.ci_high], [y, y], color=colour, lw=4, alpha=0.55)
+            ax.plot(r.iqm, y, "o", ms=5, color=colour, mfc="white" if r.model in baselines else colour)
+        ax.set_yticks(range(len(part)), [wrap(_label(m, g, several_regimes), 24)
                                          for m, g in zip(part["model"], part["regime"])], fontsize=7)
-        ax.set_title(dataset, fontsize=9)
+        ax.set_ylim(-0.6, len(part) - 0.4)
+        _title(ax, dataset, 9)
         ax.set_xlabel(part["metric"].iloc[0], fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"{task}: raw metric per dataset (IQM over seeds, {100 * confidence:g} % CI)")
-    fig.tight_layout()  # leaves room for the suptitle
-    return fig
+        _plain(ax, "x")
+    _suptitle(fig, f"{task}: raw metric per dataset (IQM over seeds, {100 * confidence:g} % CI)")
+    return fig, used
 
 
-def curve_plot(curves: pd.DataFrame, task: str, kind: str, colours: dict[str, tuple],
-               baselines: Sequence[str], confidence: float = 0.95) -> Figure:
+def _legend_below(fig: Figure, handles: dict, ncol: int = 4) -> None:
+    """A legend under the axes, with as many columns as fit the figure's width."""
+    labels = [wrap(k, 30) for k in handles]
+    widest = max(max(len(line) for line in k.split("\n")) for k in labels)
+    fits = int(fig.get_figwidth() // (0.068 * widest + 0.9))  # 8 pt text + handle + gap, inches
+    fig.legend(list(handles.values()), labels, loc="outside lower center",
+               ncol=max(1, min(ncol, fits, len(labels))), fontsize=8)
+
+
+@_styled
+def curve_plot(curves: pd.DataFrame, task: str, kind: str, colours: Colours,
+               baselines: Sequence[str], confidence: float = 0.95) -> tuple[Figure, Colours]:
     """Metric against training fraction or shots, per dataset, with interval bands."""
     rows = curves[curves["task"] == task]
     datasets = sorted(rows["dataset"].unique())
     fig, axes = _grid(len(datasets))
+    used: Colours = {}
+    legend: dict[str, object] = {}
     for ax, dataset in zip(axes, datasets):
         part = rows[rows["dataset"] == dataset]
-        several_regimes = part["regime"].nunique() > 1
+        several_regimes = rows["regime"].nunique() > 1
         for (model, regime), line in part.groupby(["model", "regime"], sort=True):
             line = line.sort_values("x")
-            style = "--" if model in baselines else "-"
-            label = f"{model} · {regime}" if several_regimes else model
-            ax.plot(line["x"], line["mean"], style, marker="o", ms=3, color=colours[model], label=label)
-            ax.fill_between(line["x"], line["ci_low"], line["ci_high"], color=colours[model], alpha=0.18)
+            colour = used.setdefault(model, colours[model])
+            style = "--" if model in baselines else (
+                _REGIME_LINES.get(regime, "-") if several_regimes else "-")
+            marker = _REGIME_MARKERS.get(regime, "o") if several_regimes else "o"
+            label = _label(model, regime, several_regimes)
+            (handle,) = ax.plot(line["x"], line["mean"], ls=style, marker=marker, ms=3.5, color=colour,
+                                label=label)
+            legend.setdefault(label, handle)
+            ax.fill_between(line["x"], line["ci_low"], line["ci_high"], color=colour, alpha=0.18)
         ax.set_xscale("log")
         ticks = sorted(part["x"].unique())
         ax.xaxis.set_major_locator(FixedLocator(ticks))  # few labelled ticks: cheap to lay out
         ax.xaxis.set_major_formatter(FixedFormatter([f"{t:g}" for t in ticks]))
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_title(dataset, fontsize=9)
+        ax.tick_params(axis="x", labelrotation=45 if len(ticks) > 5 else 0)
+        _title(ax, dataset, 9)
         ax.set_xlabel("fraction of training set" if kind == "partition" else "shots per class", fontsize=8)
         ax.set_ylabel(part["metric"].iloc[0], fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    legend: dict[str, object] = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            legend.setdefault(label, handle)
-    labels = sorted(legend)
-    height = fig.get_figheight()
-    legend_rows = math.ceil(len(labels) / 5)
+        _plain(ax, "y")
     title = "training-set size" if kind == "partition" else "few-shot"
-    fig.suptitle(f"{task}: {title} curves (mean over seeds, {100 * confidence:g} % CI band)",
-                 y=1 - 0.08 / height, va="top")
-    fig.legend([legend[k] for k in labels], labels, loc="upper center", ncol=min(5, len(labels)),
-               fontsize=8, bbox_to_anchor=(0.5, 1 - 0.4 / height))
-    fig.tight_layout(rect=(0, 0, 1, 1 - (0.5 + 0.2 * legend_rows) / height))
-    return fig
+    _suptitle(fig, f"{task}: {title} curves (mean over seeds, {100 * confidence:g} % CI band)")
+    _legend_below(fig, dict(sorted(legend.items())), ncol=5)
+    return fig, used
+
+
+@_styled
+def profile_plot(profiles: pd.DataFrame, task: str, colours: Colours,
+                 baselines: Sequence[str], confidence: float = 0.95) -> tuple[Figure, Colours]:
+    """Performance profiles: fraction of runs with normalised score > tau, per model, one panel
+    per regime, with the bootstrap band."""
+    rows = profiles[profiles["task"] == task]
+    regimes = [g for g in REGIMES if g in set(rows["regime"])]
+    fig, axes = _figure(5.2 * len(regimes), 3.8, 1, len(regimes))
+    used: Colours = {}
+    legend: dict[str, object] = {}
+    for ax, regime in zip(axes, regimes):
+        for model, line in rows[rows["regime"] == regime].groupby("model", sort=True):
+            colour = used.setdefault(model, colours[model])
+            (handle,) = ax.plot(line["tau"], line["fraction"], "--" if model in baselines else "-",
+                                color=colour, lw=1.6, label=model)
+            ax.fill_between(line["tau"], line["ci_low"], line["ci_high"], color=colour, alpha=0.15, lw=0)
+            legend.setdefault(model, handle)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("normalised score τ")
+        ax.set_ylabel("fraction of runs with score > τ")
+        _title(ax, regime if len(regimes) > 1 else f"{task}: performance profile ({regime})")
+        ax.grid(alpha=0.3)
+        _plain(ax)
+    if len(regimes) > 1:
+        _suptitle(fig, f"{task}: performance profiles (datasets × seeds, {100 * confidence:g} % CI band)")
+    _legend_below(fig, legend)
+    return fig, used
+
+
+@_styled
+def improvement_plot(improvement: pd.DataFrame, task: str, colours: Colours,
+                     baselines: Sequence[str] = ()) -> tuple[Figure, Colours]:
+    """P(row model beats column model) on their common datasets, one heatmap per regime; own
+    models' tick labels in their colours."""
+    rows = improvement[improvement["task"] == task]
+    regimes = [g for g in REGIMES if g in set(rows["regime"])]
+    n = max(rows.groupby("regime")["model"].nunique())
+    side = max(4.2, 0.42 * n + 2.6)
+    fig, axes = _figure(side * len(regimes) + 0.8, side, 1, len(regimes))
+    used: Colours = {}
+    image = None
+    for ax, regime in zip(axes, regimes):
+        part = rows[rows["regime"] == regime]
+        models = sorted(set(part["model"]))
+        grid = part.pivot(index="model", columns="other", values="probability").reindex(
+            index=models, columns=models)
+        image = ax.imshow(grid.to_numpy(dtype=float), cmap="RdBu", vmin=0, vmax=1)
+        if len(models) <= 14:
+            for i in range(len(models)):
+                for j in range(len(models)):
+                    v = grid.iat[i, j]
+                    if np.isfinite(v):
+                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                                color="white" if abs(v - 0.5) > 0.3 else "black")
+        ax.set_yticks(range(len(models)), [wrap(m, 24) for m in models], fontsize=8)
+        _rotate_x(ax, models)
+        for m, ylabel, xlabel in zip(models, ax.get_yticklabels(), ax.get_xticklabels()):
+            if m not in baselines:  # own models' labels in their colour; baselines' (light) in grey
+                ylabel.set_color(used.setdefault(m, colours[m]))
+                xlabel.set_color(colours[m])
+            else:
+                ylabel.set_color("0.35")
+                xlabel.set_color("0.35")
+        ax.set_xlabel("other model")
+        ax.set_ylabel("model")
+        _title(ax, regime if len(regimes) > 1 else f"{task}: P(model beats other) ({regime})")
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, label="probability of improvement")
+    if len(regimes) > 1:
+        _suptitle(fig, f"{task}: probability of improvement (a run of the row model beats a run "
+                  "of the column model on the same dataset)")
+    return fig, used
+
+
+def _panels(rows: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(dataset, regime, panel title): one panel per dataset, per regime where there are several."""
+    several = rows["regime"].nunique() > 1
+    keys = sorted(set(zip(rows["dataset"], rows["regime"])),
+                  key=lambda k: (k[0], REGIMES.index(k[1]) if k[1] in REGIMES else 99))
+    return [(d, g, f"{d} · {g}" if several else d) for d, g in keys]
+
+
+@_styled
+def per_class_plot(per_class: pd.DataFrame, task: str, colours: Colours) -> tuple[Figure, Colours]:
+    """Per dataset (and regime): each class's test score (mean over seeds, std as error bar), one
+    bar per model."""
+    rows = per_class[per_class["task"] == task]
+    panels = _panels(rows)
+    cols = min(2, len(panels))
+    rows_n = math.ceil(len(panels) / cols)
+    bars = max(rows[rows["dataset"] == d]["class"].nunique() * rows["model"].nunique() for d, _, _ in panels)
+    height = max(2.6, 0.11 * bars + 1.4)
+    fig, axes = _figure(6.4 * cols, height * rows_n, rows_n, cols, len(panels))
+    used: Colours = {}
+    legend: dict[str, object] = {}
+    for ax, (dataset, regime, title) in zip(axes, panels):
+        part = rows[(rows["dataset"] == dataset) & (rows["regime"] == regime)]
+        classes = list(dict.fromkeys(part["class"]))
+        models = sorted(part["model"].unique())
+        bar = 0.8 / len(models)
+        for k, model in enumerate(models):
+            line = part[part["model"] == model].set_index("class").reindex(classes)
+            colour = used.setdefault(model, colours[model])
+            ys = np.arange(len(classes)) - 0.4 + bar * (k + 0.5)
+            handle = ax.barh(ys, line["mean"], height=bar, color=colour,
+                             xerr=line["std"].fillna(0), error_kw={"lw": 0.8, "ecolor": "0.3"})
+            legend.setdefault(model, handle)
+        ax.set_yticks(range(len(classes)), [wrap(c, 22) for c in classes], fontsize=7)
+        ax.set_ylim(len(classes) - 0.5, -0.5)
+        ax.set_xlabel(part["metric"].iloc[0], fontsize=8)
+        _title(ax, title, 9)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+        _plain(ax, "x")
+    _suptitle(fig, f"{task}: per-class test scores (mean over seeds ± std, full training set)")
+    _legend_below(fig, legend)
+    return fig, used
+
+
+@_styled
+def history_plot(history: pd.DataFrame, task: str, colours: Colours) -> tuple[Figure, Colours]:
+    """Per dataset (and regime): validation (solid) and training (dashed) loss against epoch,
+    mean over seeds, one colour per model."""
+    rows = history[history["task"] == task]
+    panels = _panels(rows)
+    fig, axes = _grid(len(panels))
+    used: Colours = {}
+    legend: dict[str, object] = {}
+    for ax, (dataset, regime, title) in zip(axes, panels):
+        part = rows[(rows["dataset"] == dataset) & (rows["regime"] == regime)]
+        for model, line in part.groupby("model", sort=True):
+            mean = line.groupby("epoch")[["train_loss", "val_loss"]].mean()
+            colour = used.setdefault(model, colours[model])
+            (handle,) = ax.plot(mean.index, mean["val_loss"], "-", marker="o", ms=2.5, color=colour)
+            ax.plot(mean.index, mean["train_loss"], "--", color=colour, alpha=0.8)
+            legend.setdefault(model, handle)
+        _title(ax, title, 9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("loss", fontsize=8)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        _plain(ax)
+    legend["validation loss"] = Line2D([], [], color="0.3", ls="-")
+    legend["training loss"] = Line2D([], [], color="0.3", ls="--")
+    _suptitle(fig, f"{task}: training curves (mean over seeds)")
+    _legend_below(fig, legend, ncol=5)
+    return fig, used

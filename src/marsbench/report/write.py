@@ -1,5 +1,6 @@
 """Write a report folder: report.html (self-contained), report.md, figures/*.png, tables/*.csv,
-results.csv (the runs used), normaliser.json (the bounds used) and leaderboard.csv (when ranked)."""
+tables/paper_table.tex, results.csv (the runs used), normaliser.json (the bounds used) and
+leaderboard.csv (when ranked)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .build import ReportData
 from .figures import make_figures
 from .html import render_html
 from .markdown import render_markdown
+from .paper_table import latex
 
 
 def write_report(data: ReportData, out_dir: str | Path, *, title: str = "Mars-Bench report") -> dict[str, Path]:
@@ -28,13 +30,19 @@ def write_report(data: ReportData, out_dir: str | Path, *, title: str = "Mars-Be
     tables = {
         "task_scores": data.task_scores, "dataset_summary": data.dataset_summary,
         "partition_curves": data.partition_curves, "few_shot_curves": data.few_shot_curves,
-        "excluded": data.excluded, "coverage_gaps": data.gaps,
+        "excluded": data.excluded, "coverage_gaps": data.gaps, "paper_table": data.matrix,
+        "performance_profiles": data.profiles, "probability_of_improvement": data.improvement,
+        "normaliser_provenance": data.provenance, "per_class": data.per_class,
+        "training_history": data.history,
     }
     for name, frame in tables.items():
         path = out / "tables" / f"{name}.csv"
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False)
         written[f"table:{name}"] = path
+    tex = out / "tables" / "paper_table.tex"
+    atomic_write_text(tex, latex(data))
+    written["table:paper_table.tex"] = tex
     with atomic_path(out / "results.csv") as tmp:
         data.table.to_csv(tmp, index=False)
     written["results"] = out / "results.csv"
