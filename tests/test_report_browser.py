@@ -21,13 +21,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
-from marsbench.aggregate import results_table
 from marsbench.report import make_report
-from marsbench.runs import RunRecord, RunSpec
+from test_report_content import records_for, small_results
 
 pytestmark = pytest.mark.slow
 
@@ -119,47 +117,6 @@ class DevToolsPipe:
             self.proc.wait()
         for fd in (self.write_fd, self.read_fd):
             os.close(fd)
-
-
-def small_results() -> pd.DataFrame:
-    """Two models, three datasets, two regimes, partitions and few-shot: every figure kind."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for model, level in (("mars-net", 0.85), ("tiny-cnn", 0.7)):
-        for regime, shift in (("feature_extraction", 0.0), ("fine_tuning", 0.03)):
-            for dataset in ("mb-domars16k", "mb-landmark_cls", "mb-surface_cls"):
-                for variant, drop in (("full", 0.0), ("partition:0.10", 0.15), ("partition:0.50", 0.05),
-                                      ("few_shot:5", 0.3), ("few_shot:20", 0.2)):
-                    for seed in (0, 1, 42):
-                        rows.append(dict(model=model, dataset=dataset, task="classification",
-                                         regime=regime, variant=variant, seed=seed, metric="f1_weighted",
-                                         value=level + shift - drop + rng.normal(0, 0.01)))
-    return results_table(rows)
-
-
-CLASSES = {"mb-domars16k": ["aec", "ael", "cli", "cra", "fse", "fsf", "fsg", "fss", "mix", "rid",
-                             "rou", "sfe", "sfx", "smo", "tex"],
-           "mb-landmark_cls": ["other", "crater", "dark dune", "slope streak", "bright dune",
-                               "impact ejecta", "swiss cheese", "spider"],
-           "mb-surface_cls": [f"class {i}" for i in range(6)]}
-
-
-def records_for(table: pd.DataFrame, *, synthetic: bool = True) -> list[RunRecord]:
-    """A record behind each full-training-set run of ``table``: the same headline value, per-class
-    F1, a 12-epoch loss history and the synthetic-data flag (as `marsbench run` stores them)."""
-    rng = np.random.default_rng(1)
-    out = []
-    for r in table[table["variant"] == "full"].itertuples(index=False):
-        spec = RunSpec(dataset=r.dataset, model=r.model, regime=r.regime, seed=int(r.seed))
-        decay = 3.0 + 6.0 * (1 - r.value)
-        history = [{"epoch": e, "train_loss": 1.9 * np.exp(-e / decay) + 0.1 + rng.normal(0, 0.02),
-                    "val_loss": 2.0 * np.exp(-e / decay) + 0.25 + rng.normal(0, 0.02)}
-                   for e in range(1, 13)]
-        per_class = {c: float(np.clip(r.value + rng.normal(0, 0.08), 0, 1)) for c in CLASSES[r.dataset]}
-        out.append(RunRecord(spec, task=r.task, metrics={"test": {
-            r.metric: r.value, "per_class_f1": per_class}},
-            extra={"synthetic_data": synthetic, "history": history}))
-    return out
 
 
 OVERFLOW_JS = """JSON.stringify((() => {

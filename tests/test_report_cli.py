@@ -182,3 +182,23 @@ def test_store_input(tmp_path):
     assert board["model"].tolist() == ["m1", "m2"] and (board["datasets_covered"] == 2).all()
     runs = pd.read_csv(out / "results.csv")
     assert set(runs["metric"]) == {"f1_weighted"} and len(runs) == 8
+
+
+def test_one_model_with_bounds_from_its_own_runs_gets_no_aggregate(tmp_path):
+    # min-max over one model's own runs scores it 0 to 1 by construction: 0.500 [0.000, 1.000]
+    rows = [dict(model="solo", dataset=d, task="classification", regime="feature_extraction",
+                 variant="full", seed=s, metric="f1_weighted", value=0.7 + 0.01 * s + 0.02 * i)
+            for i, d in enumerate(("mb-domars16k", "mb-landmark_cls")) for s in (0, 1)]
+    csv = write_results_csv(pd.DataFrame(rows), tmp_path / "solo.csv")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["report", "--csv", str(csv), "--out", str(out), "--baselines", "none",
+                                 "--normaliser", "table", "--rounds", "50"])
+    assert result.exit_code == 0, result.output
+    assert "needs ≥2 models" in result.output and not (out / "leaderboard.csv").exists()
+    html, md = (out / "report.html").read_text(), (out / "report.md").read_text()
+    for text in (html, md):
+        assert "needs ≥2 models" in text and "derived from these runs" in text
+        assert "0.500" not in text
+    assert pd.read_csv(out / "tables/task_scores.csv").empty
+    matrix = pd.read_csv(out / "tables/paper_table.csv")  # the raw scores are still reported
+    assert matrix["mean"].round(3).tolist() == [0.705, 0.725]

@@ -59,9 +59,13 @@ def png_bytes(fig: Figure) -> bytes:
 
 
 def mark_synthetic(fig: Figure) -> None:
-    """A large, faint diagonal 'SYNTHETIC DATA' across the figure: it travels with the PNG."""
-    fig.text(0.5, 0.5, "SYNTHETIC DATA", fontsize=44, color="#c00000", alpha=0.13,
-             rotation=18, ha="center", va="center", weight="bold", zorder=0, in_layout=False)
+    """A large, faint 'SYNTHETIC DATA' across the figure (it travels with the PNG), sized to stay
+    inside it: diagonal where the figure is tall enough, else level."""
+    width, height = fig.get_size_inches()
+    size = min(44.0, 0.75 * width * 72 / (14 * 0.7), 0.6 * height * 72)
+    tilt = 18 if height > 0.5 * width else 0
+    fig.text(0.5, 0.5, "SYNTHETIC DATA", fontsize=size, color="#c00000", alpha=0.13,
+             rotation=tilt, ha="center", va="center", weight="bold", zorder=0, in_layout=False)
 
 
 def _styled(fn):
