@@ -122,6 +122,11 @@ COMMANDS: dict[str, Case] = {
     "../shared/data/reference-results/earth_data.csv --renumber-seeds --out eo-report": Case(
         append=("--rounds", "50"), needs_shared="reference-results",
         why="fewer bootstrap rounds; the store holds scripted runs of the EO experiment"),
+    # docs/probes.md
+    "marsbench run --dataset mb-frost_cls --model efficientnet_lite0 --regime knn": Case(
+        append=("--option", "input_size=32"), why="the synthetic images are 32-64 px"),
+    "marsbench sweep paper:probe_suite --root ~/mars-bench": Case(
+        append=("--dry-run",), why="6 models x 9 datasets x 4 probes x 3 seeds"),
     # docs/protocol.md
     "marsbench sweep --list": Case(),
     "marsbench sweep paper:main_classification --dry-run": Case(),

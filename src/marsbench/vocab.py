@@ -8,10 +8,15 @@ from __future__ import annotations
 
 TASKS = ("classification", "segmentation", "detection")
 
-# The paper's three training regimes, plus zero_shot for models scored without training (VLMs).
-TRAINING_REGIMES = ("scratch", "feature_extraction", "fine_tuning")
+# The paper's three training regimes; the probes (classification, on cached frozen features,
+# each its own regime so it is never pooled with feature_extraction); zero_shot for models scored
+# without training (VLMs).
+PAPER_REGIMES = ("scratch", "feature_extraction", "fine_tuning")
+PROBE_REGIMES = ("knn", "linear_probe", "mlp_probe", "few_shot_episodes")
+TRAINING_REGIMES = (*PAPER_REGIMES, *PROBE_REGIMES)  # what an experiment file may list
 REGIMES = (*TRAINING_REGIMES, "zero_shot")
-PRETRAINED_REGIMES = ("feature_extraction", "fine_tuning")  # regimes that load weights
+PRETRAINED_REGIMES = ("feature_extraction", "fine_tuning", *PROBE_REGIMES)  # load weights
+FROZEN_REGIMES = ("feature_extraction", *PROBE_REGIMES)  # the backbone never trains
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "plateau", "step")

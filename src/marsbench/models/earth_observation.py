@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from ..catalog.card import Task
+from ..vocab import PROBE_REGIMES
 from .bands import (
     BAND_STRATEGIES,
     AdaptedBackbone,
@@ -546,6 +547,9 @@ def resolve_model_spec(model: str | ModelSpec, extra: Mapping[str, str] | None =
             raise ValueError(f"{spec.name}: unknown {BAND_STRATEGY_KEY} {strategy!r}; use one of "
                              f"{', '.join(BAND_STRATEGIES)}")
         spec = spec.with_band_strategy(strategy)
+    if spec.band_strategy == BandStrategy.ADAPTER and regime in PROBE_REGIMES:
+        raise ValueError(f"{spec.name}: band_strategy=adapter trains a 1x1 input adapter, but "
+                         f"a {regime} probe reads fixed frozen features; use replicate or visible")
     if (spec.band_strategy == BandStrategy.ADAPTER and regime == "feature_extraction"
             and extra.get("fe_path", "cached") != "online"):
         raise ValueError(

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from torch import nn
 
+from ..vocab import FROZEN_REGIMES, PROBE_REGIMES
+
 
 class Regime(StrEnum):
     """How a model is trained (facts sheet §4)."""
@@ -29,6 +31,11 @@ class Regime(StrEnum):
     SCRATCH = "scratch"  # random init, every parameter trainable
     FEATURE_EXTRACTION = "feature_extraction"  # published weights, backbone frozen, head trained
     FINE_TUNING = "fine_tuning"  # published weights, every parameter trainable
+    # probes on cached frozen features (`marsbench.training.probes`), classification only
+    KNN = "knn"
+    LINEAR_PROBE = "linear_probe"
+    MLP_PROBE = "mlp_probe"
+    FEW_SHOT_EPISODES = "few_shot_episodes"
 
     @property
     def pretrained(self) -> bool:
@@ -36,7 +43,11 @@ class Regime(StrEnum):
 
     @property
     def frozen_backbone(self) -> bool:
-        return self is Regime.FEATURE_EXTRACTION
+        return self.value in FROZEN_REGIMES
+
+    @property
+    def probe(self) -> bool:
+        return self.value in PROBE_REGIMES
 
 
 def check_weights(regime: Regime | str, weights: str | Path | None) -> Regime:

@@ -394,14 +394,17 @@ class _Parser:
     def check_runs(self, exp: Experiment) -> None:
         """Build one spec per (dataset, variant, model, regime, loss) exactly as the planner
         will, so every option, variant and loss error is raised now, at its line."""
-        from .plan import planned_spec  # the planner's own spec builder: one validation
+        from .plan import not_applicable, planned_spec  # the planner's own: one validation
 
         config = {k: v[0] for k, v in exp.grid}
         losses = exp.grid_dict["loss"]
+        skipped = not_applicable(exp)  # not planned, and said so by the plan
         for i, ds in enumerate(exp.datasets):
             for variant in ds.variants:
                 for j, model in enumerate(exp.models):
                     for regime in exp.regimes_for(model):
+                        if (ds.name, regime) in skipped:
+                            continue
                         for loss in losses:
                             try:
                                 planned_spec(exp, ds, variant, model, regime,

@@ -180,14 +180,32 @@ def grid_runs(exp: Experiment) -> list[PlannedRun]:
     configs = grid_configs(exp)
     hashes: dict[str, str] = {}
     out = []
+    skipped = set(not_applicable(exp))
     for ds in exp.datasets:
         for variant in ds.variants:
             for model in exp.models:
                 for regime in exp.regimes_for(model):
+                    if (ds.name, regime) in skipped:
+                        continue
                     weights, path = _weights(model, regime, hashes)
                     for config in configs:
                         spec = planned_spec(exp, ds, variant, model, regime, config, weights)
                         out.append(PlannedRun(spec, "grid", _group_of(spec), path))
+    return out
+
+
+def not_applicable(exp: Experiment) -> dict[tuple[str, str], str]:
+    """(dataset, regime) pairs of ``exp`` that cannot run and are not planned, with why: the
+    N-way K-shot ``few_shot_episodes`` probe on a multi-label dataset. `make_plan` lists them
+    in its warnings (``sweep --dry-run`` and the sweep summary print them)."""
+    out = {}
+    regimes = {r for m in exp.models for r in exp.regimes_for(m)}
+    if "few_shot_episodes" not in regimes:
+        return out
+    for ds in exp.datasets:
+        card = dataset_card(ds.name, ds.root or exp.data_root, exp.source)
+        if card is not None and card.multilabel:
+            out[(ds.name, "few_shot_episodes")] = "N-way K-shot episodes need single-label classes"
     return out
 
 
@@ -424,6 +442,8 @@ def make_plan(exp: Experiment, store: ResultsStore, *, retry_failed: bool = Fals
             seed_status.append(run_status(run, seed_records.get(run.key), fresh, **opts))
     warnings += [f"data of {name} not checked for changes: {why}"
                  for name, why in fresh.unchecked.items()]
+    warnings += [f"{regime} on {name} not planned: {why}"
+                 for (name, regime), why in not_applicable(exp).items()]
     return Plan(exp, grid_status, seed_status, selections, warnings)
 
 

@@ -31,6 +31,7 @@ from ..vocab import (
     DETECTION_INPUT_POLICIES,
     DICE_WEIGHTINGS,
     FE_PATHS,
+    PROBE_REGIMES,
     SEGMENTATION_INPUT_POLICIES,
     TASKS,
 )
@@ -69,6 +70,18 @@ class ClassificationOptions(TaskOptions):
     input_size: int | None = _opt(None, "override the model's input size in px", low=1)
     band_strategy: str | None = _opt(
         None, "Earth-observation models only: replicate | visible | adapter", BAND_STRATEGIES)
+    ways: int | None = _opt(None, "few_shot_episodes only: classes per episode (default 5, at "
+                                  "most the dataset's)", low=2)
+    shots: int | None = _opt(None, "few_shot_episodes only: support images per class, from the "
+                                   "train split (default 5)", low=1)
+    queries: int | None = _opt(None, "few_shot_episodes only: query images per class, from the "
+                                     "scored split (default 15)", low=1)
+    episodes: int | None = _opt(None, "few_shot_episodes only: episodes drawn (default 600)",
+                                low=1)
+
+
+FEW_SHOT_OPTIONS = ("ways", "shots", "queries", "episodes")
+FEW_SHOT_DEFAULTS = {"ways": 5, "shots": 5, "queries": 15, "episodes": 600}
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,11 @@ def build_options(task: str, values: Mapping[str, Any] | TaskOptions | None = No
     """
     if task not in OPTION_CLASSES:
         raise OptionError("unknown task", where=where, value=task, fix=did_you_mean(task, TASKS))
+    if regime in PROBE_REGIMES and task != "classification":
+        raise OptionError(f"regime {regime} is a classification probe", where=where,
+                          value=f"{task} run", fix="use it on classification datasets; dense "
+                                                   "tasks take scratch, feature_extraction or "
+                                                   "fine_tuning")
     cls = ZeroShotOptions if regime == "zero_shot" else OPTION_CLASSES[task]
     if isinstance(values, TaskOptions):
         if not isinstance(values, cls):
@@ -181,6 +199,11 @@ def build_options(task: str, values: Mapping[str, Any] | TaskOptions | None = No
         elif "fe_path" in parsed:
             _unused("fe_path", f"regime {regime}", "it applies to regime feature_extraction only",
                     where)
+    if isinstance(values, Mapping) or values is None:
+        for name in FEW_SHOT_OPTIONS:
+            if name in parsed and regime is not None and regime != "few_shot_episodes":
+                _unused(name, f"regime {regime}", "it applies to regime few_shot_episodes only",
+                        where)
     options = cls(**parsed)
     _check_combinations(options, loss=loss, where=where)
     if model is not None and getattr(options, "band_strategy", None) is not None:

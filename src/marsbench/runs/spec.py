@@ -150,6 +150,10 @@ class RunSpec:
         set_("loss", _choice("loss", LOSS_ALIASES.get(loss, loss), LOSSES[task],
                              what=f"{task} loss"))
         if card is not None:
+            if self.regime == "few_shot_episodes" and card.multilabel:
+                raise OptionError("few_shot_episodes needs single-label classes", where="regime",
+                                  value=f"{card.name} is multi-label",
+                                  fix="use knn, linear_probe or mlp_probe on it")
             _check_loss_for_kind(self.loss, card)
             _check_variant(Variant.parse(self.variant), card, self.subset_seed)
         options = self.options

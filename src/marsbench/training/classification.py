@@ -21,6 +21,7 @@ from .engine import to_device
 from .features import cached_features, compute_features, feature_key
 from .pixels import summarise
 from .task import Batch, EngineContext, TaskTrainer
+from ..vocab import PROBE_REGIMES
 
 
 
@@ -168,7 +169,8 @@ class ClassificationTask(TaskTrainer):
         if options.input_size is not None:  # e.g. small synthetic images; in the run's identity
             prep = dataclasses.replace(prep, input_size=options.input_size)
         self.prep = prep
-        self.cached = spec.regime == "feature_extraction" and options.fe_path == "cached"
+        self.cached = ((spec.regime == "feature_extraction" and options.fe_path == "cached")
+                       or spec.regime in PROBE_REGIMES)  # probes read the same features
         self.info = {"fe_path": options.fe_path, "augment_applied": spec.augment,
                      "preprocessing": prep.to_dict(),
                      "weights": weights_identity(spec, model_spec)}
@@ -239,15 +241,21 @@ class ClassificationTask(TaskTrainer):
                         for name, data in self.splits.items()}
         self.timings["feature_extraction_s"] = time.perf_counter() - t0
         self.info.update(feature_cache_hits=hits, augment_applied=False)
-        if self.model is not None:
+        if self.model is not None and spec.regime != "mlp_probe":
             head = self.model.head
-        else:  # every split was cached: the head is all this run needs
+        else:  # every split was cached (the head is all this run needs), or an MLP probe
             from ..models.classifier import num_outputs_for
 
             card = self.splits["train"].card
             outputs = binary_outputs(self.kind, spec.loss) or num_outputs_for(
                 self.splits["train"].num_classes, card.multilabel)
-            head = nn.Linear(feats["train"].shape[1], outputs).to(device)
+            if spec.regime == "mlp_probe":
+                from .probes import mlp_head
+
+                head = mlp_head(feats["train"].shape[1], outputs).to(device)
+                self.info["probe"] = {"name": "mlp_probe", "head": str(head)}
+            else:
+                head = nn.Linear(feats["train"].shape[1], outputs).to(device)
         reset_head(head, spec.seed)
         self.head = head
         self.criterion = make_loss(self.kind, spec.loss, head.out_features)

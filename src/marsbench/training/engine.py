@@ -174,7 +174,6 @@ def train_task(task, progress: Callable | None = None) -> TrainResult:
     total)`` (batches) after each training batch, where the object has it.
     """
     import time
-    import warnings
 
     from .loop import fit
 
@@ -211,24 +210,31 @@ def train_task(task, progress: Callable | None = None) -> TrainResult:
     metrics["val"]["loss"] = result.best_val_loss
     info = {**ctx.describe(), **task.info, "history": result.history,
             "tested_epoch": result.tested_epoch}
-    predictions_path = None
+    predictions_path = export_predictions(task, info)
+    timings = {"feature_extraction_s": 0.0, **task.timings,
+               "setup_s": setup_s, "training_s": t2 - t1,
+               "evaluation_s": time.perf_counter() - t2}
+    return TrainResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss, timings,
+                       predictions_path=predictions_path, info=info)
+
+
+def export_predictions(task, info: dict) -> Path | None:
+    """``task.export()``; where it fails (disk full, no permission, ...) the metrics are sound
+    and cost the whole run, so the run is kept (no predictions path) and ``info`` says what
+    went wrong (``predictions_error``, one line, also warned)."""
+    import warnings
+
     try:
-        predictions_path = task.export()
+        return task.export()
     except OSError as exc:
-        # Disk full, no permission, ...: the metrics are sound and cost the whole run, so the
-        # record is kept (status ok, no predictions path) and says what went wrong.
         from ..errors import format_error
 
-        where = getattr(exc, "filename", None) or ctx.predictions_dir
+        where = getattr(exc, "filename", None) or task.ctx.predictions_dir
         problem = format_error(
             "predictions could not be written", where=where,
             value=f"{type(exc).__name__}: {exc}",
             fix="free space or fix permissions on --out, then rerun with --force to get them; "
                 "the metrics are in the store")
         info["predictions_error"] = problem
-        warnings.warn(problem, RuntimeWarning, stacklevel=2)
-    timings = {"feature_extraction_s": 0.0, **task.timings,
-               "setup_s": setup_s, "training_s": t2 - t1,
-               "evaluation_s": time.perf_counter() - t2}
-    return TrainResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss, timings,
-                       predictions_path=predictions_path, info=info)
+        warnings.warn(problem, RuntimeWarning, stacklevel=3)
+        return None

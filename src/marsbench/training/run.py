@@ -144,6 +144,11 @@ def train(spec: RunSpec, splits: dict, *, device: torch.device | str | None = No
         build = model
     device = device if isinstance(device, torch.device) else pick_device(device)
     ctx = EngineContext(spec, device, cache_dir=cache_dir, predictions_dir=predictions_dir)
+    if spec.regime in ("knn", "linear_probe", "few_shot_episodes"):  # not epoch-based
+        from .probes import FewShotTask, ProbeTask, train_probe
+
+        probe = FewShotTask if spec.regime == "few_shot_episodes" else ProbeTask
+        return train_probe(probe(ctx, splits, build), progress)
     return train_task(trainer(ctx, splits, build), progress)
 
 
