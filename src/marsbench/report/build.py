@@ -136,11 +136,6 @@ class ReportData:
                     "not fixed: adding a model changes every score)")
         return f"with fixed bounds, except bounds derived from these runs for {derived}"
 
-    def single_model_groups(self, task: str) -> bool:
-        """True when the task has runs but no normalised aggregate because of too few models."""
-        return bool(self.task_scores[self.task_scores["task"] == task].empty
-                    and (self.excluded["reason"].str.startswith("needs ≥2 models")).any())
-
     def notes(self) -> list[str]:
         """Plain-language notes a reader must see: exclusions, gaps, the leaderboard refusal."""
         out = []

@@ -127,6 +127,22 @@ def _rotate_x(ax, labels: Sequence[str], fontsize: float = 8) -> None:
                   rotation_mode="anchor", fontsize=fontsize)
 
 
+def _spaced_labels(ticks: Sequence[float], min_gap: float = 0.11) -> list[str]:
+    """Labels for ticks on a log axis, blank where a tick sits too close (in decades) to the
+    last labelled one (0.2 and 0.25), so labels never collide; the last tick keeps its label."""
+    labels, last = [], None
+    for i, t in enumerate(ticks):
+        if last is not None and math.log10(t / last) < min_gap:
+            if i == len(ticks) - 1 and labels[-1]:  # keep the end of the axis labelled
+                labels[-1] = ""
+            else:
+                labels.append("")
+                continue
+        labels.append(f"{t:g}")
+        last = t
+    return labels
+
+
 def _label(model: str, regime: str, several_regimes: bool) -> str:
     return f"{model} · {regime}" if several_regimes else model
 
@@ -248,7 +264,7 @@ def curve_plot(curves: pd.DataFrame, task: str, kind: str, colours: Colours,
         ax.set_xscale("log")
         ticks = sorted(part["x"].unique())
         ax.xaxis.set_major_locator(FixedLocator(ticks))  # few labelled ticks: cheap to lay out
-        ax.xaxis.set_major_formatter(FixedFormatter([f"{t:g}" for t in ticks]))
+        ax.xaxis.set_major_formatter(FixedFormatter(_spaced_labels(ticks)))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.tick_params(axis="x", labelrotation=45 if len(ticks) > 5 else 0)
         _title(ax, dataset, 9)
@@ -270,7 +286,7 @@ def profile_plot(profiles: pd.DataFrame, task: str, colours: Colours,
     per regime, with the bootstrap band."""
     rows = profiles[profiles["task"] == task]
     regimes = [g for g in REGIMES if g in set(rows["regime"])]
-    fig, axes = _figure(5.2 * len(regimes), 3.8, 1, len(regimes))
+    fig, axes = _figure(max(6.5, 5.2 * len(regimes)), 3.8, 1, len(regimes))
     used: Colours = {}
     legend: dict[str, object] = {}
     for ax, regime in zip(axes, regimes):
