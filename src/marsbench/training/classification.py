@@ -218,6 +218,15 @@ class ClassificationTask(TaskTrainer):
         return write_predictions(folder.with_name(folder.name + ".csv"), self.predictions,
                                  self.splits["test"].class_names)
 
+    def model_cost(self) -> dict:
+        from .cost import model_cost
+
+        example = normalize(self.images_of("train")[0][0][None].to(self.ctx.device), self.prep)
+        model = self.model
+        return model_cost(self.spec.model, example,
+                          (lambda: model) if model is not None else self.build_model,
+                          extra=self.prep.key())
+
     # -- cached frozen features: the head alone ----------------------------------------------
 
     def _setup_cached(self) -> nn.Module:

@@ -246,6 +246,13 @@ class DetectionTask(TaskTrainer):
         self.info["dropped_degenerate_boxes"] = sum(d.dropped for d in self.images.values())
         return metrics
 
+    def model_cost(self) -> dict:
+        from .cost import model_cost
+
+        image = self.images["train"][0][0].to(self.ctx.device)
+        sizes = f"{self.sizes['min_size']}-{self.sizes['max_size']}"
+        return model_cost(self.spec.model, [image], lambda: self.model.net, extra=sizes)
+
     def export(self) -> Path | None:
         folder = self.ctx.predictions_dir
         if folder is None:

@@ -177,7 +177,10 @@ def train_task(task, progress: Callable | None = None) -> TrainResult:
 
     from .loop import fit
 
+    from .cost import CostMeter
+
     ctx, spec = task.ctx, task.spec
+    meter = CostMeter(ctx.device).__enter__()
     t0 = time.perf_counter()
     trained = task.setup()
     setup_s = time.perf_counter() - t0
@@ -208,8 +211,10 @@ def train_task(task, progress: Callable | None = None) -> TrainResult:
     t2 = time.perf_counter()
     metrics = {split: task.evaluate(split) for split in ("val", "test")}
     metrics["val"]["loss"] = result.best_val_loss
+    meter.__exit__(None, None, None)
     info = {**ctx.describe(), **task.info, "history": result.history,
-            "tested_epoch": result.tested_epoch}
+            "tested_epoch": result.tested_epoch,
+            "cost": meter.summary(model_cost=task.model_cost(), trainable=trained)}
     predictions_path = export_predictions(task, info)
     timings = {"feature_extraction_s": 0.0, **task.timings,
                "setup_s": setup_s, "training_s": t2 - t1,

@@ -233,6 +233,9 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 def train_probe(task: ProbeTask, progress=None) -> TrainResult:
     """Run a scikit-learn or few-shot probe: features, fit, scores, export (no epochs)."""
+    from .cost import CostMeter
+
+    meter = CostMeter(task.ctx.device).__enter__()
     t0 = time.perf_counter()
     task.setup()
     t1 = time.perf_counter()
@@ -241,7 +244,9 @@ def train_probe(task: ProbeTask, progress=None) -> TrainResult:
     metrics = {split: task.evaluate(split) for split in ("val", "test")}
     val_loss = task.probe_val_loss()
     metrics["val"]["loss"] = val_loss
-    info = {**task.ctx.describe(), **task.info, "history": []}
+    meter.__exit__(None, None, None)
+    info = {**task.ctx.describe(), **task.info, "history": [],
+            "cost": meter.summary(model_cost=task.model_cost(), trainable=None)}
     predictions_path = export_predictions(task, info)
     timings = {"feature_extraction_s": 0.0, **task.timings, "setup_s": t1 - t0,
                "training_s": t2 - t1, "evaluation_s": time.perf_counter() - t2}

@@ -451,6 +451,16 @@ class SegmentationTask(TaskTrainer):
         loss = self._pass(split, meter, self.ctx.predictions_dir)
         return meter.compute() | ({"loss": loss} if split == "test" else {})
 
+    def model_cost(self) -> dict:
+        from .cost import model_cost
+
+        image = self.images["train"][0][0]
+        if self.policy.name == "tile":
+            image = image[:, :self.policy.size, :self.policy.size]
+        x = stack_padded([normalize(image, self.prep)], [image[0].long()])[0]
+        return model_cost(self.spec.model, to_device(x, self.ctx.device),
+                          lambda: self.model.net, extra=self.policy.name)
+
     def export(self) -> Path | None:
         """The masks were written by `evaluate`; a write that failed there is raised here."""
         if self._write_error is not None:

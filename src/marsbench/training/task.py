@@ -142,3 +142,7 @@ class TaskTrainer(ABC):
     def export(self) -> Path | None:
         """Write what `evaluate` kept for the predictions folder; return its path."""
         return self.ctx.predictions_dir
+
+    def model_cost(self) -> dict:
+        """``{"flops_per_image", "parameters"}`` of the task's model (`training.cost`)."""
+        return {"flops_per_image": None, "parameters": None}
