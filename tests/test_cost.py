@@ -58,3 +58,24 @@ def test_every_run_records_its_cost(synth_suite, monkeypatch):
     monkeypatch.undo()
     tuned = run_experiment(RunSpec(regime="fine_tuning", **base)).extra["cost"]
     assert tuned["trainable_parameters"] == tuned["parameters"]
+
+
+def test_classification_runs_record_calibration(synth_suite, tmp_path):
+    """ECE, the temperature-scaled ECE and AURC of the test split, in the metrics; the ECE
+    recomputed from the predictions CSV's probabilities agrees."""
+    import pandas as pd
+
+    from marsbench.metrics.calibration import expected_calibration_error
+
+    root = synth_suite["folder"]["mb-domars16k"].parent
+    record = run_experiment(RunSpec(dataset="mb-domars16k", data_root=str(root),
+                                    model="efficientnet_lite0", regime="linear_probe",
+                                    options={"input_size": 32}), out_dir=tmp_path)
+    test = record.metrics["test"]
+    assert {"ece", "ece_temperature_scaled", "aurc"} <= set(test)
+    assert record.extra["calibration"]["temperature"] > 0
+    rows = pd.read_csv(record.predictions_path)
+    rows = rows[rows["split"] == "test"]
+    probs = rows[[c for c in rows if c.startswith("p_")]].to_numpy()
+    assert expected_calibration_error(probs, rows["true"].to_numpy()) == pytest.approx(
+        test["ece"], abs=1e-4)

@@ -204,11 +204,36 @@ class ClassificationTask(TaskTrainer):
     def evaluate(self, split: str) -> dict:
         data = self.splits[split]
         y_true = np.stack([np.asarray(t) for t in _targets(data)])
-        y_pred, probs = predictions_from_logits(self.logits(split)[0].numpy(), str(self.kind))
+        logits = self.logits(split)[0].numpy()
+        y_pred, probs = predictions_from_logits(logits, str(self.kind))
         self.predictions[split] = {"ids": data.sample_ids, "true": y_true, "pred": y_pred,
-                                   "probs": probs}
-        return classification_metrics(y_true, y_pred, kind=str(self.kind),
-                                      num_classes=data.num_classes, class_names=data.class_names)
+                                   "probs": probs, "logits": logits}
+        metrics = classification_metrics(y_true, y_pred, kind=str(self.kind),
+                                         num_classes=data.num_classes,
+                                         class_names=data.class_names)
+        if split == "test" and "val" in self.predictions:
+            metrics |= self.calibration()
+        return metrics
+
+    def calibration(self) -> dict:
+        """Test-split calibration (`marsbench.metrics.calibration`): ECE (15 bins), the same
+        after temperature scaling fitted on the validation split, that temperature, and the
+        area under the risk-coverage curve (accuracy when the model may abstain)."""
+        from ..metrics.calibration import calibration_summary
+
+        val, test = self.predictions["val"], self.predictions["test"]
+        kind = str(self.kind)
+        if kind in ("binary", "image_pair") and test["logits"].ndim == 2 \
+                and test["logits"].shape[1] > 1:
+            kind = "multiclass"  # two logits (loss ce) or a probe's two log-probabilities
+        try:
+            summary = calibration_summary(val["logits"], val["true"], test["logits"],
+                                          test["true"], kind)
+        except (ValueError, FloatingPointError) as exc:  # e.g. a one-sample split
+            self.info["calibration_error"] = f"{type(exc).__name__}: {exc}"
+            return {}
+        self.info["calibration"] = {"bins": 15, "temperature_fitted_on": "val", **summary}
+        return {k: summary[k] for k in ("ece", "ece_temperature_scaled", "aurc")}
 
     def export(self) -> Path | None:
         """``out/predictions/<key>.csv``: split, id, true, predicted, one probability per class."""
