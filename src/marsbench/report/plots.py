@@ -33,8 +33,11 @@ DPI = 90
 # own models: tab10, then the darker tab20b hues; baselines: the light twins of tab10
 _OWN_COLOURS = tuple(plt.get_cmap("tab10").colors) + tuple(plt.get_cmap("tab20b").colors[0::2])
 _BASELINE_COLOURS = plt.get_cmap("tab20").colors[1::2]
-_REGIME_MARKERS = {"scratch": "s", "feature_extraction": "o", "fine_tuning": "^", "zero_shot": "D"}
-_REGIME_LINES = {"feature_extraction": "-", "fine_tuning": "-.", "scratch": ":", "zero_shot": (0, (6, 2))}
+_REGIME_MARKERS = {"scratch": "s", "feature_extraction": "o", "fine_tuning": "^", "zero_shot": "D",
+                   "knn": "v", "linear_probe": "P", "mlp_probe": "X", "few_shot_episodes": "*"}
+_REGIME_LINES = {"feature_extraction": "-", "fine_tuning": "-.", "scratch": ":", "zero_shot": (0, (6, 2)),
+                 "knn": (0, (1, 1)), "linear_probe": (0, (3, 1, 1, 1)), "mlp_probe": (0, (5, 2, 1, 2)),
+                 "few_shot_episodes": (0, (2, 2))}
 _RC = {"axes.formatter.useoffset": False, "axes.formatter.limits": (-7, 7),
        "axes.titlesize": 10, "figure.titlesize": 11, "font.size": 9}
 Colours = dict[str, tuple]
