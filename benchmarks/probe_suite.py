@@ -54,8 +54,9 @@ def main() -> None:
     options = {"input_size": input_size} if input_size else {}
 
     def spec(dataset: str, regime: str, **kw) -> RunSpec:
+        kw.setdefault("options", options)
         return RunSpec(dataset=dataset, data_root=str(root), model=args.model, regime=regime,
-                       batch_size=args.batch_size, options=options, **kw)
+                       batch_size=args.batch_size, **kw)
 
     t0 = time.perf_counter()
     for dataset in DATASETS:  # the shared frozen features: one backbone pass per split
@@ -69,7 +70,10 @@ def main() -> None:
             if probe == "few_shot_episodes" and dataset == "mb-surface_multi_label_cls":
                 continue
             t = time.perf_counter()
-            record = run_experiment(spec(dataset, probe, max_epochs=100, patience=10))
+            extra = {}
+            if probe == "few_shot_episodes" and args.root is None:
+                extra = {"options": {**options, "shots": 1, "queries": 3}}  # tiny synthetic
+            record = run_experiment(spec(dataset, probe, max_epochs=100, patience=10, **extra))
             elapsed = time.perf_counter() - t
             probe_s += elapsed
             per_probe[probe] += elapsed

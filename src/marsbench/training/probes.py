@@ -176,12 +176,11 @@ class FewShotTask(ProbeTask):
         support_classes = [c for c in np.unique(train_y) if (train_y == c).sum() >= s["shots"]]
         classes = [c for c in support_classes if (query_y == c).any()]
         ways = min(s["ways"], len(classes))
-        if ways < 2:
-            raise OptionError("too few classes for few-shot episodes",
-                              where=f"{self.splits[name].card.name} {name}",
-                              value=f"{len(classes)} class(es) with >= {s['shots']} train "
-                                    "images and a query image",
-                              fix="lower shots, or use knn / linear_probe")
+        if ways < 2:  # this data cannot hold the episodes: a failed run, not bad input
+            raise ValueError(f"too few classes for few-shot episodes "
+                             f"({self.splits[name].card.name} {name}): {len(classes)} class(es) "
+                             f"with >= {s['shots']} train images and a query image; lower "
+                             "shots, or use knn / linear_probe")
         unit = _normalise(self.x["train"]), _normalise(self.x[name])
         rng = np.random.default_rng([self.spec.seed, 0 if name == "val" else 1])
         acc, f1, nll = [], [], []
