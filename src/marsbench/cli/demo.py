@@ -53,7 +53,7 @@ def demo_command(
     data = out / "data"
     note = real_data_note(real_data)
     if note:
-        console.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
+        console.print(note, style="yellow", markup=False, highlight=False, soft_wrap=True)
     console.rule("1. the synthetic Mars-Bench suite (SYNTHETIC data)")
     paths = generate_suite(data, "folder")
     _summarise_suite(paths)
