@@ -187,6 +187,7 @@ def report_command(
     from marsbench.aggregate.published import paper_baselines
     from marsbench.report.build import build_report_data
     from marsbench.report.write import write_report
+    from marsbench.runs.store import ResultsStore
 
     csvs = list(csv or [])
     experiments = list(experiment or [])
@@ -206,6 +207,8 @@ def report_command(
         metrics=metrics, rounds=rounds, seed=seed,
         confidence=confidence, resample_datasets=resample_datasets, partial=partial,
         inputs=[str(store)] * (store is not None) + [str(p) for p in csvs],
+        # the runs' records: synthetic-data banner, per-class scores, training curves
+        records=ResultsStore(store, readonly=True) if store is not None else None,
     )
     written = write_report(data, out, title=title)
     for note in data.notes():
