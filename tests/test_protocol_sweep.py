@@ -334,3 +334,18 @@ def test_process_pool_survives_a_dying_worker(tmp_path):
     assert all("died twice" in r.error for r in failed)
     # every other run, including those queued in the broken pool, finished normally
     assert summary.progress.ok == 4 + 2 * 3 and len(store) == 6 + 2 * 3
+
+
+def test_the_run_counter_knows_its_total_from_the_start(tmp_path):
+    """The seeds runs of undecided groups are counted before selection: the total a progress
+    display shows never grows, and ends equal to the runs finished."""
+    exp = parse_experiment(FAKE)
+    store = ResultsStore(tmp_path / "s.sqlite")
+    totals = []
+    summary = run_sweep(exp, store, executor=Scripted(LOSSES),
+                        on_event=lambda e: totals.append((e.kind, e.progress.to_run,
+                                                          e.progress.finished)))
+    first = totals[0][1]
+    assert first == 2 * 3 + 2 * 3  # grid 2 x 3, then 3 more seeds per group (seed 0 reused)
+    assert all(b[1] <= a[1] for a, b in zip(totals, totals[1:]))  # never grows
+    assert totals[-1][1] == totals[-1][2] == summary.progress.finished == 12

@@ -60,7 +60,9 @@ class SweepEnvironmentError(MarsbenchError):
 
 @dataclass
 class SweepProgress:
-    """Counts of this sweep so far (``to_run`` grows as groups are decided)."""
+    """Counts of this sweep so far. ``to_run`` is known from the start (the seeds runs of
+    groups not decided yet are counted in advance) and only shrinks (runs found done, done by
+    another sweep, or groups without a winner)."""
 
     to_run: int = 0
     finished: int = 0
@@ -258,9 +260,17 @@ class _Driver:
         for status in plan.seeds:
             if not status.reused:
                 self._enqueue(status)
+        # the seeds runs of groups still to decide count from the start (the counter's total
+        # never grows); reserved per group, released as the group's runs are queued or found
+        # done / without a winner
+        per_group = (len(exp.seeds) - (exp.grid_seed in exp.seeds)
+                     if "seeds" in exp.stages else 0)
+        self.reserved: dict[Group, int] = {g: per_group for g in plan.undecided}
+        self.progress.to_run += sum(self.reserved.values())
 
-    def _enqueue(self, status: RunStatus) -> bool:
-        """Queue a run that must execute; count the others. True if queued."""
+    def _enqueue(self, status: RunStatus, group: Group | None = None) -> bool:
+        """Queue a run that must execute; count the others. True if queued. A run of a
+        ``group`` whose seeds were reserved takes one reserved count instead of a new one."""
         key = status.run.key
         if status.stale is not None:
             (self.summary.stale_rerun if status.will_run else self.summary.stale_kept).append(
@@ -278,7 +288,10 @@ class _Driver:
         self.planned[key] = None if status.record is None else status.record.to_json()
         if status.record is not None:
             self.rerun.add(key)
-        self.progress.to_run += 1
+        if group is not None and self.reserved.get(group, 0) > 0:
+            self.reserved[group] -= 1
+        else:
+            self.progress.to_run += 1
         return True
 
     def loop(self, ex: Executor, poll_s: float) -> None:
@@ -377,13 +390,15 @@ class _Driver:
         sel = select_group(self.exp, group, runs, self.records)
         self.summary.selections[group] = sel
         write_selections(self.store, self.exp, [sel])
+        if sel.winner is not None:
+            for run in seed_runs(self.exp, sel.winner.spec, runs[0].weights_path):
+                if run.key in self.grid_keys:
+                    continue  # the winning grid run itself: reused
+                self._enqueue(run_status(run, self.store.get(run.key), self.fresh,
+                                         **self.opts), group)
+        # reserved runs not queued: done already, reused, or no winner
+        self.progress.to_run -= self.reserved.pop(group, 0)
         self._emit(SweepEvent("selected", self.progress, selection=sel))
-        if sel.winner is None:
-            return
-        for run in seed_runs(self.exp, sel.winner.spec, runs[0].weights_path):
-            if run.key in self.grid_keys:
-                continue  # the winning grid run itself: reused
-            self._enqueue(run_status(run, self.store.get(run.key), self.fresh, **self.opts))
 
     def _emit(self, event: SweepEvent) -> None:
         if self.on_event is not None:

@@ -226,13 +226,19 @@ class ClassificationTask(TaskTrainer):
         if kind in ("binary", "image_pair") and test["logits"].ndim == 2 \
                 and test["logits"].shape[1] > 1:
             kind = "multiclass"  # two logits (loss ce) or a probe's two log-probabilities
+        import warnings
+
         try:
-            summary = calibration_summary(val["logits"], val["true"], test["logits"],
-                                          test["true"], kind)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                summary = calibration_summary(val["logits"], val["true"], test["logits"],
+                                              test["true"], kind)
         except (ValueError, FloatingPointError) as exc:  # e.g. a one-sample split
             self.info["calibration_error"] = f"{type(exc).__name__}: {exc}"
             return {}
         self.info["calibration"] = {"bins": 15, "temperature_fitted_on": "val", **summary}
+        if caught:  # e.g. a temperature at its bound on a separable validation split: noted
+            self.info["calibration"]["notes"] = sorted({str(w.message) for w in caught})
         return {k: summary[k] for k in ("ece", "ece_temperature_scaled", "aurc")}
 
     def export(self) -> Path | None:
