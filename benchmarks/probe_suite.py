@@ -6,10 +6,14 @@ folder unless ``--root`` holds the real ones), for one model:
 1. the frozen features of every split are computed once (timed apart, shared by everything);
 2. *probe suite*: ``knn``, ``linear_probe``, ``mlp_probe`` and ``few_shot_episodes`` (the last
    not on the multi-label dataset) on every dataset, one seed -- the wall time of the lot;
-3. *one grid point*: ``feature_extraction`` (cached path) at the paper's most common setting
-   (``--epochs`` epochs, no early stopping) on every dataset.
+3. *one grid point*: ``feature_extraction`` at one setting of the paper's grid (``--epochs``
+   epochs, no early stopping) on every dataset, two ways: on the cached features (marsbench's
+   default: the head alone) and as the paper trains it (``fe_path=online``: the frozen backbone
+   runs, with augmentation, in every epoch).
 
 Target (issue "Fast probes ..."): the whole probe suite faster than one grid point's training.
+On cached features a grid point is a linear head on a few thousand vectors -- seconds -- so the
+paper's online grid point is the comparison that the target is about; both are printed.
 
     python benchmarks/probe_suite.py [--model efficientnet_lite0] [--root DIR] [--epochs 50]
 """
@@ -79,10 +83,15 @@ def main() -> None:
             per_probe[probe] += elapsed
             scores[(dataset, probe)] = record.metrics["test"]["f1_weighted"]
 
+    grid = dict(max_epochs=args.epochs, patience=0, lr=1e-3, optimizer="adamw")
     t = time.perf_counter()
     for dataset in DATASETS:
-        run_experiment(spec(dataset, "feature_extraction", max_epochs=args.epochs, patience=0,
-                            lr=1e-3, optimizer="adamw"))
+        run_experiment(spec(dataset, "feature_extraction", **grid))
+    cached_point_s = time.perf_counter() - t
+    t = time.perf_counter()
+    for dataset in DATASETS:
+        run_experiment(spec(dataset, "feature_extraction", **grid,
+                            options={**options, "fe_path": "online"}))
     grid_point_s = time.perf_counter() - t
 
     where = "synthetic copies" if args.root is None else str(root)
@@ -94,11 +103,13 @@ def main() -> None:
     for probe in PROBES:
         print(f"{'  ' + probe:<44} {per_probe[probe]:>9.1f}")
     print(f"{'probe suite (4 probes x 9 datasets)':<44} {probe_s:>9.1f}")
-    print(f"{f'one feature_extraction grid point ({args.epochs} epochs)':<44} {grid_point_s:>9.1f}")
+    print(f"{f'one grid point, cached features ({args.epochs} ep)':<44} {cached_point_s:>9.1f}")
+    print(f"{f'one grid point, paper online path ({args.epochs} ep)':<44} {grid_point_s:>9.1f}")
     ratio = grid_point_s / probe_s if probe_s else float("inf")
     verdict = "met" if probe_s < grid_point_s else "NOT met"
-    print(f"\nprobe suite / grid point: {probe_s / grid_point_s:.2f} ({ratio:.1f}x faster); "
-          f"target: suite faster than one grid point: {verdict}")
+    print(f"\nprobe suite / paper grid point: {probe_s / grid_point_s:.2f} ({ratio:.1f}x "
+          f"faster); target: suite faster than one grid point: {verdict}; against a grid "
+          f"point on cached features: {probe_s / cached_point_s:.1f}x slower")
 
 
 if __name__ == "__main__":

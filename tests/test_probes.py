@@ -39,10 +39,12 @@ def test_linear_probe_equals_scikit_learn_on_the_same_features(synth_suite):
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    from marsbench.training.probes import LINEAR_MAX_ITER
+
     task = _fitted(_spec(synth_suite, regime="linear_probe"))
     c = task.info["probe"]["C"]
     scaler = StandardScaler().fit(task.x["train"])
-    oracle = LogisticRegression(C=c, solver="lbfgs", max_iter=2000).fit(
+    oracle = LogisticRegression(C=c, solver="lbfgs", max_iter=LINEAR_MAX_ITER).fit(
         scaler.transform(task.x["train"]), task.y["train"])
     for split in ("val", "test"):
         expected = oracle.predict_proba(scaler.transform(task.x[split]))
@@ -144,3 +146,16 @@ def test_probe_suite_plans_every_probe_and_says_what_it_skips(synth_suite, tmp_p
     assert len(plan.grid) == 9 * 6 * 4 - 6
     assert any("few_shot_episodes on mb-surface_multi_label_cls not planned" in w
                for w in plan.warnings)
+
+
+def test_episode_f1_equals_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    from marsbench.training.probes import weighted_f1
+
+    rng = np.random.default_rng(3)
+    for classes in (2, 3, 5):
+        for _ in range(20):
+            y, p = rng.integers(0, classes, 30), rng.integers(0, classes, 30)
+            assert weighted_f1(y, p, classes) == pytest.approx(
+                f1_score(y, p, average="weighted", zero_division=0), abs=1e-12)

@@ -41,6 +41,7 @@ from .pixels import summarise
 
 KNN_KS = (1, 3, 5, 10, 20, 50)
 LINEAR_CS = tuple(10.0 ** e for e in range(-4, 5))
+LINEAR_MAX_ITER = 500  # L-BFGS steps per fit; weakly regularised fits on separable data stop here
 PROBABILITY_FLOOR = 1e-7  # log-probabilities of a probe's 0/1 votes stay finite
 MLP_HIDDEN = 512
 
@@ -96,7 +97,7 @@ class ProbeTask(ClassificationTask):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        lr = LogisticRegression(C=c, solver="lbfgs", max_iter=2000)
+        lr = LogisticRegression(C=c, solver="lbfgs", max_iter=LINEAR_MAX_ITER)
         classifier = OneVsRestClassifier(lr) if self.multilabel else lr
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence notes at extreme C; the score decides
@@ -110,6 +111,7 @@ class ProbeTask(ClassificationTask):
         best = min(LINEAR_CS, key=lambda c: (losses[c], c))
         self.probe = self._linear(best)
         self.info.update(probe={"name": "linear_probe", "solver": "lbfgs", "C": best,
+                                "max_iter": LINEAR_MAX_ITER,
                                 "C_grid": list(LINEAR_CS), "standardised": True,
                                 "selected_by": "val log-loss",
                                 "val_losses": {f"{c:g}": losses[c] for c in LINEAR_CS}})
@@ -201,8 +203,7 @@ class FewShotTask(ProbeTask):
             log_p = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
             pred = logits.argmax(1)
             acc.append(float((pred == q_lab).mean()))
-            f1.append(float(classification_metrics(q_lab, pred, kind="multiclass",
-                                                   num_classes=ways)["f1_weighted"]))
+            f1.append(weighted_f1(q_lab, pred, ways))
             nll.append(float(-log_p[np.arange(len(q_lab)), q_lab].mean()))
         return {"ways": ways, "accuracy": acc, "f1_weighted": f1, "nll": nll}
 
@@ -224,6 +225,19 @@ class FewShotTask(ProbeTask):
 
     def export(self) -> Path | None:
         return None  # episodes, not per-image predictions
+
+
+def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> float:
+    """Support-weighted F1 of single-label predictions (scikit-learn's ``f1_score(...,
+    average="weighted")``, zero where a class has no prediction). Written out because an
+    episode is tiny and there are hundreds per run: the library call's checks dominate."""
+    confusion = np.bincount(y_true * classes + y_pred, minlength=classes * classes).reshape(
+        classes, classes)
+    tp = np.diag(confusion).astype(float)
+    support = confusion.sum(1)
+    denominator = support + confusion.sum(0)
+    f1 = np.divide(2 * tp, denominator, out=np.zeros(classes), where=denominator > 0)
+    return float((f1 * support).sum() / max(1, support.sum()))
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
