@@ -168,3 +168,23 @@ def test_binary_two_logits_read_as_softmax():
 def test_bad_inputs_are_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_each_reference_definition_has_its_own_name():
+    """The reference's binary "f1_macro" (positive-class F1) and multi-label "accuracy"
+    (label-wise) are returned as f1_positive and accuracy_labelwise; scikit-learn as oracle."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score, hamming_loss
+
+    from marsbench.metrics.classification import classification_metrics
+
+    rng = np.random.default_rng(0)
+    t, p = rng.integers(0, 2, 50), rng.integers(0, 2, 50)
+    binary = classification_metrics(t, p, kind="binary", num_classes=2)
+    assert binary["f1_positive"] == f1_score(t, p)
+    assert binary["f1_macro"] == f1_score(t, p, average="macro")  # ours: both classes
+    tm, pm = rng.integers(0, 2, (40, 5)), rng.integers(0, 2, (40, 5))
+    multi = classification_metrics(tm, pm, kind="multilabel", num_classes=5)
+    assert multi["accuracy_labelwise"] == pytest.approx(1 - hamming_loss(tm, pm), abs=1e-12)
+    assert multi["accuracy_subset"] == multi["accuracy"] == accuracy_score(tm, pm)
+    assert "f1_positive" not in multi and "accuracy_labelwise" not in binary

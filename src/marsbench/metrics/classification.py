@@ -12,6 +12,12 @@ predictions — a class absent from both has no defined F1 and is left out, as t
 ``accuracy`` (multi-label: *subset* accuracy, every label of a sample right) and ``per_class_f1``
 ``{class name: F1}`` for every class (0.0 where undefined, scikit-learn's ``zero_division=0``).
 
+One name, one meaning: where the reference (torchmetrics) means something else by a name, that
+definition is returned under its own name -- ``f1_positive`` (binary and image-pair: the
+positive class's F1, what the reference logs as binary ``f1_macro``) and, for multi-label,
+``accuracy_labelwise`` (the fraction of (sample, label) decisions right, the reference's
+multi-label ``accuracy``) beside ``accuracy_subset`` (= ``accuracy``).
+
 Inputs. Single-label kinds: ``y_true`` and ``y_pred`` are integer class indices, shape (N,).
 Multi-label: ``y_true`` is multi-hot (N, L); ``y_pred`` is either multi-hot or probabilities in
 [0, 1] of the same shape, and a label counts as predicted where ``y_pred > 0.5`` (so both forms
@@ -85,12 +91,18 @@ def classification_metrics(
         headline = f1_score(t, p, labels=labels, average="weighted", zero_division=0)
     macro = f1_score(t, p, labels=present, average="macro", zero_division=0) if present else 0.0
     per_class = f1_score(t, p, labels=labels, average=None, zero_division=0)
-    return {
+    out = {
         "f1_weighted": float(headline),
         "f1_macro": float(macro),
         "accuracy": float(accuracy_score(t, p)),
-        "per_class_f1": {name: float(v) for name, v in zip(names, per_class)},
     }
+    if kind in ("binary", "image_pair"):
+        out["f1_positive"] = float(headline)
+    if kind == "multilabel":
+        out["accuracy_subset"] = out["accuracy"]
+        out["accuracy_labelwise"] = float((t == p).mean())
+    out["per_class_f1"] = {name: float(v) for name, v in zip(names, per_class)}
+    return out
 
 
 # --- input checks ----------------------------------------------------------------------------
