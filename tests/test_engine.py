@@ -334,3 +334,12 @@ def test_same_seed_same_metrics_for_dense_tasks(synth_suite, dataset, model, opt
     # NaN-aware (mAP of an absent object size is NaN): equal JSON text
     assert json.dumps(a.metrics, sort_keys=True) == json.dumps(b.metrics, sort_keys=True)
     assert a.val_loss == b.val_loss and a.extra["history"] == b.extra["history"]
+
+
+def test_paper_profile_resizes_without_antialiasing(synth_suite):
+    """The reference resizes with cv2 INTER_LINEAR (no antialiasing); the paper profile does,
+    and records it; marsbench's profile keeps antialiasing."""
+    ours = run_experiment(_cls(synth_suite).replace(max_epochs=1))
+    paper = run_experiment(_cls(synth_suite).replace(max_epochs=1, profile="paper"))
+    assert ours.extra["preprocessing"]["antialias"] is True
+    assert paper.extra["preprocessing"]["antialias"] is False

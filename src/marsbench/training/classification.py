@@ -20,8 +20,9 @@ from ..sources import MarsDataset
 from .engine import to_device
 from .features import cached_features, compute_features, feature_key
 from .pixels import summarise
-from .task import Batch, EngineContext, TaskTrainer
+from ..runs.profiles import loop_settings
 from ..vocab import PROBE_REGIMES
+from .task import Batch, EngineContext, TaskTrainer
 
 
 
@@ -168,6 +169,8 @@ class ClassificationTask(TaskTrainer):
         prep = model_spec.preprocessing
         if options.input_size is not None:  # e.g. small synthetic images; in the run's identity
             prep = dataclasses.replace(prep, input_size=options.input_size)
+        if not loop_settings(spec.profile).resize_antialias:  # the paper profile: as cv2
+            prep = dataclasses.replace(prep, antialias=False)
         self.prep = prep
         self.cached = ((spec.regime == "feature_extraction" and options.fe_path == "cached")
                        or spec.regime in PROBE_REGIMES)  # probes read the same features
