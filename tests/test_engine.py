@@ -343,3 +343,14 @@ def test_paper_profile_resizes_without_antialiasing(synth_suite):
     paper = run_experiment(_cls(synth_suite).replace(max_epochs=1, profile="paper"))
     assert ours.extra["preprocessing"]["antialias"] is True
     assert paper.extra["preprocessing"]["antialias"] is False
+
+
+def test_paper_profile_normalises_every_rgb_model_with_imagenet_statistics():
+    from marsbench.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, for_profile
+
+    dpt_like = Preprocessing(input_size=224, mean=(0.5,) * 3, std=(0.5,) * 3)
+    paper = for_profile(dpt_like, "paper")
+    assert (paper.mean, paper.std, paper.antialias) == (IMAGENET_MEAN, IMAGENET_STD, False)
+    assert for_profile(dpt_like, "marsbench") is dpt_like
+    six_bands = Preprocessing(input_size=224, in_channels=6, mean=(0.1,) * 6, std=(0.2,) * 6)
+    assert for_profile(six_bands, "paper").mean == (0.1,) * 6  # its own statistics

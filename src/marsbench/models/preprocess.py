@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -74,6 +74,20 @@ class Preprocessing:
     def key(self) -> str:
         """A stable text form, for feature-cache keys and run records."""
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def for_profile(prep: Preprocessing, profile: str) -> Preprocessing:
+    """The preprocessing a run uses under its profile. ``paper`` feeds every model as the
+    reference does (docs/fidelity.md rows 16-17): bilinear resizing without antialiasing (cv2
+    ``INTER_LINEAR``) and ImageNet mean/std for every 3-channel model
+    (``configs/transforms/default.yaml``), e.g. DPT's 0.5/0.5 encoder too. Multi-band
+    Earth-observation models keep their own statistics (the reference has none)."""
+    if profile != "paper":
+        return prep
+    changes: dict = {"antialias": False}
+    if prep.in_channels == 3 and prep.bands is None:
+        changes.update(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return replace(prep, **changes)
 
 
 def to_uint8_tensor(images: ImageInput) -> torch.Tensor:

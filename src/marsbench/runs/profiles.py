@@ -24,7 +24,6 @@ class LoopSettings:
     restore_best: bool  # test the best validation checkpoint (else the last epoch's weights)
     cuda_auto_precision: str  # what precision=auto means on CUDA
     frozen_backbone_train_mode: bool  # frozen layers still use batch statistics / dropout
-    resize_antialias: bool = True  # image resizing (bilinear) with antialiasing
 
 
 LOOP_SETTINGS = {
@@ -37,9 +36,7 @@ LOOP_SETTINGS = {
     # .eval() on frozen backbones (BatchNorm batch statistics, dropout active)
     "paper": LoopSettings(cosine_t_max=100, cosine_eta_min=1e-6, plateau_patience=5,
                           step_size=10, min_delta=0.01, restore_best=False,
-                          cuda_auto_precision="fp16", frozen_backbone_train_mode=True,
-                          # cv2.resize INTER_LINEAR (albumentations Resize): no antialiasing
-                          resize_antialias=False),
+                          cuda_auto_precision="fp16", frozen_backbone_train_mode=True),
 }
 
 

@@ -20,7 +20,7 @@ from ..sources import MarsDataset
 from .engine import to_device
 from .features import cached_features, compute_features, feature_key
 from .pixels import summarise
-from ..runs.profiles import loop_settings
+from ..models.preprocess import for_profile
 from ..vocab import PROBE_REGIMES
 from .task import Batch, EngineContext, TaskTrainer
 
@@ -169,9 +169,7 @@ class ClassificationTask(TaskTrainer):
         prep = model_spec.preprocessing
         if options.input_size is not None:  # e.g. small synthetic images; in the run's identity
             prep = dataclasses.replace(prep, input_size=options.input_size)
-        if not loop_settings(spec.profile).resize_antialias:  # the paper profile: as cv2
-            prep = dataclasses.replace(prep, antialias=False)
-        self.prep = prep
+        self.prep = prep = for_profile(prep, spec.profile)  # paper: the reference's resizing
         self.cached = ((spec.regime == "feature_extraction" and options.fe_path == "cached")
                        or spec.regime in PROBE_REGIMES)  # probes read the same features
         self.info = {"fe_path": options.fe_path, "augment_applied": spec.augment,

@@ -25,7 +25,6 @@ Losses (``RunSpec.loss``): ``ce`` (default, ``auto``), ``dice`` (generalised Dic
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -51,7 +50,7 @@ from ..runs.options import SEGMENTATION_TILE_OVERLAP, SEGMENTATION_TILE_SIZE
 from ..runs.spec import RunSpec
 from ..vocab import DICE_WEIGHTINGS
 from ..sources import MarsDataset
-from ..runs.profiles import loop_settings
+from ..models.preprocess import for_profile
 from .engine import Precision, make_loader, to_device
 from .pixels import summarise
 from .task import Batch, EngineContext, TaskTrainer
@@ -334,9 +333,7 @@ class SegmentationTask(TaskTrainer):
         ctx, spec = self.ctx, self.spec
         model = self.model = ctx.prepare(self.build_model())
         self.policy = policy = InputPolicy.from_options(spec.options, model.spec.input_size)
-        self.prep = model.preprocessing
-        if not loop_settings(spec.profile).resize_antialias:  # the paper profile: as cv2
-            self.prep = dataclasses.replace(self.prep, antialias=False)
+        self.prep = for_profile(model.preprocessing, spec.profile)  # paper: as the reference
         self.images = {name: segmentation_images(data, policy, self.prep, ctx.device)
                        for name, data in self.splits.items()}  # from the pixel cache
         self.info = {"input_policy": policy.describe(), "loss": self.criterion.description,
