@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from marsbench.report import make_report
-from test_report_content import records_for, small_results
+from test_report_content import full_records, small_results
 
 pytestmark = pytest.mark.slow
 
@@ -127,7 +127,9 @@ OVERFLOW_JS = """JSON.stringify((() => {
   const scrolling = Array.from(document.querySelectorAll(".scroll"))
     .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.firstElementChild.className);
   const banner = document.getElementById("synthetic-banner");
-  return {width, scrollWidth: document.documentElement.scrollWidth, bad, scrolling,
+  const sections = Array.from(document.querySelectorAll("h3")).map(h => [h.innerText, Math.round(h.getBoundingClientRect().top + window.scrollY)]);
+  const swatches = Array.from(document.querySelectorAll(".swatch")).map(e => getComputedStyle(e).backgroundColor);
+  return {width, scrollWidth: document.documentElement.scrollWidth, bad, scrolling, sections, swatches,
           banner: banner ? [banner.getBoundingClientRect().top, banner.innerText] : null,
           images: Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])};
 })())"""
@@ -136,14 +138,19 @@ OVERFLOW_JS = """JSON.stringify((() => {
 def test_report_renders_in_headless_chromium(tmp_path):
     exe = chromium_path()
     table = small_results()
+    (tmp_path / "predictions").mkdir()
     written = make_report(table, tmp_path / "report", baselines=False, rounds=200,
-                          records=records_for(table))
+                          records=full_records(table, tmp_path / "predictions"))
     html_path = written["html"]
     n_figures = sum(1 for key in written if key.startswith("figure:"))
-    # aggregate, performance profiles, probability of improvement, regimes, per dataset,
-    # partition curves, few-shot curves, per-class scores, training curves
-    assert n_figures == 9
-    assert html_path.read_text().count('<img src="data:image/png;base64,') == n_figures
+    # aggregate, performance profiles, probability of improvement, win probability, regimes,
+    # per dataset, partition curves, few-shot curves, per-class scores, training curves,
+    # reliability diagrams, risk-coverage curves, score against cost
+    assert n_figures == 13
+    html = html_path.read_text()
+    assert html.count('<img src="data:image/png;base64,') == n_figures
+    for heading in ("Rankings that survive noise", "Calibration", "Cost per result"):
+        assert f"<h3>{heading}</h3>" in html
 
     browser = DevToolsPipe(exe, tmp_path / "chromium-profile")
     try:
@@ -176,6 +183,12 @@ def test_report_renders_in_headless_chromium(tmp_path):
     # nothing wider than the page, and no table that needs its horizontal scroll bar
     assert page["bad"] == [] and page["scrollWidth"] <= page["width"], page
     assert page["scrolling"] == [], page
+    # the new sections are laid out in report order, their tables carry the models' colours
+    heads = dict(page["sections"])
+    order = ["Score distributions and probability of improvement", "Rankings that survive noise",
+             "Training curves", "Calibration", "Cost per result"]
+    assert [heads[h] for h in order] == sorted(heads[h] for h in order), page["sections"]
+    assert len(set(page["swatches"])) == 2 and "rgba(0, 0, 0, 0)" not in page["swatches"]
     # the synthetic-data banner is the first thing on the page
     top, text = page["banner"]
     assert top < 40 and "SYNTHETIC DATA" in text and "mb-domars16k" in text

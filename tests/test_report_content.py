@@ -64,6 +64,57 @@ def records_for(table: pd.DataFrame, *, synthetic: bool = True) -> list[RunRecor
     return out
 
 
+COST = {"mars-net": dict(flops_per_image=4.1e9, parameters=25_557_032, trainable_parameters=2_049),
+        "tiny-cnn": dict(flops_per_image=3.1e8, parameters=1_250_000, trainable_parameters=1_250_000),
+        LONG: dict(flops_per_image=1.7e10, parameters=86_000_000, trainable_parameters=86_000_000)}
+TIMINGS = {"mars-net": dict(setup_s=2.0, feature_extraction_s=30.0, training_s=12.0, evaluation_s=3.0),
+           "tiny-cnn": dict(setup_s=1.0, feature_extraction_s=0.0, training_s=40.0, evaluation_s=1.5),
+           LONG: dict(setup_s=4.0, feature_extraction_s=0.0, training_s=300.0, evaluation_s=9.0)}
+
+
+def write_predictions_csv(path, classes, level: float, sharpness: float, seed: int) -> str:
+    """A predictions CSV as classification runs write it (split, id, true, pred, p_<class>...):
+    val and test rows, accuracy about ``level``, over-confident by ``sharpness``."""
+    rng = np.random.default_rng(seed)
+    lines = ["split,id,true,pred," + ",".join(f"p_{c}" for c in classes)]
+    for split, n in (("val", 40), ("test", 160)):
+        true = rng.integers(0, len(classes), n)
+        logits = rng.normal(0, 1, (n, len(classes)))
+        right = rng.random(n) < level
+        logits[np.arange(n), np.where(right, true, (true + 1) % len(classes))] += 2.0
+        z = sharpness * logits
+        probs = np.exp(z - z.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        for i in range(n):
+            lines.append(f"{split},{split}-{i},{true[i]},{probs[i].argmax()},"
+                         + ",".join(f"{v:.6f}" for v in probs[i]))
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def full_records(table: pd.DataFrame, folder, *, synthetic: bool = True) -> list[RunRecord]:
+    """`records_for` plus what `marsbench run` also records: calibration metrics (ECE, scaled
+    ECE, AURC; the temperature in extra.calibration), a predictions CSV in ``folder``, the cost
+    (extra.cost) and the wall time per stage (timings)."""
+    out = records_for(table, synthetic=synthetic)
+    for k, rec in enumerate(out):
+        model, test = rec.spec.model, rec.metrics["test"]
+        level = test["f1_weighted"]
+        sharp = 2.5 if model == "tiny-cnn" else 1.2
+        test.update(ece=0.02 + 0.1 * (1 - level) + 0.001 * rec.spec.seed,
+                    ece_temperature_scaled=0.015 + 0.001 * rec.spec.seed, aurc=0.5 * (1 - level))
+        rec.extra["calibration"] = {"bins": 15, "temperature_fitted_on": "val",
+                                    "temperature": 1.1 + 0.1 * rec.spec.seed}
+        rec.extra["cost"] = {**COST[model], "peak_memory_bytes": 2_000_000_000 + 1_000_000 * k,
+                             "peak_memory_kind": "process peak RSS (ru_maxrss)",
+                             "energy_joules": None, "energy_source": "no energy meter on the CPU"}
+        stages = TIMINGS[model]
+        rec.timings = {**stages, "total_s": sum(stages.values())}
+        rec.predictions_path = write_predictions_csv(
+            folder / f"pred-{k}.csv", CLASSES[rec.spec.dataset], level, sharp, k)
+    return out
+
+
 def build(table, **kwargs):
     kwargs.setdefault("normaliser", default_normaliser())
     return build_report_data(table, rounds=50, **kwargs)
@@ -265,10 +316,10 @@ def test_normaliser_labels_say_where_the_bounds_came_from():
 # -- figures: colours and layout ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def rich():
+def rich(tmp_path_factory):
     """A synthetic report with every figure kind, its data and the figures before rendering."""
     table = small_results(models=(("mars-net", 0.85), (LONG, 0.7)))
-    data = build(table, records=records_for(table))
+    data = build(table, records=full_records(table, tmp_path_factory.mktemp("predictions")))
     drawn = []
     original = plots.png_bytes
 
@@ -289,8 +340,9 @@ def rich():
 
 def test_one_colour_per_model_in_every_figure(rich):
     data, figures, _ = rich
-    assert [f.section for f in figures] == ["tasks", "profiles", "improvement", "regimes", "datasets",
-                                            "partition", "few_shot", "per_class", "history"]
+    assert [f.section for f in figures] == ["tasks", "profiles", "improvement", "rankings", "regimes",
+                                            "datasets", "partition", "few_shot", "per_class", "history",
+                                            "calibration", "calibration", "cost"]
     expected = plots.model_colours(data.table["model"].unique(), data.baseline_models)
     assert expected["mars-net"] != expected[LONG]
     for f in figures:

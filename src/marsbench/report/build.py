@@ -30,6 +30,8 @@ from marsbench.aggregate.summary import (
 from marsbench.aggregate.table import concat_tables, results_table
 from marsbench.catalog import UnknownDatasetError, Variant, get_card
 
+from .sections import Sections, build_sections
+
 MIN_MODELS = 2  # a min-max score derived from the runs needs at least this many models
 PROFILE_POINTS = 41
 MATRIX_COLUMNS = ["task", "regime", "dataset", "metric", "model", "runs", "mean", "std", "best"]
@@ -75,6 +77,8 @@ class ReportData:
     per_class: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PER_CLASS_COLUMNS))
     history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=HISTORY_COLUMNS))
     records_given: bool = False
+    # rankings that survive noise, calibration, cost per result (see `sections`)
+    sections: Sections = field(default_factory=Sections)
 
     @property
     def tasks(self) -> list[str]:
@@ -149,6 +153,7 @@ class ReportData:
                            f"fewer runs than the others. Missing: {'; '.join(items)}.")
         if self.leaderboard_error:
             out.append("Leaderboard not written: " + self.leaderboard_error)
+        out += self.sections.notes
         return out
 
 
@@ -404,7 +409,8 @@ def build_report_data(table: pd.DataFrame, *, normaliser: Normaliser,
     """Aggregate ``table`` (plus ``baselines`` rows, e.g. `paper_baselines()`) for a report.
 
     ``records``: the `RunRecord` s behind the table's own runs (or a `ResultsStore`), for what
-    the table cannot carry: the synthetic-data flag, per-class scores and training curves.
+    the table cannot carry: the synthetic-data flag, per-class scores, training curves,
+    calibration (test metrics, predictions CSVs) and cost (``extra['cost']``, ``timings``).
     """
     own = results_table(table)
     baseline_models = sorted(baselines["model"].unique()) if baselines is not None else []
@@ -432,6 +438,8 @@ def build_report_data(table: pd.DataFrame, *, normaliser: Normaliser,
     matched = _match_records(recs, own_headline)
     synthetic, synthetic_runs = _synthetic(recs, own_headline, table)
     curve_args = dict(rounds=rounds, confidence=confidence, seed=seed)
+    sections = build_sections(scores=normalised.scores, combined=combined,
+                              task_scores=scores, matched=matched, **curve_args)
     return ReportData(
         table=combined, baseline_models=baseline_models, normaliser=normaliser,
         excluded=normalised.excluded, task_scores=scores,
@@ -448,5 +456,5 @@ def build_report_data(table: pd.DataFrame, *, normaliser: Normaliser,
         improvement=improvement_matrix(normalised.scores, **curve_args),
         synthetic_datasets=synthetic, synthetic_runs=synthetic_runs,
         per_class=_per_class(matched, own_headline), history=_history(matched, own_headline),
-        records_given=records is not None,
+        records_given=records is not None, sections=sections,
     )

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from . import plots
 from .build import ReportData
 
-SECTIONS = ("tasks", "profiles", "improvement", "regimes", "datasets", "partition", "few_shot",
-            "per_class", "history")
+SECTIONS = ("tasks", "profiles", "improvement", "rankings", "regimes", "datasets", "partition",
+            "few_shot", "per_class", "history", "calibration", "cost")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,10 @@ def make_figures(data: ReportData) -> list[ReportFigure]:
         if len(improvement):
             add(f"{task}_improvement", "improvement", task, f"{task}: probability of improvement",
                 plots.improvement_plot(improvement, task, colours, base))
+        wins = data.sections.win_probability
+        if (wins["task"] == task).any():
+            add(f"{task}_win_probability", "rankings", task, f"{task}: win probability",
+                plots.win_probability_plot(wins, task, colours, base))
         if scores["regime"].nunique() > 1:
             add(f"{task}_regimes", "regimes", task, f"{task}: training regimes",
                 plots.regime_plot(scores, task, colours, base))
@@ -67,4 +71,17 @@ def make_figures(data: ReportData) -> list[ReportFigure]:
         if (data.history["task"] == task).any():
             add(f"{task}_training_curves", "history", task, f"{task}: training curves",
                 plots.history_plot(data.history, task, colours))
+        bins = data.sections.reliability
+        if ((bins["task"] == task) & (bins["count"] > 0)).any():
+            add(f"{task}_reliability", "calibration", task, f"{task}: reliability diagrams",
+                plots.reliability_plot(bins, task, colours))
+        curves = data.sections.risk_coverage
+        if (curves["task"] == task).any():
+            add(f"{task}_risk_coverage", "calibration", task, f"{task}: risk-coverage curves",
+                plots.risk_coverage_plot(curves, task, colours))
+        cost = data.sections.cost
+        if ((cost["task"] == task) & cost["score"].notna()
+                & (cost["flops_per_image"].notna() | cost["total_s"].notna())).any():
+            add(f"{task}_cost", "cost", task, f"{task}: score against cost",
+                plots.cost_plot(cost, task, colours, base))
     return out

@@ -8,7 +8,7 @@ import base64
 import jinja2
 import pandas as pd
 
-from . import paper_table
+from . import paper_table, section_tables
 from .build import ReportData
 from .figures import ReportFigure
 
@@ -42,6 +42,9 @@ figure { margin: 1rem 0; }
 figure img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.85rem; color: #555; }
 details { margin: 0.3rem 0 1rem; }
+table.section td { white-space: nowrap; }
+.swatch { display: inline-block; width: 0.8em; height: 0.8em; border-radius: 2px; margin-right: 0.35em; vertical-align: -0.05em; }
+.small { font-size: 0.85rem; color: #555; }
 </style>
 </head>
 <body>
@@ -84,6 +87,15 @@ interquartile mean with its stratified-bootstrap interval (full training set).</
 Probability of improvement: how likely a run of the row model beats a run of the column model on the same dataset (averaged over the datasets both have; ties count ½).</p>
 {% for f in figs[task]["profiles"] %}{{ figure(f) }}{% endfor %}
 {% for f in figs[task]["improvement"] %}{{ figure(f) }}{% endfor %}{% endif %}
+{% if rank_blocks[task] %}<h3>Rankings that survive noise</h3>
+<p>Paired bootstrap over datasets and seeds ({{ data.rounds }} rounds, seed {{ data.seed }}; every model scored on the same resampled cells).
+A model joins the current tier when the {{ pct }} interval of <em>score(tier leader) − score(model)</em> reaches 0, i.e. they are tied at {{ pct }}; otherwise it leads the next tier (no multiple-comparison correction).
+Rank interval: the {{ pct }} range of its bootstrap ranks. Win probability: P(row model's mean score &gt; column model's) over the rounds.
+Files: tables/tiers.csv, tables/rank_intervals.csv, tables/win_probability.csv, tables/seed_power.csv.</p>
+{% for b in rank_blocks[task] %}<h4>{{ b.regime }}</h4>
+{% for caption, t in b.tables %}<p class="small">{{ caption }}</p><div class="scroll">{{ t }}</div>{% endfor %}
+{% for line in b.lines %}<p class="small">{{ line }}</p>{% endfor %}{% endfor %}
+{% for f in figs[task]["rankings"] %}{{ figure(f) }}{% endfor %}{% endif %}
 {% if figs[task]["regimes"] %}<h3>Regime comparison</h3>{% for f in figs[task]["regimes"] %}{{ figure(f) }}{% endfor %}
 {% else %}<p>Regime comparison: only {{ regimes[task] | join(", ") }} runs present.</p>{% endif %}
 <h3>Per dataset (raw metric)</h3>
@@ -94,6 +106,20 @@ Probability of improvement: how likely a run of the row model beats a run of the
 {% if figs[task]["per_class"] %}<h3>Per-class scores</h3>{% for f in figs[task]["per_class"] %}{{ figure(f) }}{% endfor %}
 {% for dataset, t in per_class[task] %}<details><summary>{{ dataset }}: per-class table</summary><div class="scroll">{{ t }}</div></details>{% endfor %}{% endif %}
 {% if figs[task]["history"] %}<h3>Training curves</h3>{% for f in figs[task]["history"] %}{{ figure(f) }}{% endfor %}{% endif %}
+{% if cal_blocks[task] %}<h3>Calibration</h3>
+<p>Expected calibration error (15 equal-width bins of top-label confidence), the same after temperature scaling (temperature fitted on the validation split) and the area under the risk-coverage curve (lower is better for all three), from the run records; mean over seeds.
+The figures pool the test predictions (the runs' predictions CSVs) of each model's seeds on one dataset. Numbers: tables/calibration.csv, tables/reliability.csv, tables/risk_coverage.csv.</p>
+{% for b in cal_blocks[task] %}<h4>{{ b.regime }}</h4>
+{% for caption, t in b.tables %}<p class="small">{{ caption }}</p><div class="scroll">{{ t }}</div>{% endfor %}
+{% for line in b.lines %}<p class="small">{{ line }}</p>{% endfor %}{% endfor %}
+{% for f in figs[task]["calibration"] %}{{ figure(f) }}{% endfor %}{% endif %}
+{% if cost_blocks[task] %}<h3>Cost per result</h3>
+<p>From the run records (full training set): FLOPs of one forward pass of one image, parameters (trainable: what the optimiser updated), wall time per run by stage, peak memory and energy where a meter measured it.
+Pareto front: the models no other model beats with a higher score at a lower cost. Numbers: tables/cost.csv.</p>
+{% for b in cost_blocks[task] %}<h4>{{ b.regime }}</h4>
+{% for caption, t in b.tables %}<p class="small">{{ caption }}</p><div class="scroll">{{ t }}</div>{% endfor %}
+{% for line in b.lines %}<p class="small">{{ line }}</p>{% endfor %}{% endfor %}
+{% for f in figs[task]["cost"] %}{{ figure(f) }}{% endfor %}{% endif %}
 </section>
 {% endfor %}
 <section id="leaderboard">
@@ -154,7 +180,14 @@ def render_html(data: ReportData, figures: list[ReportFigure], title: str = "Mar
 
     figs = {t: {s: [f for f in figures if f.task == t and f.section == s] for s in SECTIONS} for t in data.tasks}
     tables, matrices, needs, per_class = {}, {}, {}, {}
+    blocks = {name: {} for name in ("rank", "cal", "cost")}
     for task in data.tasks:
+        for name, make in (("rank", section_tables.ranking_blocks), ("cal", section_tables.calibration_blocks),
+                           ("cost", section_tables.cost_blocks)):
+            made = make(data, task)
+            for b in made:
+                b.tables = [(c, markup(section_tables.html_table(t, data))) for c, t in b.tables]
+            blocks[name][task] = made
         scores = data.task_scores[data.task_scores["task"] == task].sort_values(["regime", "iqm"], ascending=[True, False])
         tables[task] = {"scores": markup(_table_html(scores.drop(columns=["task", "variant"]))) if len(scores) else ""}
         matrices[task] = [(regime, markup(paper_table.html_table(rows, data)))
@@ -168,5 +201,6 @@ def render_html(data: ReportData, figures: list[ReportFigure], title: str = "Mar
     return env.from_string(_TEMPLATE).render(
         title=title, data=data, notes=data.notes(), figs=figs, tables=tables, regimes=regimes,
         leaderboard=board, own_models=own, figure=figure, matrices=matrices, needs=needs,
-        per_class=per_class,
+        per_class=per_class, rank_blocks=blocks["rank"], cal_blocks=blocks["cal"],
+        cost_blocks=blocks["cost"], pct=f"{100 * data.confidence:g} %",
     )

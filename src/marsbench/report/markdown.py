@@ -7,7 +7,7 @@ import math
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-from . import paper_table
+from . import paper_table, section_tables
 from .build import ReportData
 from .figures import ReportFigure
 
@@ -74,6 +74,29 @@ def render_markdown(data: ReportData, figures: list[ReportFigure], figure_dir: s
                       markdown_table(scores.drop(columns=["task", "variant"])), ""]
         else:
             lines += [f"No normalised aggregate: {needs_text(data, task)}", ""]
+        for heading, intro, made in (
+                ("Rankings that survive noise",
+                 f"Paired bootstrap over datasets and seeds ({data.rounds} rounds, seed {data.seed}). "
+                 f"Models share a tier when the {100 * data.confidence:g} % interval of score(tier "
+                 "leader) − score(model) reaches 0 (tied); rank interval: the same range of bootstrap "
+                 "ranks. `tables/tiers.csv`, `tables/rank_intervals.csv`, `tables/win_probability.csv`, "
+                 "`tables/seed_power.csv`.", section_tables.ranking_blocks(data, task)),
+                ("Calibration",
+                 "ECE (15 bins), ECE after temperature scaling (fitted on val) and AURC of the test "
+                 "split from the run records, mean over seeds; the figures pool each model's test "
+                 "predictions over its seeds on one dataset. `tables/calibration.csv`.",
+                 section_tables.calibration_blocks(data, task)),
+                ("Cost per result",
+                 "From the run records (full training set); Pareto front: no other model scores "
+                 "higher at a lower cost. `tables/cost.csv`.", section_tables.cost_blocks(data, task))):
+            if not made:
+                continue
+            lines += [f"### {heading}", "", intro, ""]
+            for b in made:
+                lines += [f"#### {b.regime}", ""]
+                for caption, t in b.tables:
+                    lines += [f"{caption}:", "", markdown_table(t), ""]
+                lines += [*b.lines, ""] if b.lines else []
         for f in figures:
             if f.task == task:
                 lines += [f"![{f.title}]({figure_dir}/{f.name}.png)", ""]

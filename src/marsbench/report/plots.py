@@ -430,3 +430,199 @@ def history_plot(history: pd.DataFrame, task: str, colours: Colours) -> tuple[Fi
     _suptitle(fig, f"{task}: training curves (mean over seeds)")
     _legend_below(fig, legend, ncol=5)
     return fig, used
+
+
+def _colour_ticklabels(ax, models: Sequence[str], colours: Colours, baselines: Sequence[str],
+                       used: Colours) -> None:
+    """Own models' tick labels in their colour, baselines' (light colours) in grey."""
+    for m, ylabel, xlabel in zip(models, ax.get_yticklabels(), ax.get_xticklabels()):
+        colour = "0.35" if m in baselines else used.setdefault(m, colours[m])
+        ylabel.set_color(colour)
+        xlabel.set_color(colour)
+
+
+@_styled
+def win_probability_plot(wins: pd.DataFrame, task: str, colours: Colours,
+                         baselines: Sequence[str] = ()) -> tuple[Figure, Colours]:
+    """P(row model's aggregate score > column model's) under the paired bootstrap, one heatmap
+    per regime, models best first; tick labels in the models' colours."""
+    rows = wins[wins["task"] == task]
+    regimes = [g for g in REGIMES if g in set(rows["regime"])]
+    n = max(rows.groupby("regime")["model"].nunique())
+    side = max(4.2, 0.42 * n + 2.6)
+    fig, axes = _figure(side * len(regimes) + 0.8, side + 0.4, 1, len(regimes))
+    used: Colours = {}
+    image = None
+    for ax, regime in zip(axes, regimes):
+        part = rows[rows["regime"] == regime]
+        models = list(dict.fromkeys([*part["model"], *part["opponent"]]))  # best first
+        grid = part.pivot(index="model", columns="opponent", values="probability").reindex(
+            index=models, columns=models)
+        image = ax.imshow(grid.to_numpy(dtype=float), cmap="RdBu", vmin=0, vmax=1)
+        if len(models) <= 14:
+            for i in range(len(models)):
+                for j in range(len(models)):
+                    v = grid.iat[i, j]
+                    if np.isfinite(v):
+                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                                color="white" if abs(v - 0.5) > 0.3 else "black")
+        ax.set_yticks(range(len(models)), [wrap(m, 24) for m in models], fontsize=8)
+        _rotate_x(ax, models)
+        _colour_ticklabels(ax, models, colours, baselines, used)
+        ax.set_xlabel("other model")
+        ax.set_ylabel("model")
+        _title(ax, regime if len(regimes) > 1 else f"{task}: P(model's score > opponent's) ({regime})")
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, label="win probability (paired bootstrap)")
+    if len(regimes) > 1:
+        _suptitle(fig, f"{task}: win probability (the row model's aggregate score beats the "
+                  "column model's in a paired bootstrap round)")
+    return fig, used
+
+
+@_styled
+def reliability_plot(bins: pd.DataFrame, task: str, colours: Colours) -> tuple[Figure, Colours]:
+    """Per dataset (and regime): accuracy against mean confidence in each confidence bin, one
+    line per model (test predictions pooled over its seeds), the diagonal = perfect calibration."""
+    rows = bins[(bins["task"] == task) & (bins["count"] > 0)]
+    panels = _panels(rows)
+    fig, axes = _grid(len(panels), width=4.2, height=3.6)
+    used: Colours = {}
+    legend: dict[str, object] = {}
+    for ax, (dataset, regime, title) in zip(axes, panels):
+        part = rows[(rows["dataset"] == dataset) & (rows["regime"] == regime)]
+        ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1)
+        for model, line in part.groupby("model", sort=True):
+            line = line.sort_values("bin")
+            colour = used.setdefault(model, colours[model])
+            size = 12 + 60 * line["count"] / line["count"].max()
+            (handle,) = ax.plot(line["confidence"], line["accuracy"], "-", color=colour, lw=1.4)
+            ax.scatter(line["confidence"], line["accuracy"], s=size, color=colour, zorder=3,
+                       edgecolor="white", linewidth=0.5)
+            legend.setdefault(model, handle)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_xlabel("confidence (top label)", fontsize=8)
+        ax.set_ylabel("accuracy", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        _title(ax, title, 9)
+        _plain(ax)
+    legend["perfect calibration"] = Line2D([], [], ls="--", color="0.5")
+    _suptitle(fig, f"{task}: reliability diagrams (15 confidence bins; test predictions pooled "
+              "over each model's seeds; marker area ~ decisions in the bin)")
+    _legend_below(fig, legend)
+    return fig, used
+
+
+@_styled
+def risk_coverage_plot(curves: pd.DataFrame, task: str, colours: Colours) -> tuple[Figure, Colours]:
+    """Per dataset (and regime): selective risk against coverage (abstaining on the least
+    confident decisions first), one line per model, test predictions pooled over its seeds."""
+    rows = curves[curves["task"] == task]
+    panels = _panels(rows)
+    fig, axes = _grid(len(panels), width=4.2, height=3.2)
+    used: Colours = {}
+    legend: dict[str, object] = {}
+    for ax, (dataset, regime, title) in zip(axes, panels):
+        part = rows[(rows["dataset"] == dataset) & (rows["regime"] == regime)]
+        for model, line in part.groupby("model", sort=True):
+            colour = used.setdefault(model, colours[model])
+            (handle,) = ax.plot(line["coverage"], line["risk"], "-", color=colour, lw=1.5)
+            legend.setdefault(model, handle)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("coverage (share of decisions kept)", fontsize=8)
+        ax.set_ylabel("selective risk (1 − accuracy)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        _title(ax, title, 9)
+        _plain(ax)
+    _suptitle(fig, f"{task}: risk-coverage curves (test predictions pooled over each model's "
+              "seeds; lower is better)")
+    _legend_below(fig, legend)
+    return fig, used
+
+
+def _cost_axis(ax, values: pd.Series, *, log: bool | None = None, eng: bool = False) -> None:
+    """A cost axis: log scale (always when ``log``; by default where the costs span more than a
+    decade) with ticks at 1, 2, 5 x 10^k (1 x 10^k over wide spans) and plain or engineering
+    labels (``eng``: 2G, 500M); otherwise linear without offset."""
+    lo, hi = float(values.min()), float(values.max())
+    if log is None:
+        log = lo > 0 and hi / lo > 10
+    if not log or lo <= 0:
+        _plain(ax, "x")
+        pad = 0.08 * (hi - lo) if hi > lo else 0.1 * max(abs(hi), 1.0)
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+        return
+    ax.set_xscale("log")
+    left, right = lo / 1.6, hi * 1.6
+    ax.set_xlim(left, right)
+    subs = (1.0,) if math.log10(right / left) > 2.5 else (1.0, 2.0, 5.0)
+    ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(left)), math.ceil(math.log10(right)) + 1)
+             for m in subs if left <= m * 10.0 ** k <= right]
+    if len(ticks) > 7:  # keep every n-th decade
+        step = math.ceil(len(ticks) / 6)
+        ticks = ticks[::step]
+    fmt = matplotlib.ticker.EngFormatter(places=0, sep="") if eng else None
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FixedFormatter([fmt(t) if fmt else f"{t:g}" for t in ticks]))
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+@_styled
+def cost_plot(cost: pd.DataFrame, task: str, colours: Colours,
+              baselines: Sequence[str] = ()) -> tuple[Figure, Colours]:
+    """Headline score against cost, one row per regime: FLOPs per image (log x) and mean wall
+    time per run; the Pareto front (no other model scores higher for less) as a step line with
+    ringed points."""
+    rows = cost[(cost["task"] == task) & cost["score"].notna()]
+    regimes = [g for g in REGIMES if g in set(rows["regime"])]
+    axes_spec = [(c, label, flag) for c, label, flag in (
+        ("flops_per_image", "FLOPs per image (forward pass, log scale)", "pareto_flops"),
+        ("total_s", "mean wall time per run (s)", "pareto_time")) if rows[c].notna().any()]
+    fig, axes = _figure(5.0 * len(axes_spec), 3.6 * len(regimes), len(regimes), len(axes_spec))
+    used: Colours = {}
+    legend: dict[str, object] = {}
+    for r, regime in enumerate(regimes):
+        part = rows[rows["regime"] == regime]
+        for c, (column, label, flag) in enumerate(axes_spec):
+            ax = axes[r * len(axes_spec) + c]
+            points = part[part[column].notna()]
+            if points.empty:
+                ax.text(0.5, 0.5, f"no {column} recorded", ha="center", va="center",
+                        transform=ax.transAxes, fontsize=8, color="0.4")
+                ax.set_xticks([])
+                ax.set_yticks([])
+            else:
+                front = points[points[flag]].sort_values(column)
+                if len(front):
+                    xs = [*front[column], float(points[column].max())]
+                    ys = [*front["score"], float(front["score"].iloc[-1])]
+                    (handle,) = ax.step(xs, ys, where="post", ls="--", color="0.35", lw=1, zorder=1)
+                    legend.setdefault("Pareto front (higher score, lower cost)", handle)
+                    ax.scatter(front[column], front["score"], s=140, facecolor="none",
+                               edgecolor="0.2", lw=1.2, zorder=2)
+                for p in points.itertuples(index=False):
+                    colour = used.setdefault(p.model, colours[p.model])
+                    handle = ax.scatter([getattr(p, column)], [p.score], s=45, zorder=3,
+                                        color=colour, edgecolor=colour,
+                                        facecolor="white" if p.model in baselines else colour)
+                    legend.setdefault(p.model, handle)
+                if column == "flops_per_image":
+                    _cost_axis(ax, points[column], log=True, eng=True)
+                else:
+                    _cost_axis(ax, points[column])
+                ax.set_ylabel(points["score_kind"].iloc[0], fontsize=8)
+                _plain(ax, "y")
+                ax.grid(alpha=0.3)
+            ax.set_xlabel(label, fontsize=8)
+            ax.tick_params(labelsize=7)
+            _title(ax, regime, 9)
+    _suptitle(fig, f"{task}: score against cost (full training set; ringed: the Pareto front)")
+    if legend:
+        _legend_below(fig, legend)
+    return fig, used

@@ -33,7 +33,11 @@ def write_report(data: ReportData, out_dir: str | Path, *, title: str = "Mars-Be
         "excluded": data.excluded, "coverage_gaps": data.gaps, "paper_table": data.matrix,
         "performance_profiles": data.profiles, "probability_of_improvement": data.improvement,
         "normaliser_provenance": data.provenance, "per_class": data.per_class,
-        "training_history": data.history,
+        "training_history": data.history, "tiers": data.sections.tiers,
+        "rank_intervals": data.sections.rank_intervals,
+        "win_probability": data.sections.win_probability, "seed_power": data.sections.seed_power,
+        "calibration": data.sections.calibration, "reliability": data.sections.reliability,
+        "risk_coverage": data.sections.risk_coverage, "cost": data.sections.cost,
     }
     for name, frame in tables.items():
         path = out / "tables" / f"{name}.csv"
