@@ -41,10 +41,10 @@ from .datasets import app as datasets_app
 from .demo import EPILOG as DEMO_EPILOG, demo_command
 from .env import EPILOG as ENV_EPILOG, env_command
 from .models import app as models_app
-from .report import report_command
+from .report import EPILOG as REPORT_EPILOG, report_command
 from .run import EPILOG as RUN_EPILOG, run_command
-from .sweep import sweep_command
-from .vlm import vlm_command
+from .sweep import EPILOG as SWEEP_EPILOG, sweep_command
+from .vlm import EPILOG as VLM_EPILOG, vlm_command
 
 DEBUG_ENV = "MARSBENCH_DEBUG"
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
@@ -234,9 +234,9 @@ app.command("demo", epilog=DEMO_EPILOG)(demo_command)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
 app.command("run", epilog=RUN_EPILOG)(run_command)
-app.command("sweep")(sweep_command)
-app.command("report")(report_command)
-app.command("vlm")(vlm_command)
+app.command("sweep", epilog=SWEEP_EPILOG)(sweep_command)
+app.command("report", epilog=REPORT_EPILOG)(report_command)
+app.command("vlm", epilog=VLM_EPILOG)(vlm_command)
 app.command("env", epilog=ENV_EPILOG)(env_command)
 
 

@@ -82,7 +82,13 @@ def list_command(
         console.print(also, highlight=False)
 
 
-@app.command("info")
+_INFO_EPILOG = ("Examples:\n\n"
+                "marsbench models info efficientnet_lite0\n\n"
+                "marsbench models info unet:resnet50 --json\n\n"
+                "marsbench models info timm:convnext_tiny")
+
+
+@app.command("info", epilog=_INFO_EPILOG)
 def info_command(
     name: Annotated[str, typer.Argument(help="registry name or timm:<name>")],
     as_json: Annotated[bool, typer.Option("--json", help="the model as a JSON object")] = False,

@@ -15,6 +15,13 @@ from ..errors import OptionError
 from . import common
 
 
+EPILOG = ("Examples:\n\n"
+          "marsbench report --store runs/results.sqlite --out report/\n\n"
+          "marsbench report --store runs/results.sqlite --experiment demo_synthetic --out report/"
+          "\n\n"
+          "marsbench report --csv mine.csv --out report/ --baselines none --normaliser table")
+
+
 class Baselines(str, Enum):
     paper = "paper"
     none = "none"

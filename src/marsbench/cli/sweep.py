@@ -15,6 +15,11 @@ from . import common
 console = Console(highlight=False)
 DEFAULT_STORE = Path("runs/results.sqlite")
 SHOW = 10  # failed / stale runs listed by name before "... and N more"
+EPILOG = ("Examples:\n\n"
+          "marsbench sweep paper:demo_synthetic --root marsbench-demo/data --dry-run\n\n"
+          "marsbench sweep paper:main_classification --root ~/mars-bench --executor process "
+          "--workers 4\n\n"
+          "marsbench sweep my_study.yaml --executor ray --gpus-per-run 1    # on a Ray cluster")
 
 
 def sweep_command(

@@ -31,6 +31,14 @@ def _temperature(text: str) -> float | None:
         raise typer.BadParameter(f"{text!r}: give a number, or 'none' to leave it out") from None
 
 
+EPILOG = ("Examples:\n\n"
+          "marsbench vlm --dataset mb-frost_cls --provider openai --model gpt-4o-mini --limit 50\n\n"
+          "marsbench vlm --dataset mb-landmark_cls --provider openai --model "
+          "Qwen/Qwen2.5-VL-7B-Instruct --base-url http://localhost:8000/v1    # vLLM, Ollama\n\n"
+          "marsbench vlm --dataset mb-domars16k --provider gemini --model gemini-2.0-flash "
+          "--concurrency 8")
+
+
 def vlm_command(
     dataset: str = typer.Option(
         ..., "--dataset", help="Catalog name (mb-domars16k) or a dataset folder."),
