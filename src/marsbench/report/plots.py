@@ -471,7 +471,7 @@ def win_probability_plot(wins: pd.DataFrame, task: str, colours: Colours,
         _colour_ticklabels(ax, models, colours, baselines, used)
         ax.set_xlabel("other model")
         ax.set_ylabel("model")
-        _title(ax, regime if len(regimes) > 1 else f"{task}: P(model's score > opponent's) ({regime})")
+        _title(ax, regime if len(regimes) > 1 else f"{task}: P(row model's score > column model's) ({regime})")
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label="win probability (paired bootstrap)")
     if len(regimes) > 1:
