@@ -43,6 +43,7 @@ figure img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.85rem; color: #555; }
 details { margin: 0.3rem 0 1rem; }
 table.section td { white-space: nowrap; }
+table.section td.model { white-space: normal; overflow-wrap: anywhere; min-width: 8rem; max-width: 16rem; }
 .swatch { display: inline-block; width: 0.8em; height: 0.8em; border-radius: 2px; margin-right: 0.35em; vertical-align: -0.05em; }
 .small { font-size: 0.85rem; color: #555; }
 </style>

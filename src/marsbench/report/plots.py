@@ -467,7 +467,9 @@ def win_probability_plot(wins: pd.DataFrame, task: str, colours: Colours,
                         ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
                                 color="white" if abs(v - 0.5) > 0.3 else "black")
         ax.set_yticks(range(len(models)), [wrap(m, 24) for m in models], fontsize=8)
-        _rotate_x(ax, models)
+        # vertical: a wrapped (multi-line) label at an angle would lean into its neighbour's
+        ax.set_xticks(range(len(models)), [wrap(m, 18) for m in models], rotation=90, ha="center",
+                      va="top", fontsize=8)
         _colour_ticklabels(ax, models, colours, baselines, used)
         ax.set_xlabel("other model")
         ax.set_ylabel("model")

@@ -167,7 +167,8 @@ def html_table(frame: pd.DataFrame, data: ReportData) -> str:
         cells = []
         for column, value in zip(frame.columns, row):
             text = escape(str(value))
-            cells.append(f"<td>{swatch(str(value)) + text if column == 'model' else text}</td>")
+            cells.append(f'<td class="model">{swatch(str(value))}{text}</td>' if column == "model"
+                         else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return ('<table class="section"><thead><tr>' + head + "</tr></thead><tbody>" + "".join(body)
             + "</tbody></table>")
