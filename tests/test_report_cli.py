@@ -75,9 +75,10 @@ def test_html_is_self_contained_with_every_plot(paper_report):
     assert figures == ["classification_datasets.png", "classification_few_shot.png",
                        "classification_improvement.png", "classification_iqm.png",
                        "classification_partition.png", "classification_profiles.png",
+                       "classification_win_probability.png",
                        "segmentation_datasets.png", "segmentation_improvement.png",
                        "segmentation_iqm.png", "segmentation_partition.png",
-                       "segmentation_profiles.png"]
+                       "segmentation_profiles.png", "segmentation_win_probability.png"]
     assert html.count('<img src="data:image/png;base64,') == len(figures)
     assert not re.search(r"""(src|href)=["'](?!data:)""", html)  # nothing loaded from elsewhere
     assert "<script" not in html

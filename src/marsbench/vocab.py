@@ -43,3 +43,5 @@ DETECTION_INPUT_POLICIES = ("native", "tile", "reference")
 DICE_WEIGHTINGS = ("square", "simple", "uniform")  # MONAI GeneralizedDiceLoss w_type
 BAND_STRATEGIES = ("replicate", "visible", "adapter")  # Earth-observation models' band adaptation
 ANNOTATION_FORMATS = ("voc", "coco", "yolo")  # detection annotations; voc as the reference
+
+LOGGERS = ("none", "tensorboard", "mlflow", "wandb")  # optional experiment loggers (extras)

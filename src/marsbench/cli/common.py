@@ -104,3 +104,18 @@ def output_file(path: Path, option: str, *, create: bool = True) -> Path:
                           fix=f"give a file path to {option}")
     output_folder(path.parent, f"{option} file's", create=create)
     return path
+
+
+def use_logger(name: str | None, log_dir: Path | None) -> None:
+    """``--logger`` / ``--log-dir``: checked (known, installed), then set for this process and
+    the workers it starts ($MARSBENCH_LOGGER, $MARSBENCH_LOG_DIR)."""
+    import os
+
+    from ..training.loggers import LOG_DIR_ENV, LOGGER_ENV, check_logger
+
+    if name is not None:
+        os.environ[LOGGER_ENV] = check_logger(name.strip().lower())
+    elif os.environ.get(LOGGER_ENV):
+        check_logger(os.environ[LOGGER_ENV].strip().lower(), where=LOGGER_ENV)
+    if log_dir is not None:
+        os.environ[LOG_DIR_ENV] = str(Path(log_dir).expanduser().resolve())

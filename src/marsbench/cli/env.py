@@ -111,6 +111,7 @@ def _paths(device) -> list[Entry]:
     from ..sources.cache import DATA_ENV, data_root
     from ..sources.content_hash import CACHE_ENV, cache_root, memo_path
     from ..training.engine import default_workers
+    from ..training.loggers import LOG_DIR_ENV, LOGGER_ENV, chosen_logger
     from ..training.pixels import ENV as PIXEL_ENV, pixel_cache_budget, pixel_cache_dir
     from ..training.run import feature_cache_dir
     from .run import DEFAULT_STORE
@@ -136,6 +137,10 @@ def _paths(device) -> list[Entry]:
               else "unknown (no usable device)", "MARSBENCH_WORKERS",
               note=f"on {device}" if device is not None else None),
         Entry("downloads", "allowed" if downloads_allowed() else "off", OFFLINE_ENV),
+        Entry("logger", _safe(lambda: chosen_logger()[0]), LOGGER_ENV,
+              note="--logger overrides it"),
+        Entry("log_dir", _safe(lambda: chosen_logger()[1]), LOG_DIR_ENV,
+              note="--log-dir overrides it"),
     ]
 
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import MarsbenchError, OptionError
+from . import common
 from ..runs.options import build_options, options_help
 
 console = Console()
@@ -70,6 +71,11 @@ def run_command(
     store: Annotated[Path, typer.Option(help="results database (SQLite)")] = DEFAULT_STORE,
     out: Annotated[Path, typer.Option(help="folder for predictions")] = Path("runs"),
     force: Annotated[bool, typer.Option(help="rerun even if the store has this spec")] = False,
+    logger: Annotated[Optional[str], typer.Option(
+        help="log epochs and metrics to tensorboard | mlflow | wandb (optional extras; "
+             "default: $MARSBENCH_LOGGER, else none)")] = None,
+    log_dir: Annotated[Optional[Path], typer.Option(
+        help="where the logger writes (default: $MARSBENCH_LOG_DIR, else runs/logs)")] = None,
     quiet: bool = False,
 ) -> None:
     """Train and score one model on one dataset in one regime; record the run.
@@ -81,6 +87,7 @@ def run_command(
     from ..runs.store import ResultsStore
     from ..training.run import run_experiment
 
+    common.use_logger(logger, log_dir)
     options = {name: value for name, value in (("fe_path", fe_path), ("input_size", input_size),
                                                 ("band_strategy", band_strategy))
                if value is not None}

@@ -53,6 +53,11 @@ def sweep_command(
         help="check the data before anything runs: every dataset present, and stored "
              "records' data fingerprints compared with the data now (--no-check-data: "
              "neither, e.g. to plan on a machine without the data)")] = True,
+    logger: Annotated[Optional[str], typer.Option(
+        help="log epochs and metrics to tensorboard | mlflow | wandb (optional extras; "
+             "default: $MARSBENCH_LOGGER, else none)")] = None,
+    log_dir: Annotated[Optional[Path], typer.Option(
+        help="where the logger writes (default: $MARSBENCH_LOG_DIR, else runs/logs)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="summary only")] = False,
     list_experiments: Annotated[bool, typer.Option(
         "--list", help="list the shipped experiments and stop")] = False,
@@ -72,6 +77,7 @@ def sweep_command(
     # Everything is checked before the store is opened or anything runs: a bad option is one
     # line and exit code 2, never a sweep of failed runs.
     common.choice(executor, ("local", "process", "ray"), "--executor")
+    common.use_logger(logger, log_dir)  # worker processes inherit it
     if source is not None:
         from ..vocab import DATA_SOURCES as SOURCES
 

@@ -90,6 +90,13 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
                         else torch_device)
         if not world.is_main:  # rank 0 alone writes records and predictions
             store, out_dir, progress = None, None, None
+    from .loggers import LoggedProgress, RunLogger, chosen_logger
+
+    logger_name, log_dir = chosen_logger()  # optional TensorBoard / MLflow / W&B (off)
+    logger = None
+    if logger_name != "none" and (world is None or world.is_main):
+        logger = RunLogger(logger_name, spec, log_dir)
+        progress = LoggedProgress(progress, logger)
     try:
         seed_everything(spec.seed)
         splits = open_splits(spec)
@@ -100,8 +107,12 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
                        cache_dir=feature_cache_dir(), predictions_dir=predictions_dir,
                        progress=progress)
     except MarsbenchError:
+        if logger is not None:
+            logger.finish(None)
         raise  # bad input or environment (data, weights, options): not a result, not recorded
     except Exception as exc:
+        if logger is not None:
+            logger.finish(None)
         if store is not None:
             store.put(RunRecord.failure(spec, exc), on_duplicate="replace")
         raise
@@ -116,6 +127,8 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
         epochs_run=result.epochs_run, val_loss=result.val_loss, timings=timings,
         data_fingerprint=data_fp, device=str(torch_device), extra=info)
     record.predictions_path = str(result.predictions_path) if result.predictions_path else None
+    if logger is not None:
+        logger.finish(record.metrics)
     if store is not None:
         store.put(record, on_duplicate="replace")
     return record
