@@ -1,4 +1,4 @@
-"""`marsbench datasets list | info | check | synth | download`."""
+"""`marsbench datasets list | info | check | audit | synth | download`."""
 
 from __future__ import annotations
 
@@ -130,6 +130,57 @@ def check_command(
                       f"{len(report.problems)} problems in {report.location} (listed above); "
                       f"the first: {first.message}")
     raise typer.Exit(1)
+
+
+@app.command("audit")
+def audit_command(
+    name: Annotated[str, typer.Argument(help="dataset name or folder")],
+    root: RootOption = None,
+    threshold: Annotated[int, typer.Option(
+        "--threshold", help="near-duplicate: dHash Hamming distance at most this (0-64 bits)")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="the whole audit as JSON")] = False,
+) -> None:
+    """Audit the splits for leakage: observation groups decoded from the product ids in file
+    names (HiRISE, CTX, THEMIS, MSL), exact and near-duplicate images within and across splits,
+    and how many val/test images share an observation with, or (nearly) duplicate, a train
+    image. A table on a terminal, tab-separated rows in a pipe (docs/audit.md)."""
+    from ..errors import OptionError
+    from ..sources.audit import audit_dataset, summary_rows
+    from .env import print_rows, stdout_is_terminal
+
+    if not 0 <= threshold <= 64:
+        raise OptionError("--threshold must be 0..64 bits", value=threshold,
+                          fix="use e.g. 5 (the default)")
+    root = common.data_root(root)
+    common.dataset_name(name)
+    report = audit_dataset(name, root=root, threshold=threshold)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    header, rows = summary_rows(report)
+    if not stdout_is_terminal():
+        print_rows(header, rows)
+        return
+    table = Table(title=f"{report['dataset']}: split audit (near-duplicate: dHash distance "
+                        f"<= {report['threshold']}; leakage columns against train)")
+    for col in header:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*map(str, row))
+    console.print(table)
+    for pair, comp in report["comparisons"].items():
+        shared = comp["shared_groups"]
+        examples = ", ".join(shared[:3]) + (", ..." if len(shared) > 3 else "")
+        line = f"{pair}: {len(shared)} shared observation groups"
+        if shared:
+            line += f" (e.g. {examples})"
+        line += (f", {len(comp['exact_duplicates'])} exact and "
+                 f"{len(comp['near_duplicates'])} near-duplicate pairs")
+        near = comp["near_duplicates"][:1]
+        if near:
+            line += f" (e.g. {near[0]['a']} ~ {near[0]['b']}, distance {near[0]['distance']})"
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print("all groups, pairs and decoded latitudes: --json", highlight=False)
 
 
 def _require_hub_for(name: str, root: Path | None, source: str) -> None:
