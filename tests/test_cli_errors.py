@@ -412,3 +412,26 @@ if __name__ == "__main__":
     for kind in ("traceback", "silent", "unclear"):
         for line in out[kind]:
             print(f"  {kind}: {line}")
+
+
+def test_every_command_help_ends_with_examples():
+    """Help that teaches: every command's --help ends with runnable examples."""
+    import typer
+
+    from marsbench.cli.main import app
+
+    root = typer.main.get_command(app)
+    missing = []
+
+    def visit(command, path: list[str]) -> None:
+        if hasattr(command, "commands"):  # a group (typer ships its own click)
+            for name, sub in command.commands.items():
+                visit(sub, path + [name])
+            return
+        if not (command.epilog or "").startswith("Examples:"):
+            missing.append(" ".join(path))
+        else:
+            assert "marsbench " + " ".join(path) in command.epilog, path
+
+    visit(root, [])
+    assert not missing, f"commands whose help has no examples: {missing}"

@@ -152,6 +152,9 @@ COMMANDS: dict[str, Case] = {
         append=("--rounds", "50")),
     "marsbench report --csv benchmark/data/classification_filtered.csv --csv "
     "benchmark/data/segmentation_filtered.csv --out report/": Case(append=("--rounds", "50")),
+    'marsbench compare vit_l_16 "satmae_vit_l16 [band_strategy=replicate]" --store '
+    'runs/results.sqlite': Case(append=("--rounds", "200"),
+                                why="the store holds scripted runs of the EO experiment"),
     # docs/segmentation_detection.md
     "marsbench run --dataset mb-crater_binary_seg --model unet_efficientnet_lite0 --regime "
     "feature_extraction --max-epochs 50 --patience 5": Case(

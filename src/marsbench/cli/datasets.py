@@ -68,7 +68,13 @@ def list_command(
     console.print(table)
 
 
-@app.command("info")
+_INFO_EPILOG = ("Examples:\n\n"
+    "marsbench datasets info mb-domars16k\n\n"
+    "marsbench datasets info mb-frost_cls --root ~/mars-bench\n\n"
+    "marsbench datasets info ./my_dataset")
+
+
+@app.command("info", epilog=_INFO_EPILOG)
 def info_command(name: str, root: RootOption = None) -> None:
     """Show a dataset's card and whether (and where) its data is present locally."""
     from ..sources.cache import find_copies, local_path
@@ -94,7 +100,13 @@ def info_command(name: str, root: RootOption = None) -> None:
     console.print(table)
 
 
-@app.command("check")
+_CHECK_EPILOG = ("Examples:\n\n"
+    "marsbench datasets check mb-domars16k\n\n"
+    "marsbench datasets check mb-mars_seg_msl --root ~/mars-bench --ignore-index 255\n\n"
+    "marsbench datasets check mb-boulder_det --source hf")
+
+
+@app.command("check", epilog=_CHECK_EPILOG)
 def check_command(
     name: Annotated[str, typer.Argument(help="dataset name or folder")],
     root: RootOption = None,
@@ -132,7 +144,13 @@ def check_command(
     raise typer.Exit(1)
 
 
-@app.command("audit")
+_AUDIT_EPILOG = ("Examples:\n\n"
+    "marsbench datasets audit mb-landmark_cls\n\n"
+    "marsbench datasets audit mb-frost_cls --root ~/mars-bench --json\n\n"
+    "marsbench datasets audit ./my_dataset --threshold 3")
+
+
+@app.command("audit", epilog=_AUDIT_EPILOG)
 def audit_command(
     name: Annotated[str, typer.Argument(help="dataset name or folder")],
     root: RootOption = None,
@@ -201,7 +219,12 @@ def _require_hub_for(name: str, root: Path | None, source: str) -> None:
         require_hub(location, card.name)
 
 
-@app.command("synth")
+_SYNTH_EPILOG = ("Examples:\n\n"
+    "marsbench datasets synth mb-domars16k --out synth/\n\n"
+    "marsbench datasets synth all --out synth/ --format hf")
+
+
+@app.command("synth", epilog=_SYNTH_EPILOG)
 def synth_command(
     name: Annotated[str, typer.Argument(help="dataset name, or 'all' for the 20")],
     out: Annotated[Path, typer.Option("--out", help="output folder")],
@@ -220,7 +243,12 @@ def synth_command(
         console.print(f"wrote synthetic {path.name} ({fmt}) to {path}")
 
 
-@app.command("download")
+_DOWNLOAD_EPILOG = ("Examples:\n\n"
+    "marsbench datasets download mb-domars16k\n\n"
+    "marsbench datasets download mb-frost_cls --source zenodo --root ~/mars-bench")
+
+
+@app.command("download", epilog=_DOWNLOAD_EPILOG)
 def download_command(
     name: str,
     source: Annotated[str, typer.Option(help="hf or zenodo")] = "hf",

@@ -39,6 +39,7 @@ from ..errors import MarsbenchError, format_error
 from .common import echo_error
 from .datasets import app as datasets_app
 from .demo import EPILOG as DEMO_EPILOG, demo_command
+from .compare import EPILOG as COMPARE_EPILOG, compare_command
 from .env import EPILOG as ENV_EPILOG, env_command
 from .models import app as models_app
 from .report import EPILOG as REPORT_EPILOG, report_command
@@ -238,6 +239,7 @@ app.command("sweep", epilog=SWEEP_EPILOG)(sweep_command)
 app.command("report", epilog=REPORT_EPILOG)(report_command)
 app.command("vlm", epilog=VLM_EPILOG)(vlm_command)
 app.command("env", epilog=ENV_EPILOG)(env_command)
+app.command("compare", epilog=COMPARE_EPILOG)(compare_command)
 
 
 def main() -> None:
