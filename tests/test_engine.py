@@ -354,3 +354,24 @@ def test_paper_profile_normalises_every_rgb_model_with_imagenet_statistics():
     assert for_profile(dpt_like, "marsbench") is dpt_like
     six_bands = Preprocessing(input_size=224, in_channels=6, mean=(0.1,) * 6, std=(0.2,) * 6)
     assert for_profile(six_bands, "paper").mean == (0.1,) * 6  # its own statistics
+
+
+def test_reference_generalised_dice_weights_an_absent_class_1e10():
+    """The reference clamps class volumes at 1e-5: an absent class weighs 1e10 (hand-computed
+    on a 2x2 image, class 1 absent)."""
+    from marsbench.training.segmentation import SegmentationLoss, reference_generalized_dice
+
+    onehot = torch.zeros(1, 2, 2, 2)
+    onehot[0, 0] = 1.0  # every pixel class 0
+    probs = torch.full((1, 2, 2, 2), 0.5)
+    w0, w1 = 1 / 16, 1 / (1e-5) ** 2  # volumes 4 and the clamped 1e-5
+    inter = w0 * 2.0 + w1 * 0.0  # 4 pixels x 0.5 for class 0, nothing for class 1
+    union = w0 * (2.0 + 4.0) + w1 * (2.0 + 0.0)
+    expected = 1 - (2 * inter + 1e-5) / (union + 1e-5)
+    assert float(reference_generalized_dice(probs, onehot)) == pytest.approx(expected, rel=1e-6)
+    assert expected > 0.999  # the absent class dominates, as in the reference
+    loss = SegmentationLoss("dice", 2, "square", reference_dice=True)
+    assert "reference clamp" in loss.description
+    logits = torch.zeros(1, 2, 2, 2)  # softmax 0.5 everywhere
+    assert float(loss(logits, torch.zeros(1, 2, 2, dtype=torch.long))) == pytest.approx(
+        expected, rel=1e-5)

@@ -28,6 +28,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -203,7 +204,8 @@ def _collate(items):
 class SegmentationLoss:
     """CE, generalised Dice or both, with `IGNORE` pixels left out; see the module doc."""
 
-    def __init__(self, name: str, num_classes: int, dice_weighting: str = "square") -> None:
+    def __init__(self, name: str, num_classes: int, dice_weighting: str = "square",
+                 reference_dice: bool = False) -> None:
         if name not in LOSS_PARTS:
             raise ValueError(f"segmentation loss must be one of {', '.join(LOSS_PARTS)}, "
                              f"not {name!r}")
@@ -212,11 +214,15 @@ class SegmentationLoss:
                              f"not {dice_weighting!r}")
         self.parts, self.num_classes = LOSS_PARTS[name], num_classes
         self.dice = None
-        if "dice" in self.parts:
+        if "dice" in self.parts and reference_dice:  # the paper profile
+            self.dice = partial(reference_generalized_dice, weighting=dice_weighting)
+        elif "dice" in self.parts:
             from monai.losses import GeneralizedDiceLoss
 
             self.dice = GeneralizedDiceLoss(w_type=dice_weighting, batch=True)
-        self.description = "+".join(self.parts) + (f"({dice_weighting})" if self.dice else "")
+        self.description = "+".join(self.parts) + (
+            f"({dice_weighting}{', reference clamp' if reference_dice else ''})"
+            if self.dice else "")
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         valid = target != IGNORE
@@ -233,6 +239,22 @@ class SegmentationLoss:
             onehot = F.one_hot(target.clamp(min=0), self.num_classes).permute(0, 3, 1, 2)
             loss = loss + self.dice(probs, onehot.to(logits.dtype) * keep)
         return loss
+
+
+def reference_generalized_dice(probs: torch.Tensor, onehot: torch.Tensor,
+                                weighting: str = "square", smooth: float = 1e-5) -> torch.Tensor:
+    """Generalised Dice as the reference computes it (``BaseSegmentationModel.py:133-160``):
+    per-class target volumes over the batch clamped at ``smooth`` -- so a class absent from the
+    batch gets the weight 1/smooth² = 1e10 (``square``) or 1/smooth (``simple``), where MONAI
+    uses the largest finite weight -- and ``smooth`` added to both sides of the ratio. Written
+    out because no library has these semantics; `SegmentationLoss` uses it under the paper
+    profile. ``probs`` and ``onehot`` are (B, K, H, W), ignored pixels zeroed on both."""
+    volume = onehot.sum((0, 2, 3)).clamp(min=smooth)
+    weight = {"square": volume ** -2, "simple": volume ** -1}.get(weighting,
+                                                                 torch.ones_like(volume))
+    intersection = (probs * onehot).sum((0, 2, 3))
+    union = (probs + onehot).sum((0, 2, 3))
+    return 1 - (2 * (weight * intersection).sum() + smooth) / ((weight * union).sum() + smooth)
 
 
 # -- batching and inference --------------------------------------------------------------------
@@ -325,7 +347,8 @@ class SegmentationTask(TaskTrainer):
         self.num_classes = splits["train"].num_classes
         options = self.spec.options
         self.criterion = SegmentationLoss(self.spec.loss, self.num_classes,
-                                          options.dice_weighting or "square")
+                                          options.dice_weighting or "square",
+                                          reference_dice=self.spec.profile == "paper")
         self.cached = self.spec.regime == "feature_extraction" and options.fe_path == "cached"
         self._write_error: OSError | None = None
 
