@@ -7,6 +7,11 @@ of the evaluation, including negatives (no boxes): a detection on a negative ima
 positive that lowers precision, as in a real deployment. The metric is computed once over the
 whole split (`detection_metrics`), never averaged over batches.
 
+Object counts and sizes are added (`marsbench.metrics.objects.detection_count_metrics`):
+``count_mae`` / ``count_true`` / ``count_pred`` count predicted boxes with score >= the
+``count_score_threshold`` (default 0.5, recorded) against the true boxes, and ``sfd_*`` compare the
+size-frequency distributions of box diameters ``sqrt(w h)``.
+
 Boxes are canonical: ``(N, 4)`` xyxy absolute pixels, labels ``1..K``; predictions add scores.
 """
 
@@ -18,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from .objects import detection_count_metrics
 
 STAT_NAMES = ("map_50_95", "map_50", "map_75", "map_small", "map_medium", "map_large")
 
@@ -68,9 +75,11 @@ def coco_results(images: Sequence[ImageDetections]) -> list[dict]:
     return out
 
 
-def detection_metrics(images: Sequence[ImageDetections], class_names: Sequence[str]) -> dict:
+def detection_metrics(images: Sequence[ImageDetections], class_names: Sequence[str],
+                      score_threshold: float = 0.5) -> dict:
     """COCO metrics of one split (see the module doc); ``NaN`` where COCO reports none (-1),
-    e.g. no ground-truth box at all. No detection at all scores 0 when boxes exist."""
+    e.g. no ground-truth box at all. No detection at all scores 0 when boxes exist. Object
+    counts and box SFD use detections with score >= ``score_threshold``."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -79,6 +88,10 @@ def detection_metrics(images: Sequence[ImageDetections], class_names: Sequence[s
     counts = {"num_images": len(images),
               "num_negatives": sum(1 for im in images if len(im.gt_boxes) == 0),
               "num_gt_boxes": len(gt_dict["annotations"]), "num_detections": len(results)}
+    counts |= detection_count_metrics([im.gt_boxes for im in images],
+                                      [im.gt_labels for im in images],
+                                      [im.boxes for im in images], [im.scores for im in images],
+                                      [im.labels for im in images], score_threshold)
     if not gt_dict["annotations"]:
         return {name: float("nan") for name in STAT_NAMES} | counts
     if not results:  # pycocotools cannot load an empty result list; nothing detected = AP 0

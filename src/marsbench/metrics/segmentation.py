@@ -14,6 +14,11 @@ Pixels whose target is the ignore value (e.g. 255 in AI4Mars, or padding) count 
 `SegmentationMeter` accumulates both in one pass, image by image, so a split's masks are never
 all held in memory. The confusion matrix is a ``numpy.bincount`` (sklearn's ``confusion_matrix``
 gives the same result and is the oracle in the tests, but is much slower on millions of pixels).
+
+Object metrics (``object_precision`` / ``object_recall`` / ``object_f1``, ``count_mae``,
+``count_true`` / ``count_pred``, ``sfd_*``; see `marsbench.metrics.objects`) are added beside
+these: connected components of every class except ``background`` (class 0 unless told otherwise),
+matched one to one at IoU >= 0.5. The meter keeps only component areas and counts for them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from .objects import ObjectMeter
 
 
 def confusion_matrix(target: np.ndarray, pred: np.ndarray, num_classes: int,
@@ -56,7 +63,8 @@ class SegmentationMeter:
     """Accumulates one split, image by image; `compute` returns the metric dict."""
 
     def __init__(self, num_classes: int, class_names: Sequence[str] | None = None,
-                 ignore_index: int | None = None) -> None:
+                 ignore_index: int | None = None, background: int | None = 0,
+                 objects: bool = True) -> None:
         self.num_classes = num_classes
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
         if len(self.class_names) != num_classes:
@@ -66,6 +74,8 @@ class SegmentationMeter:
         self.ref_sum = np.zeros(num_classes)  # sum of per-image IoUs, per class
         self.ref_count = np.zeros(num_classes, dtype=np.int64)  # images where the class appears
         self.images = 0
+        # object counts and sizes (component areas, never masks); None: not computed
+        self.objects = ObjectMeter(num_classes, background, ignore_index) if objects else None
 
     def update(self, target: np.ndarray, pred: np.ndarray) -> None:
         """Add one image: ``target`` and ``pred`` are ``(H, W)`` class-index arrays."""
@@ -77,6 +87,8 @@ class SegmentationMeter:
         present = union > 0  # in this image's prediction or target
         self.ref_sum[present] += tp[present] / union[present]
         self.ref_count[present] += 1
+        if self.objects is not None:
+            self.objects.update(target, pred)
 
     def compute(self) -> dict:
         iou = iou_from_confusion(self.cm)
@@ -84,7 +96,7 @@ class SegmentationMeter:
             ref_per_class = np.where(self.ref_count > 0,
                                      self.ref_sum / np.maximum(self.ref_count, 1), np.nan)
         total = self.cm.sum()
-        return {
+        metrics = {
             "iou_reference": _nanmean(ref_per_class),
             "miou": _nanmean(iou),
             "miou_no_background": _nanmean(iou[1:]),
@@ -95,6 +107,9 @@ class SegmentationMeter:
             "num_images": self.images,
             "num_pixels": int(total),
         }
+        if self.objects is not None:
+            metrics |= self.objects.compute(self.class_names)
+        return metrics
 
 
 def segmentation_metrics(targets: Sequence[np.ndarray], preds: Sequence[np.ndarray],
