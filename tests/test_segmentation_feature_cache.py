@@ -122,7 +122,7 @@ def _train(spec, cache_dir, predictions_dir=None):
 def test_a_second_run_reads_the_cache_and_never_runs_the_encoder(synth, tmp_path):
     cache_dir = tmp_path / "features"
     first, first_calls = _train(seg_spec(synth, "cached"), cache_dir)
-    assert first_calls == 3  # one batch per split, once
+    assert first_calls == 3 + 1  # one batch per split, once; one FLOPs count (training.cost)
     assert len(list(cache_dir.glob("*.pt"))) == 3
     other_hp = seg_spec(synth, "cached", lr=1e-3, seed=7, optimizer="sgd")
     second, second_calls = _train(other_hp, cache_dir)  # from memory
