@@ -105,6 +105,16 @@ def step_ceiling(model_name: str, input_size: int, steps: int = 6) -> tuple[floa
     return statistics.median(online), statistics.median(cached)
 
 
+def forward_flops(model_name: str, size: int) -> tuple[int, int]:
+    """(encoder, whole network) forward FLOPs of one image, by PyTorch's FlopCounterMode."""
+    from marsbench.models.segmentation import build_segmenter
+    from marsbench.training.cost import count_flops
+
+    net = build_segmenter(model_name, 3, "scratch").net
+    x = torch.zeros(1, 3, size, size)
+    return count_flops(net.encoder, x), count_flops(net, x)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default=None,
@@ -159,6 +169,11 @@ def main() -> None:
     print(f"one training step (batch 4): online {on_step * 1000:.0f} ms, on cached features "
           f"{cached_step * 1000:.0f} ms: an encoder cache gains at most "
           f"{on_step / cached_step:.2f}x on training steps of this model")
+    enc, total = forward_flops(args.model, args.input_size)
+    train = enc + 3 * (total - enc)  # frozen encoder: forward only; decoder: forward + backward
+    print(f"forward FLOPs at {args.input_size}px: encoder {enc / 1e9:.3f} G of {total / 1e9:.3f} G "
+          f"({100 * enc / total:.0f} %); the FLOP bound of an encoder cache on a training step: "
+          f"{train / (3 * (total - enc)):.2f}x")
     gap = max(abs(a - b) for a, b in zip(scores["online"], scores["cached"]))
     print(f"largest per-run test mIoU difference online vs cached: {gap:.2e}")
 
