@@ -328,6 +328,10 @@ class ForwardClock:
         self._start = stamp(self.device)
 
     def _post(self, module, args, out):
+        from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+        if _get_current_dispatch_mode() is not None:
+            return  # the run counting its FLOPs (training.cost): not a pass over the data
         x = args[0] if args else None
         batch = int(x.shape[0]) if hasattr(x, "shape") else 0
         self.calls.append((self._start, stamp(self.device), module.training, batch))

@@ -116,7 +116,7 @@ def test_dict_and_json_round_trip():
 
 
 @pytest.mark.parametrize("changes, error, match", [
-    (dict(regime="linear_probe"), ValueError, "feature_extraction"),
+    (dict(regime="linear_prob"), ValueError, "linear_probe"),
     (dict(batch_size=0), ValueError, "batch_size"),
     (dict(lr=0), ValueError, "lr"),
     (dict(lr=True), ValueError, "lr"),

@@ -226,14 +226,19 @@ class _EpochLines:
 
 
 def _print_record(record) -> None:
-    table = Table(title=record.spec.describe())
-    table.add_column("split")
-    names = [k for k, v in record.metrics.get("test", {}).items() if isinstance(v, (int, float))]
-    for name in names:
-        table.add_column(name, justify="right")
-    for split in ("val", "test"):
-        m = record.metrics.get(split, {})
-        table.add_row(split, *(f"{m.get(n, float('nan')):.4f}" for n in names))
+    # one row per metric (val, test): any number of metrics fits any width, names whole
+    console.print(record.spec.describe(), highlight=False)
+    table = Table()
+    table.add_column("metric", no_wrap=True)
+    table.add_column("val", justify="right")
+    table.add_column("test", justify="right")
+    test = record.metrics.get("test", {})
+    val = record.metrics.get("val", {})
+    for name in [k for k, v in test.items() if isinstance(v, (int, float))
+                 and not isinstance(v, bool)]:
+        v = val.get(name)
+        table.add_row(name, "" if not isinstance(v, (int, float)) else f"{v:.4f}",
+                      f"{test[name]:.4f}")
     console.print(table)
     t = record.timings
     console.print(f"best epoch {record.best_epoch} of {record.epochs_run}; features "
