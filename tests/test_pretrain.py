@@ -219,3 +219,25 @@ def test_real_images_and_contamination_check(shared_data, tmp_path):
     assert record["data"]["kind"] == "dataset" and record["data"]["labels"] == "ignored"
     overlap = {r["split"]: r["overlap"] for r in record["contamination_check"]}
     assert overlap["val"] == overlap["test"] == 0 and overlap["train"] == record["data"]["images"]
+
+
+def test_contamination_check_finds_planted_near_duplicates(tmp_path):
+    """An evaluation image re-saved with JPEG noise and a small brightness change is not
+    byte-identical, but its perceptual hash is within the threshold: reported as near."""
+    import numpy as np
+    from PIL import Image
+
+    from marsbench.sources.audit import dhash
+    from marsbench.training.pretrain import _nearest_bits
+
+    rng = np.random.default_rng(0)
+    base = (rng.random((64, 64)) * 255).astype(np.uint8)
+    base[:, :32] //= 3  # structure a difference hash sees
+    Image.fromarray(base).save(tmp_path / "test.png")
+    edited = np.clip(base.astype(int) + 4, 0, 255).astype(np.uint8)
+    Image.fromarray(edited).save(tmp_path / "copy.jpg", quality=85)
+    other = (rng.random((64, 64)) * 255).astype(np.uint8)
+    hashes = np.array([dhash(tmp_path / "copy.jpg")], dtype=np.uint64)
+    assert _nearest_bits(dhash(tmp_path / "test.png"), hashes) <= 5
+    assert _nearest_bits(dhash(other), hashes) > 5
+    assert _nearest_bits(dhash(other), np.array([], dtype=np.uint64)) == 64

@@ -145,7 +145,11 @@ def pretrain_command(
             typer.echo(f"check {row['dataset']} {row['split']}: {row['overlap']} of the "
                        f"pretraining images among its {row['images']}"
                        + (f", e.g. {', '.join(map(str, row['examples']))}"
-                          if row["overlap"] else ""), err=True)
+                          if row["overlap"] else "")
+                       + (f"; {row['near']} near-duplicate(s) (perceptual hash within "
+                          f"{row['near_threshold']} bits; candidates to look at, not refused)"
+                          f", e.g. {', '.join(map(str, row['near_examples']))}"
+                          if row["near"] else ""), err=True)
         leaks = [r for r in rows if r["overlap"] and r["split"] in ("val", "test")]
         if leaks:
             raise ContaminationError(

@@ -752,21 +752,36 @@ def pretrain(cfg: PretrainConfig, progress: Progress | None = None,
 
 # -- contamination check --------------------------------------------------------------------------
 
-def contamination(data: PretrainData, datasets: Sequence[str], *, root: Path | None = None
-                  ) -> list[dict[str, Any]]:
-    """Pretraining images whose content digest equals an image of any split of ``datasets``
-    (`marsbench.sources.audit.collect`): one row per (dataset, split) with the count and up to
-    5 example files. Folder-layout datasets compare file bytes; hub copies compare pixels, so
-    they match only images read the same way (a dataset given to pretrain)."""
-    from ..sources.audit import collect
+def contamination(data: PretrainData, datasets: Sequence[str], *, root: Path | None = None,
+                  near_threshold: int = 5) -> list[dict[str, Any]]:
+    """Pretraining images found in any split of ``datasets`` (`marsbench.sources.audit`): one
+    row per (dataset, split) with ``overlap`` (content digest equal: folder datasets compare file
+    bytes, hub copies decoded pixels) and ``near`` (the split's images within
+    ``near_threshold`` bits of a pretraining image's 64-bit difference hash, the audit's
+    perceptual hash: re-encoded, rescaled or slightly edited copies), with up to 5 examples."""
+    from ..sources.audit import collect, dhash
 
     ours = set(data.description["digests"])
+    our_hashes = np.array([dhash(item if data.dataset is None else
+                                 _sample_image(data.dataset, item)) for item in data.items],
+                          dtype=np.uint64)
     rows = []
     for name in datasets:
         splits, info = collect(name, root=root)
         for split, images in splits.items():
             hits = [im for im in images if im.digest in ours]
+            near = [im for im in images if im.digest not in ours
+                    and _nearest_bits(im.dhash, our_hashes) <= near_threshold]
             rows.append({"dataset": info["dataset"], "split": split, "images": len(images),
                          "overlap": len({im.digest for im in hits}),
-                         "examples": [im.path or im.name for im in hits[:5]]})
+                         "examples": [im.path or im.name for im in hits[:5]],
+                         "near": len(near), "near_threshold": near_threshold,
+                         "near_examples": [im.path or im.name for im in near[:5]]})
     return rows
+
+
+def _nearest_bits(value: int, hashes: np.ndarray) -> int:
+    """The smallest Hamming distance from ``value`` to any of ``hashes`` (64 bits; 64 if none)."""
+    if hashes.size == 0:
+        return 64
+    return int(np.bitwise_count(hashes ^ np.uint64(value)).min())
