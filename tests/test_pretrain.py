@@ -164,6 +164,11 @@ def test_registry_model_loads_with_marsbench_run_weights(images, tmp_path, name)
     assert result.record["encoder"]["loads_as"] == name
     model = build_classifier(name, 2, "fine_tuning", weights=result.encoder_path)
     assert model.load_report.missing == ["head.bias", "head.weight"]
+    # the same file as a model name: file:<path> (the architecture from pretrain.json)
+    by_file = build_classifier(f"file:{result.encoder_path}", 2, "feature_extraction")
+    assert by_file.weights_tag == model.weights_tag  # file:sha256:<the file>
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(value, by_file.backbone.state_dict()[key]), key
 
 
 def test_cli_runs_and_refuses_a_missing_folder(images, tmp_path):
@@ -241,3 +246,14 @@ def test_contamination_check_finds_planted_near_duplicates(tmp_path):
     assert _nearest_bits(dhash(tmp_path / "test.png"), hashes) <= 5
     assert _nearest_bits(dhash(other), hashes) > 5
     assert _nearest_bits(dhash(other), np.array([], dtype=np.uint64)) == 64
+
+
+def test_file_model_names_are_refused_clearly(tmp_path):
+    from marsbench.models.registry import UnknownModelError, get_spec
+
+    with pytest.raises(UnknownModelError, match="no checkpoint file"):
+        get_spec(f"file:{tmp_path / 'missing.safetensors'}")
+    lone = tmp_path / "encoder.safetensors"
+    lone.write_bytes(b"x")
+    with pytest.raises(UnknownModelError, match="pretrain.json"):
+        get_spec(f"file:{lone}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from . import zoo as _zoo  # noqa: F401 - registers the built-in specs
 from . import earth_observation as _earth_observation  # noqa: F401 - SatMAE, CROMA, Prithvi
 from . import momo as _momo  # noqa: F401 - MOMO Mars orbital ViTs (docs/momo.md)
+from . import file_models as _file_models  # noqa: F401 - file:<path> (marsbench pretrain)
 from . import segmentation as _segmentation  # noqa: F401 - U-Net, DeepLabV3+, SegFormer, DPT
 from . import detection as _detection  # noqa: F401 - Faster R-CNN, RetinaNet, SSD, YOLO11
 from .classifier import ClassifierModel, build_classifier, load_checkpoint, num_outputs_for

@@ -131,6 +131,8 @@ def build_classifier(
     spec = get_spec(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     if spec.task != Task.CLASSIFICATION:
         raise ValueError(f"model {spec.name!r} is a {spec.task} model, not a classifier")
+    if weights is None and spec.weights.kind == "file" and Regime(regime).pretrained:
+        weights = spec.weights.filename  # a file:<path> model: its file is its weights
     regime = check_weights(regime, weights)
     outputs = num_outputs or num_outputs_for(num_classes, multilabel)
     parts = spec.builder(regime.pretrained and weights is None)
