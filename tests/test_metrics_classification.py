@@ -188,3 +188,26 @@ def test_each_reference_definition_has_its_own_name():
     assert multi["accuracy_labelwise"] == pytest.approx(1 - hamming_loss(tm, pm), abs=1e-12)
     assert multi["accuracy_subset"] == multi["accuracy"] == accuracy_score(tm, pm)
     assert "f1_positive" not in multi and "accuracy_labelwise" not in binary
+
+
+def test_imbalance_metrics_against_scikit_learn():
+    """Balanced accuracy is scikit-learn's; head/medium/tail recall average the per-class
+    recall of the training-frequency terciles."""
+    import numpy as np
+    from sklearn.metrics import balanced_accuracy_score, recall_score
+
+    from marsbench.metrics.classification import imbalance_metrics
+
+    rng = np.random.default_rng(1)
+    t, p = rng.integers(0, 6, 200), rng.integers(0, 6, 200)
+    counts = [500, 10, 300, 5, 80, 1]  # head: 0, 2; medium: 4, 1; tail: 3, 5
+    out = imbalance_metrics(t, p, counts, kind="multiclass")
+    recall = recall_score(t, p, average=None)
+    assert out["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(t, p))
+    assert out["recall_head"] == pytest.approx((recall[0] + recall[2]) / 2)
+    assert out["recall_medium"] == pytest.approx((recall[4] + recall[1]) / 2)
+    assert out["recall_tail"] == pytest.approx((recall[3] + recall[5]) / 2)
+    tm, pm = rng.integers(0, 2, (60, 3)), rng.integers(0, 2, (60, 3))
+    multi = imbalance_metrics(tm, pm, [50, 5, 20], kind="multilabel")
+    assert multi["recall_head"] == pytest.approx(recall_score(tm[:, 0], pm[:, 0]))
+    assert multi["recall_tail"] == pytest.approx(recall_score(tm[:, 1], pm[:, 1]))

@@ -182,3 +182,39 @@ def _thresholded(y: Any, shape: tuple[int, ...]) -> np.ndarray:
             "pass multi-hot predictions or sigmoid probabilities (see predictions_from_logits)"
         )
     return (a > THRESHOLD).astype(np.int64)
+
+
+def imbalance_metrics(y_true: Any, y_pred: Any, train_counts: Sequence[int], *,
+                      kind: ClassificationKind | str) -> dict[str, float]:
+    """How a run treats rare classes (the paper's open question on class imbalance):
+    ``balanced_accuracy`` (single-label: the mean per-class recall, scikit-learn's
+    ``balanced_accuracy_score``; multi-label: the mean over labels of each label's balanced
+    accuracy) and ``recall_head`` / ``recall_medium`` / ``recall_tail``: the mean recall of the
+    classes (labels) in the top, middle and bottom third of the training frequencies
+    (``train_counts[c]``; ties keep class order; a third with no test example is left out)."""
+    from sklearn.metrics import balanced_accuracy_score, recall_score
+
+    kind = _check_kind(kind)
+    counts = np.asarray(train_counts)
+    k = len(counts)
+    if kind == "multilabel":
+        t = _multi_hot(y_true, k)
+        p = _thresholded(y_pred, t.shape)
+        per_label = [balanced_accuracy_score(t[:, j], p[:, j]) for j in range(k)
+                     if 0 < t[:, j].sum() < len(t)]
+        balanced = float(np.mean(per_label)) if per_label else float("nan")
+        recall = np.array([recall_score(t[:, j], p[:, j], zero_division=0) for j in range(k)])
+        present = t.sum(0) > 0
+    else:
+        t = _class_indices(y_true, k, "y_true")
+        p = _class_indices(y_pred, k, "y_pred")
+        balanced = float(balanced_accuracy_score(t, p))
+        recall = recall_score(t, p, labels=list(range(k)), average=None, zero_division=0)
+        present = np.bincount(t, minlength=k) > 0
+    order = np.argsort(-counts, kind="stable")  # most frequent first
+    out = {"balanced_accuracy": balanced}
+    for name, part in zip(("head", "medium", "tail"), np.array_split(order, 3)):
+        part = [c for c in part if present[c]]
+        if part:
+            out[f"recall_{name}"] = float(np.mean(recall[part]))
+    return out

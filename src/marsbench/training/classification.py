@@ -13,7 +13,11 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from ..catalog import TaskKind
-from ..metrics.classification import classification_metrics, predictions_from_logits
+from ..metrics.classification import (
+    classification_metrics,
+    imbalance_metrics,
+    predictions_from_logits,
+)
 from ..models.preprocess import augment, normalize, prepare
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
@@ -212,9 +216,19 @@ class ClassificationTask(TaskTrainer):
         metrics = classification_metrics(y_true, y_pred, kind=str(self.kind),
                                          num_classes=data.num_classes,
                                          class_names=data.class_names)
+        metrics |= imbalance_metrics(y_true, y_pred, self.train_counts(), kind=str(self.kind))
         if split == "test" and "val" in self.predictions:
             metrics |= self.calibration()
         return metrics
+
+    def train_counts(self) -> np.ndarray:
+        """Training examples per class (per label for multi-label): the frequency terciles of
+        `imbalance_metrics`."""
+        data = self.splits["train"]
+        targets = np.stack([np.asarray(t) for t in _targets(data)])
+        if targets.ndim == 2:  # multi-hot
+            return targets.sum(0)
+        return np.bincount(targets.astype(int), minlength=data.num_classes)
 
     def calibration(self) -> dict:
         """Test-split calibration (`marsbench.metrics.calibration`): ECE (15 bins), the same
