@@ -86,8 +86,12 @@ def demo_command(
     from ..aggregate import Normaliser
 
     normaliser = Normaliser.from_table(table, version="demo", source=str(store))
+    from ..runs.store import ResultsStore
+
+    # the runs' records: the SYNTHETIC banner, per-class scores, curves, calibration and cost
     files = make_report(table, out / "report", baselines=False, normaliser=normaliser,
-                        partial=True, inputs=[str(store)])
+                        partial=True, inputs=[str(store)],
+                        records=ResultsStore(store, readonly=True))
     console.print(f"report: [bold]{files.get('html', out / 'report')}[/bold]", highlight=False)
 
 
