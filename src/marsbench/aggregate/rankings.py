@@ -204,6 +204,16 @@ def _complete(grid: _Grid) -> bool:
     return bool(np.all(grid.present[:, slots]))
 
 
+def _bootstrapped(table, metric, column, statistic, rounds: int, seed: int,
+                  resample_datasets: bool) -> tuple[Statistic, _Grid, np.ndarray, np.ndarray]:
+    """What every ranking starts from: the statistic, the score grid, its bootstrap draws and
+    each model's point score."""
+    statistic = _statistic_name(statistic)
+    grid = _grid(table, metric, column)
+    return (statistic, grid, _resample(grid, rounds, seed, resample_datasets),
+            _point_scores(grid, statistic))
+
+
 def _order(models: list[str], scores: np.ndarray) -> list[int]:
     """Indices of models, best score first (NaN last), ties by name."""
     return sorted(range(len(models)), key=lambda i: (-scores[i] if np.isfinite(scores[i]) else np.inf,
@@ -223,11 +233,10 @@ def win_probability_matrix(table: pd.DataFrame | Normalised, metric: str | Mappi
     ``P[A, B] + P[B, A] == 1`` exactly (wherever both are defined). The diagonal is NaN, as is a
     pair with no cell in common. Rows and columns are the models, best point score first.
     """
-    statistic = _statistic_name(statistic)
-    grid = _grid(table, metric, column)
-    draws = _resample(grid, rounds, seed, resample_datasets)
+    statistic, grid, draws, scores = _bootstrapped(table, metric, column, statistic, rounds,
+                                                   seed, resample_datasets)
     m = len(grid.models)
-    order = _order(grid.models, _point_scores(grid, statistic))
+    order = _order(grid.models, scores)
     own = _masked_statistic(draws, statistic) if _complete(grid) else None  # (M, R)
     prob = np.full((m, m), np.nan)
     for i in range(m):
@@ -267,10 +276,8 @@ def significance_tiers(table: pd.DataFrame | Normalised, metric: str | Mapping[s
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    statistic = _statistic_name(statistic)
-    grid = _grid(table, metric, column)
-    draws = _resample(grid, rounds, seed, resample_datasets)
-    scores = _point_scores(grid, statistic)
+    statistic, grid, draws, scores = _bootstrapped(table, metric, column, statistic, rounds,
+                                                   seed, resample_datasets)
     rows = []
     tier, leader = 0, None
     for i in _order(grid.models, scores):
@@ -304,10 +311,8 @@ def rank_intervals(table: pd.DataFrame | Normalised, metric: str | Mapping[str, 
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    statistic = _statistic_name(statistic)
-    grid = _grid(table, metric, column)
-    draws = _resample(grid, rounds, seed, resample_datasets)
-    scores = _point_scores(grid, statistic)
+    statistic, grid, draws, scores = _bootstrapped(table, metric, column, statistic, rounds,
+                                                   seed, resample_datasets)
     per_round = _masked_statistic(draws, statistic).T  # (R, M)
     ranks = sps.rankdata(-per_round, method="min", axis=1, nan_policy="omit")
     point = sps.rankdata(-scores, method="min", nan_policy="omit")
