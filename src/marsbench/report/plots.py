@@ -328,23 +328,10 @@ def improvement_plot(improvement: pd.DataFrame, task: str, colours: Colours,
         models = sorted(set(part["model"]))
         grid = part.pivot(index="model", columns="other", values="probability").reindex(
             index=models, columns=models)
-        image = ax.imshow(grid.to_numpy(dtype=float), cmap="RdBu", vmin=0, vmax=1)
-        if len(models) <= 14:
-            for i in range(len(models)):
-                for j in range(len(models)):
-                    v = grid.iat[i, j]
-                    if np.isfinite(v):
-                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                                color="white" if abs(v - 0.5) > 0.3 else "black")
+        image = _probability_heatmap(ax, grid)
         ax.set_yticks(range(len(models)), [wrap(m, 24) for m in models], fontsize=8)
         _rotate_x(ax, models)
-        for m, ylabel, xlabel in zip(models, ax.get_yticklabels(), ax.get_xticklabels()):
-            if m not in baselines:  # own models' labels in their colour; baselines' (light) in grey
-                ylabel.set_color(used.setdefault(m, colours[m]))
-                xlabel.set_color(colours[m])
-            else:
-                ylabel.set_color("0.35")
-                xlabel.set_color("0.35")
+        _colour_ticklabels(ax, models, colours, baselines, used)
         ax.set_xlabel("other model")
         ax.set_ylabel("model")
         _title(ax, regime if len(regimes) > 1 else f"{task}: P(model beats other) ({regime})")
@@ -432,6 +419,20 @@ def history_plot(history: pd.DataFrame, task: str, colours: Colours) -> tuple[Fi
     return fig, used
 
 
+def _probability_heatmap(ax, grid: pd.DataFrame):
+    """A models x models probability grid on a red-blue scale centred on 0.5, each cell written
+    out while they stay readable (up to 14 models); returns the image (for the colour bar)."""
+    image = ax.imshow(grid.to_numpy(dtype=float), cmap="RdBu", vmin=0, vmax=1)
+    if len(grid) <= 14:
+        for i in range(len(grid)):
+            for j in range(len(grid.columns)):
+                v = grid.iat[i, j]
+                if np.isfinite(v):
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if abs(v - 0.5) > 0.3 else "black")
+    return image
+
+
 def _colour_ticklabels(ax, models: Sequence[str], colours: Colours, baselines: Sequence[str],
                        used: Colours) -> None:
     """Own models' tick labels in their colour, baselines' (light colours) in grey."""
@@ -458,14 +459,7 @@ def win_probability_plot(wins: pd.DataFrame, task: str, colours: Colours,
         models = list(dict.fromkeys([*part["model"], *part["opponent"]]))  # best first
         grid = part.pivot(index="model", columns="opponent", values="probability").reindex(
             index=models, columns=models)
-        image = ax.imshow(grid.to_numpy(dtype=float), cmap="RdBu", vmin=0, vmax=1)
-        if len(models) <= 14:
-            for i in range(len(models)):
-                for j in range(len(models)):
-                    v = grid.iat[i, j]
-                    if np.isfinite(v):
-                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                                color="white" if abs(v - 0.5) > 0.3 else "black")
+        image = _probability_heatmap(ax, grid)
         ax.set_yticks(range(len(models)), [wrap(m, 24) for m in models], fontsize=8)
         # vertical: a wrapped (multi-line) label at an angle would lean into its neighbour's
         ax.set_xticks(range(len(models)), [wrap(m, 18) for m in models], rotation=90, ha="center",
