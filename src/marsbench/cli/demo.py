@@ -125,7 +125,7 @@ def demo_experiments(data: Path, real_data: Path, detection_root: Path | None = 
     are optional: synthetic datasets plus the real ones found in ``real_data``. Detection reads
     its synthetic data from ``detection_root`` (`detection_data`; default: ``data``)."""
     from ..protocol import load_experiment
-    from ..protocol.experiment import DatasetEntry, ModelEntry
+    from ..protocol.experiment import ModelEntry
 
     base = load_experiment("paper:demo_synthetic")
     root = str(data.resolve())

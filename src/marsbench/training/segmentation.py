@@ -48,7 +48,6 @@ from ..models.preprocess import (
     resize,
 )
 from ..runs.options import SEGMENTATION_TILE_OVERLAP, SEGMENTATION_TILE_SIZE
-from ..runs.spec import RunSpec
 from ..vocab import DICE_WEIGHTINGS
 from ..sources import MarsDataset
 from ..models.preprocess import for_profile
