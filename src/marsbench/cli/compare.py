@@ -42,9 +42,10 @@ def compare_command(
         help="also write compare.json, compare.md and a self-contained compare.html here")
     ] = None,
 ) -> None:
-    """IQM difference with a bootstrap interval, probability of improvement with its interval,
-    and per-dataset winners between two models of a results store; the verdict says whether the
-    difference is significant."""
+    """The verdict between two models of a results store.
+
+    IQM difference with a bootstrap interval, probability of improvement with its interval,
+    and per-dataset winners; the verdict says whether the difference is significant."""
     from ..aggregate.compare import CompareError, compare_models
     from .report import _read_store
 
