@@ -44,4 +44,15 @@ DICE_WEIGHTINGS = ("square", "simple", "uniform")  # MONAI GeneralizedDiceLoss w
 BAND_STRATEGIES = ("replicate", "visible", "adapter")  # Earth-observation models' band adaptation
 ANNOTATION_FORMATS = ("voc", "coco", "yolo")  # detection annotations; voc as the reference
 
+# Class-imbalance strategies (classification run option `imbalance`; issue: the paper's open
+# question 2). none | loss re-weighting | sampling | logit adjustment | focal loss.
+IMBALANCE_STRATEGIES = ("none", "inverse_frequency", "effective_number", "balanced_sampler",
+                        "oversample", "undersample", "logit_adjustment", "focal")
+# How train/val/test are drawn (`RunSpec.split`): the official files, or re-drawn so that no
+# observation (or region, or latitude band) is in two splits. Parametrised kinds take text after
+# a colon: region:<name>, latitude_band:<lo>:<hi>.
+SPLIT_SCHEMES = ("official", "observation_disjoint", "region", "latitude_band")
+# How an experiment file explores its grid: every point, or n seeded draws (random / Optuna TPE).
+SEARCH_KINDS = ("grid", "random", "tpe")
+
 LOGGERS = ("none", "tensorboard", "mlflow", "wandb")  # optional experiment loggers (extras)
