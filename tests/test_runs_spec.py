@@ -55,6 +55,7 @@ IDENTITY_CHANGES = {
     "weight_decay": 0.0, "scheduler": "cosine", "max_epochs": 100, "patience": 10, "loss": "ce",
     "augment": False, "weights": "sha256:abc", "options": {"input_size": 299},
     "subset_seed": 3, "precision": "bf16", "compile": True, "profile": "paper",
+    "split": "observation_disjoint",
 }
 # task follows the dataset: changing it alone is refused (see test_task_must_match_the_dataset)
 DERIVED_IDENTITY = {"task"}

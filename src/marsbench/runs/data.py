@@ -7,16 +7,29 @@ from .spec import RunSpec
 
 def open_splits(spec: RunSpec) -> dict:
     """``{"train", "val", "test"} -> MarsDataset`` as ``spec`` reads them (its variant, subset
-    seed and, for detection, its annotation format and negatives policy)."""
+    seed, split scheme and, for detection, its annotation format and negatives policy)."""
     from ..sources import SPLITS, open_dataset
+    from ..sources.splits import parse_scheme, redraw_splits
 
     kwargs = {}
     if spec.task == "detection":
         kwargs = dict(annotation_format=spec.options.annotation_format,
                       drop_negatives=spec.options.drop_negatives)
-    return {split: open_dataset(spec.dataset, split, root=spec.data_root, source=spec.source,
-                                variant=spec.variant, subset_seed=spec.subset_seed, **kwargs)
-            for split in SPLITS}
+    scheme = parse_scheme(spec.split)
+    variant = spec.variant if scheme.official else "full"  # re-drawn first, then subset
+    splits = {split: open_dataset(spec.dataset, split, root=spec.data_root, source=spec.source,
+                                  variant=variant, subset_seed=spec.subset_seed, **kwargs)
+              for split in SPLITS}
+    return splits if scheme.official else redraw_splits(splits, scheme, spec.subset_seed,
+                                                        spec.variant)
+
+
+def split_record(splits: dict) -> dict:
+    """``{"split": counts}`` for a run's ``extra`` when its splits were re-drawn, else {}."""
+    from ..sources.splits import scheme_summary
+
+    summary = scheme_summary(splits)
+    return {} if summary is None else {"split": summary}
 
 
 def data_location(spec: RunSpec) -> tuple[str, str]:

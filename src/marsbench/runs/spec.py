@@ -51,7 +51,7 @@ NON_IDENTITY_FIELDS = ("data_root", "source", "legacy_extra")
 # Fields added after schema 2: left out of the key at their default, so adding them never
 # re-keyed a run (the default is the behaviour from before they existed).
 DEFAULT_FREE_FIELDS = {"subset_seed": None, "precision": "auto", "compile": False,
-                       "profile": "marsbench"}
+                       "profile": "marsbench", "split": "official"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,9 @@ class RunSpec:
     defaults) or ``paper`` (the reference's semantics, docs/fidelity.md; it also sets the
     options the reference implies where the run does not). ``precision``: ``auto`` (bf16
     autocast on CUDA, fp32 on the CPU) | fp32 | bf16 | fp16; ``compile``: torch.compile the model.
+    ``split``: how train/val/test are drawn (`marsbench.sources.splits`): ``official``,
+    ``observation_disjoint``, ``region:<name>`` or ``latitude_band:<lo>:<hi>`` (drawn with
+    ``subset_seed``, else seed 0).
     """
 
     dataset: str
@@ -88,6 +91,7 @@ class RunSpec:
     precision: str = "auto"
     profile: str = "marsbench"
     compile: bool = False
+    split: str = "official"
     task: str | None = None
     options: Any = None  # TaskOptions after __post_init__
     data_root: str | None = field(default=None, compare=False)
@@ -122,6 +126,10 @@ class RunSpec:
         if not isinstance(self.compile, bool):
             raise OptionError("RunSpec.compile must be True or False", where="compile",
                               value=self.compile)
+        from ..sources.splits import parse_scheme
+
+        scheme = parse_scheme(self.split)
+        set_("split", str(scheme))
         set_("scheduler", _choice("scheduler", self.scheduler, SCHEDULERS))
         set_("weights", str(self.weights).strip())
         for name, low in (("seed", 0), ("batch_size", 1), ("max_epochs", 1), ("patience", 0)):
@@ -155,7 +163,14 @@ class RunSpec:
                                   value=f"{card.name} is multi-label",
                                   fix="use knn, linear_probe or mlp_probe on it")
             _check_loss_for_kind(self.loss, card)
-            _check_variant(Variant.parse(self.variant), card, self.subset_seed)
+            _check_variant(Variant.parse(self.variant), card,
+                           self.subset_seed if scheme.official else 0)
+            from ..sources.splits import check_card
+
+            check_card(scheme, card)
+        if not scheme.official and self.regime == "zero_shot":
+            raise OptionError("zero-shot (VLM) runs read the official test split",
+                              where="split", value=self.split, fix="use split official")
         options = self.options
         if self.profile == "paper" and self.regime != "zero_shot":
             options = _with_paper_defaults(options, task, self.regime)
@@ -195,7 +210,8 @@ class RunSpec:
         opts = self.options.describe()
         extra = (f" {opts}" if opts else "") + (
             f" subset_seed={self.subset_seed}" if self.subset_seed is not None else "")
-        extra += "".join(f" {k}={getattr(self, k)}" for k in ("profile", "precision", "compile")
+        extra += "".join(f" {k}={getattr(self, k)}" for k in ("split", "profile", "precision",
+                                                              "compile")
                          if getattr(self, k) != DEFAULT_FREE_FIELDS[k])
         extra += "".join(f" {k}={v}(schema-1, unused)" for k, v in self.legacy_extra)
         weights = "" if self.weights == "default" else f" weights={self.weights}"
@@ -216,6 +232,8 @@ class RunSpec:
         parts += [f"{k}={v}" for k, v in sorted(identity.items())]
         if self.subset_seed is not None:
             parts.append(f"subset_seed={self.subset_seed}")
+        if self.split != "official":
+            parts.append(f"split={self.split}")
         if self.precision != "auto":
             parts.append(f"precision={self.precision}")
         if self.profile != "marsbench":

@@ -12,7 +12,7 @@ import torch
 
 from ..catalog import Task
 from ..errors import MarsbenchError
-from ..runs.data import open_splits
+from ..runs.data import open_splits, split_record
 from ..runs.record import RunRecord
 from ..runs.spec import RunSpec
 from ..sources import SPLITS
@@ -122,6 +122,7 @@ def run_experiment(spec: RunSpec, *, weights_path: str | Path | None = None,
     info["notes"] = sorted({n for s in SPLITS for n in splits[s].notes})
     info["split_sizes"] = {s: len(splits[s]) for s in SPLITS}
     info["synthetic_data"] = card.synthetic
+    info |= split_record(splits)  # a re-drawn split's counts (RunSpec.split)
     record = RunRecord.success(
         spec, task=str(card.task), metrics=result.metrics, best_epoch=result.best_epoch,
         epochs_run=result.epochs_run, val_loss=result.val_loss, timings=timings,
@@ -187,9 +188,11 @@ def default_model(spec: RunSpec, splits: dict, weights: str | Path | None = None
     if card.task is Task.CLASSIFICATION:
         from ..models.classifier import build_classifier
         from ..models.earth_observation import resolve_model_spec
+        from ..models.registry import spec_for_run
         from .classification import binary_outputs
 
-        model_spec = resolve_model_spec(spec.model, spec.options.to_dict(), spec.regime)
+        model_spec = spec_for_run(resolve_model_spec(spec.model, spec.options.to_dict(),
+                                                     spec.regime), spec.profile, spec.regime)
         return build_classifier(model_spec, train_split.num_classes, spec.regime,
                                 weights=weights, multilabel=card.multilabel,
                                 num_outputs=binary_outputs(card.kind, spec.loss))
@@ -199,4 +202,5 @@ def default_model(spec: RunSpec, splits: dict, weights: str | Path | None = None
         return build_segmenter(spec.model, train_split.num_classes, spec.regime, weights=weights)
     from ..models.detection import build_detector
 
-    return build_detector(spec.model, train_split.num_classes, spec.regime, weights=weights)
+    return build_detector(spec.model, train_split.num_classes, spec.regime, weights=weights,
+                          profile=spec.profile)
