@@ -42,6 +42,7 @@ from .demo import EPILOG as DEMO_EPILOG, demo_command
 from .compare import EPILOG as COMPARE_EPILOG, compare_command
 from .env import EPILOG as ENV_EPILOG, env_command
 from .models import app as models_app
+from .paper import EPILOG as PAPER_EPILOG, paper_command
 from .pretrain import EPILOG as PRETRAIN_EPILOG, pretrain_command
 from .report import EPILOG as REPORT_EPILOG, report_command
 from .run import EPILOG as RUN_EPILOG, run_command
@@ -240,6 +241,7 @@ app.command("sweep", epilog=SWEEP_EPILOG)(sweep_command)
 app.command("pretrain", epilog=PRETRAIN_EPILOG)(pretrain_command)
 app.command("report", epilog=REPORT_EPILOG)(report_command)
 app.command("vlm", epilog=VLM_EPILOG)(vlm_command)
+app.command("paper", epilog=PAPER_EPILOG)(paper_command)
 app.command("env", epilog=ENV_EPILOG)(env_command)
 app.command("compare", epilog=COMPARE_EPILOG)(compare_command)
 

@@ -19,7 +19,10 @@ EPILOG = ("Examples:\n\n"
           "marsbench report --store runs/results.sqlite --out report/\n\n"
           "marsbench report --store runs/results.sqlite --experiment demo_synthetic --out report/"
           "\n\n"
-          "marsbench report --csv mine.csv --out report/ --baselines none --normaliser table")
+          "marsbench report --csv mine.csv --out report/ --baselines none --normaliser table"
+          "\n\n"
+          "marsbench report --figure figure:training_size --published --out paper/    # one "
+          "paper figure (list: marsbench paper)")
 
 
 class Baselines(str, Enum):
@@ -188,8 +191,17 @@ def report_command(
         "--renumber-seeds", help="Number runs 0, 1, ... where a published CSV repeats seeds (earth_data.csv).",
     )] = False,
     title: Annotated[str, typer.Option("--title")] = "Mars-Bench report",
+    figure: Annotated[str | None, typer.Option(
+        "--figure", help="Regenerate one of the paper's tables/figures instead (names: "
+                         "`marsbench paper`): PNG/SVG, CSV and Markdown/HTML in --out.")] = None,
+    published: Annotated[bool, typer.Option(
+        "--published", help="With --figure: from the published per-seed runs shipped with "
+                            "marsbench instead of --store/--csv.")] = False,
 ) -> None:
     """Write a self-contained HTML report, a Markdown summary and CSV tables (incl. leaderboard.csv)."""
+    if figure is not None or published:
+        return _paper_figure(figure, published, out, store, list(experiment or []),
+                             list(csv or []), renumber_seeds, rounds, seed, confidence)
     from marsbench.aggregate.normalise import parse_metric_overrides
     from marsbench.aggregate.published import paper_baselines
     from marsbench.report.build import build_report_data
@@ -225,3 +237,40 @@ def report_command(
     if "leaderboard" in written:
         typer.echo(f"leaderboard: {written['leaderboard']}")
     typer.echo(f"tables: {out / 'tables'}")
+
+
+def _paper_figure(name: str | None, published: bool, out: Path, store: Path | None,
+                  experiments: list[str], csvs: list[Path], renumber_seeds: bool, rounds: int,
+                  seed: int, confidence: float) -> None:
+    """`report --figure NAME`: one of the paper's tables or figures (report/paper_figures.py)."""
+    from marsbench.report.paper_figures import compute, get_item
+    from marsbench.report.paper_output import write_item
+
+    if name is None:
+        raise OptionError("--published regenerates one paper table or figure", where="--published",
+                          fix="name it: --figure NAME (list them with `marsbench paper`)")
+    item = get_item(name)
+    if published:
+        if store is not None or csvs:
+            raise OptionError("--published and --store/--csv are two sources", where="--published",
+                              fix="give one of them")
+        if not item.published:
+            raise OptionError("the published runs shipped with marsbench do not cover it",
+                              where="--figure", value=name, fix=f"regenerate it with: "
+                              f"{item.regenerate}")
+        from marsbench.aggregate.published import PAPER_BASELINES_FILE, paper_baselines
+
+        table, source = paper_baselines(suffix=""), f"published runs ({PAPER_BASELINES_FILE})"
+    else:
+        _check_inputs(store, csvs)
+        names = experiments or (list(item.experiments) if store is not None else [])
+        tables = [_read_store(store, names, False)] if store is not None else []
+        from marsbench.aggregate.table import concat_tables
+
+        table = concat_tables(tables + [_read_csv(path, renumber_seeds) for path in csvs])
+        source = ", ".join([str(store)] * (store is not None) + [str(p) for p in csvs])
+    common.output_folder(out, "--out", create=False)
+    numbers = compute(item, table, rounds=rounds, seed=seed, confidence=confidence)
+    written = write_item(item, numbers, out, source=source, confidence=confidence)
+    for what, path in written.items():
+        typer.echo(f"{what}: {path}")
