@@ -61,7 +61,7 @@ STAGES = ("grid", "seeds")
 SHIPPED_PREFIX = "paper:"
 TOP_KEYS = ("version", "name", "description", "task", "data", "datasets", "variants", "models",
             "regimes", "grid", "grid_defaults", "options", "fe_path", "precision", "compile", "profile", "seeds", "grid_seed",
-            "selection", "stages")
+            "selection", "stages", "splits")
 
 # Common spellings of grid keys, for "did you mean" where string similarity does not help.
 ALIASES = {"learning_rate": "lr", "batch": "batch_size", "epochs": "max_epochs",
@@ -129,6 +129,7 @@ class Experiment:
     data_root: str | None = None
     source: str = "auto"
     subset_seed: int | None = None
+    splits: tuple[str, ...] = ("official",)  # split schemes, an axis (RunSpec.split)
     task: str | None = None
     description: str = ""
     path: str | None = field(default=None, compare=False)
@@ -161,6 +162,8 @@ class Experiment:
         d = self.to_dict()
         for k in ("path", "data_root", "source", "description"):
             d.pop(k)
+        if list(d["splits"]) == ["official"]:  # the default: older hashes stay
+            d.pop("splits")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def with_overrides(self, **changes: Any) -> Experiment:
@@ -387,6 +390,7 @@ class _Parser:
             source=self.text(data_opts.get("source", "auto"), ("data", "source"), DATA_SOURCES),
             subset_seed=None if data_opts.get("subset_seed") is None else
             self.integer(data_opts["subset_seed"], ("data", "subset_seed"), 0),
+            splits=self.splits(d.get("splits", ["official"])),
             task=task, path=None if path is None else str(path))
         self.check_runs(exp)
         return exp
@@ -405,10 +409,10 @@ class _Parser:
                     for regime in exp.regimes_for(model):
                         if (ds.name, regime) in skipped:
                             continue
-                        for loss in losses:
+                        for loss, split in [(x, k) for x in losses for k in exp.splits]:
                             try:
                                 planned_spec(exp, ds, variant, model, regime,
-                                             config | {"loss": loss})
+                                             config | {"loss": loss}, split=split)
                             except MarsbenchError as exc:
                                 raise self.error(self.blame(exc, i, j, model),
                                                  f"{ds.name}[{variant}] {model.name} {regime}: "
@@ -424,6 +428,8 @@ class _Parser:
                 return ("options", name)
             return ("fe_path",) if name == "fe_path" and ("fe_path",) in self.lines \
                 else ("options",)
+        if exc.where == "split":
+            return ("splits",)
         if "loss" in str(exc.value) or exc.where == "loss":
             return ("grid", "loss")
         return ("datasets", dataset)
@@ -541,6 +547,19 @@ class _Parser:
                 raise self.error(at, f"expected true or false, got {v!r}")
             return v
         return self.text(v, at).lower()  # loss: the trainer checks the name per task
+
+    def splits(self, value: Any) -> tuple[str, ...]:
+        from ..sources.splits import parse_scheme
+
+        out = []
+        for i, item in enumerate(self.listing(value, ("splits",))):
+            try:
+                out.append(str(parse_scheme(item)))
+            except MarsbenchError as exc:
+                raise self.error(("splits", i), str(exc)) from None
+        if len(set(out)) != len(out):
+            raise self.error(("splits",), f"lists a split scheme twice: {out}")
+        return tuple(out)
 
     def selection(self, value: Any) -> SelectionRule:
         if isinstance(value, str):

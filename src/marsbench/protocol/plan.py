@@ -42,10 +42,12 @@ class Group(NamedTuple):
     model: str
     weights: str
     regime: str
+    split: str = "official"  # RunSpec.split (docs/splits.md)
 
     def describe(self) -> str:
         w = "" if self.weights == "default" else f" ({self.weights[:19]})"
-        return f"{self.dataset}[{self.variant}] {self.model}{w} {self.regime}"
+        k = "" if self.split == "official" else f" split={self.split}"
+        return f"{self.dataset}[{self.variant}] {self.model}{w} {self.regime}{k}"
 
 
 @dataclass(frozen=True)
@@ -158,12 +160,13 @@ def run_options(exp: Experiment, model: ModelEntry, regime: str, task: str) -> d
 
 
 def planned_spec(exp: Experiment, ds: DatasetEntry, variant: str, model: ModelEntry,
-                 regime: str, config: Mapping[str, Any], weights: str = "default") -> RunSpec:
+                 regime: str, config: Mapping[str, Any], weights: str = "default",
+                 split: str = "official") -> RunSpec:
     """The spec of one planned run (validated: options, variant, loss, dataset)."""
     root = ds.root or exp.data_root
     task = str(dataset_card(ds.name, root, exp.source).task)
     return RunSpec(dataset=ds.name, model=model.name, regime=regime, variant=variant,
-                   seed=exp.grid_seed, weights=weights, subset_seed=exp.subset_seed,
+                   seed=exp.grid_seed, weights=weights, subset_seed=exp.subset_seed, split=split,
                    precision=exp.precision, compile=exp.compile, profile=exp.profile,
                    options=run_options(exp, model, regime, task), data_root=root,
                    source=exp.source, **config)
@@ -188,8 +191,9 @@ def grid_runs(exp: Experiment) -> list[PlannedRun]:
                     if (ds.name, regime) in skipped:
                         continue
                     weights, path = _weights(model, regime, hashes)
-                    for config in configs:
-                        spec = planned_spec(exp, ds, variant, model, regime, config, weights)
+                    for split, config in itertools.product(exp.splits, configs):
+                        spec = planned_spec(exp, ds, variant, model, regime, config, weights,
+                                            split)
                         out.append(PlannedRun(spec, "grid", _group_of(spec), path))
     return out
 
@@ -210,7 +214,7 @@ def not_applicable(exp: Experiment) -> dict[tuple[str, str], str]:
 
 
 def _group_of(spec: RunSpec) -> Group:
-    return Group(spec.dataset, spec.variant, spec.model, spec.weights, spec.regime)
+    return Group(spec.dataset, spec.variant, spec.model, spec.weights, spec.regime, spec.split)
 
 
 def seed_runs(exp: Experiment, winner: RunSpec, weights_path: str | None) -> list[PlannedRun]:
@@ -327,7 +331,7 @@ def check_data_present(exp: Experiment) -> None:
         s = run.spec
         if s.source == "hf":
             continue
-        where = (s.dataset, s.data_root, s.source, str(s.variant), s.subset_seed)
+        where = (s.dataset, s.data_root, s.source, str(s.variant), s.subset_seed, s.split)
         if where in seen or s.dataset in missing:
             continue
         seen.add(where)
@@ -376,7 +380,7 @@ class Freshness:
     def data(self, spec: RunSpec) -> str | None:
         if not self.check_data:
             return None
-        k = (spec.dataset, spec.variant, spec.data_root, spec.source, spec.subset_seed,
+        k = (spec.dataset, spec.variant, spec.data_root, spec.source, spec.subset_seed, spec.split,
              spec.options.describe() if spec.task == "detection" else "")
         if k not in self._data:
             try:
