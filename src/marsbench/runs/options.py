@@ -31,6 +31,7 @@ from ..vocab import (
     DETECTION_INPUT_POLICIES,
     DICE_WEIGHTINGS,
     FE_PATHS,
+    IMBALANCE_STRATEGIES,
     PROBE_REGIMES,
     SEGMENTATION_INPUT_POLICIES,
     TASKS,
@@ -78,6 +79,12 @@ class ClassificationOptions(TaskOptions):
                                      "scored split (default 15)", low=1)
     episodes: int | None = _opt(None, "few_shot_episodes only: episodes drawn (default 600)",
                                 low=1)
+    imbalance: str = _opt(
+        "none", "class-imbalance strategy, from the train split's frequencies "
+                "(docs/imbalance.md): none | inverse_frequency | effective_number (loss "
+                "weights) | balanced_sampler | oversample | undersample | logit_adjustment | "
+                "focal; not with knn or few_shot_episodes; linear_probe: the two weightings",
+        IMBALANCE_STRATEGIES)
 
 
 FEW_SHOT_OPTIONS = ("ways", "shots", "queries", "episodes")
@@ -206,9 +213,31 @@ def build_options(task: str, values: Mapping[str, Any] | TaskOptions | None = No
                         where)
     options = cls(**parsed)
     _check_combinations(options, loss=loss, where=where)
+    if getattr(options, "imbalance", "none") != "none" and regime is not None:
+        check_imbalance_regime(options.imbalance, regime, where)
     if model is not None and getattr(options, "band_strategy", None) is not None:
         _check_band_strategy(options, model, regime, where)
     return options
+
+
+# The imbalance strategies a regime can honour (others: every strategy): the kNN and few-shot
+# probes train nothing; linear_probe's logistic regression takes class weights only.
+IMBALANCE_BY_REGIME = {"knn": ("none",), "few_shot_episodes": ("none",),
+                       "linear_probe": ("none", "inverse_frequency", "effective_number")}
+
+
+def check_imbalance_regime(strategy: str, regime: str | None, where: str = "run options"
+                           ) -> None:
+    """Refuse, in one line, an ``imbalance`` strategy the regime cannot use."""
+    allowed = IMBALANCE_BY_REGIME.get(regime or "", IMBALANCE_STRATEGIES)
+    if strategy in allowed:
+        return
+    why = ("it trains no loss and samples nothing" if allowed == ("none",)
+           else "its logistic regression takes class weights only")
+    raise OptionError(f"option imbalance={strategy} is not possible with regime {regime}",
+                      where=where, value=f"imbalance={strategy}", option="imbalance",
+                      fix=f"{why}; use imbalance {' or '.join(allowed)}, or regime mlp_probe or "
+                          "feature_extraction")
 
 
 def default_fe_path(task: str, input_policy: str | None = None) -> str:

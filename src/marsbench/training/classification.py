@@ -23,6 +23,7 @@ from ..runs.spec import RunSpec
 from ..sources import MarsDataset
 from .engine import to_device
 from .features import cached_features, compute_features, feature_key
+from .imbalance import ImbalancePlan, check_dataset, plan_for
 from .pixels import summarise
 from ..models.preprocess import for_profile
 from ..vocab import PROBE_REGIMES
@@ -163,13 +164,16 @@ class ClassificationTask(TaskTrainer):
     def __init__(self, ctx: EngineContext, splits: dict[str, MarsDataset],
                  build_model: Callable[[], nn.Module]) -> None:
         from ..models.earth_observation import resolve_model_spec
+        from ..models.registry import spec_for_run
 
         super().__init__(ctx, splits)
         spec = self.spec
         self.build_model = build_model
         self.kind: TaskKind = splits["train"].card.kind
         options = spec.options  # typed and validated when the spec was built
-        model_spec = resolve_model_spec(spec.model, options.to_dict(), spec.regime)
+        self.model_spec = model_spec = spec_for_run(  # paper: the reference's head (fidelity 12)
+            resolve_model_spec(spec.model, options.to_dict(), spec.regime), spec.profile,
+            spec.regime)
         prep = model_spec.preprocessing
         if options.input_size is not None:  # e.g. small synthetic images; in the run's identity
             prep = dataclasses.replace(prep, input_size=options.input_size)
@@ -178,7 +182,8 @@ class ClassificationTask(TaskTrainer):
                        or spec.regime in PROBE_REGIMES)  # probes read the same features
         self.info = {"fe_path": options.fe_path, "augment_applied": spec.augment,
                      "preprocessing": prep.to_dict(),
-                     "weights": weights_identity(spec, model_spec)}
+                     "weights": weights_identity(spec, model_spec),
+                     "model_spec": model_spec.name, "head": model_spec.head.name}
         self.model: nn.Module | None = None
         self.image_sets: dict[str, PreparedImages] = {}
         self.predictions: dict[str, dict] = {}
@@ -198,6 +203,9 @@ class ClassificationTask(TaskTrainer):
         return self.image_sets[name]
 
     def setup(self) -> nn.Module:
+        data = self.splits["train"]  # refuse an unusable imbalance strategy before any work
+        check_dataset(self.spec.options.imbalance, multilabel=data.card.multilabel,
+                      regime=self.spec.regime, where=f"{data.card.name} {self.spec.regime}")
         trained = self._setup_cached() if self.cached else self._setup_images()
         self.info["pixel_cache"] = summarise(im.pixel_cache for im in self.image_sets.values())
         return trained
@@ -224,11 +232,26 @@ class ClassificationTask(TaskTrainer):
     def train_counts(self) -> np.ndarray:
         """Training examples per class (per label for multi-label): the frequency terciles of
         `imbalance_metrics`."""
-        data = self.splits["train"]
-        targets = np.stack([np.asarray(t) for t in _targets(data)])
+        targets = self.train_labels()
         if targets.ndim == 2:  # multi-hot
             return targets.sum(0)
-        return np.bincount(targets.astype(int), minlength=data.num_classes)
+        return np.bincount(targets.astype(int), minlength=self.splits["train"].num_classes)
+
+    def train_labels(self) -> np.ndarray:
+        """The train split's targets: class indices, or multi-hot rows."""
+        return np.stack([np.asarray(t) for t in _targets(self.splits["train"])])
+
+    def imbalance_plan(self, num_outputs: int) -> ImbalancePlan:
+        """The run's ``imbalance`` strategy with its numbers from the train split (recorded in
+        ``extra['imbalance']`` unless it is ``none``); refuses what the dataset cannot use."""
+        data, spec = self.splits["train"], self.spec
+        plan = plan_for(spec.options.imbalance, self.train_labels(),
+                        num_classes=data.num_classes, multilabel=data.card.multilabel,
+                        num_outputs=num_outputs, seed=spec.seed, regime=spec.regime,
+                        where=f"{data.card.name} {spec.regime}")
+        if plan.strategy != "none":
+            self.info["imbalance"] = plan.record()
+        return plan
 
     def calibration(self) -> dict:
         """Test-split calibration (`marsbench.metrics.calibration`): ECE (15 bins), the same
@@ -282,7 +305,7 @@ class ClassificationTask(TaskTrainer):
         prep_key = prep.key() + ("" if ctx.precision.name == "fp32" else f"|{ctx.precision.name}")
         feats, hits = {}, {}
         for name, data in self.splits.items():
-            key = feature_key(model=spec.model, weights=self.info["weights"],
+            key = feature_key(model=self.model_spec.name, weights=self.info["weights"],
                               dataset_fingerprint=data.fingerprint(), split=name,
                               preprocessing=prep_key)
             feats[name], hits[name] = cached_features(
@@ -310,10 +333,13 @@ class ClassificationTask(TaskTrainer):
                 head = mlp_head(feats["train"].shape[1], outputs).to(device)
                 self.info["probe"] = {"name": "mlp_probe", "head": str(head)}
             else:
-                head = nn.Linear(feats["train"].shape[1], outputs).to(device)
+                head = self.model_spec.head.build(feats["train"].shape[1], outputs).to(device)
         reset_head(head, spec.seed)
         self.head = head
-        self.criterion = make_loss(self.kind, spec.loss, head.out_features)
+        self.balance = self.imbalance_plan(head.out_features)
+        self.criterion = self.balance.loss(make_loss(self.kind, spec.loss, head.out_features))
+        self.train_rows = self.balance.indices()  # over- / under-sampling: the rows trained on
+        self.sampler = self.balance.sampler()
         return head
 
     # -- images through the model ------------------------------------------------------------
@@ -322,9 +348,10 @@ class ClassificationTask(TaskTrainer):
         ctx = self.ctx
         model = self.get_model()
         reset_head(model.head, self.spec.seed)
-        self.criterion = make_loss(self.kind, self.spec.loss, model.num_outputs)
+        self.balance = plan = self.imbalance_plan(model.num_outputs)
+        self.criterion = plan.loss(make_loss(self.kind, self.spec.loss, model.num_outputs))
         collate = PreparedImages.collate
-        self.loaders = {"train": ctx.train_loader(self.images_of("train"), collate)}
+        self.loaders = {"train": self._train_loader(plan, collate)}
         self.loaders |= {name: ctx.eval_loader(self.images_of(name), collate)
                          for name in ("val", "test")}
         if self.spec.regime == "feature_extraction":
@@ -337,17 +364,53 @@ class ClassificationTask(TaskTrainer):
             self.info["train_samples_per_rank"] = len(self.loaders["train"].sampler)
         return model.trained()
 
+    def _train_loader(self, plan: ImbalancePlan, collate):
+        """The training loader: shuffled, over the resampled rows (``oversample`` /
+        ``undersample``), or drawn by the class-balanced sampler (not under torchrun)."""
+        from torch.utils.data import Subset
+
+        from .engine import make_loader
+
+        ctx, images = self.ctx, self.images_of("train")
+        rows = plan.indices()
+        if rows is not None:
+            images = Subset(images, rows.tolist())
+        sampler = plan.sampler()
+        if sampler is None:
+            return ctx.train_loader(images, collate)
+        if ctx.world is not None:
+            from ..errors import OptionError
+
+            raise OptionError("option imbalance=balanced_sampler is not supported under "
+                              "torchrun", where=self.splits["train"].card.name,
+                              value="imbalance=balanced_sampler", option="imbalance",
+                              fix="use oversample (resampled once, sharded like any data set) "
+                                  "or run on one process")
+        return make_loader(images, batch_size=self.spec.batch_size, device=ctx.device,
+                           sampler=sampler, seed=self.spec.seed, collate_fn=collate)
+
+    def _cached_order(self) -> torch.Tensor:
+        """One epoch's row order on cached features: a shuffle (of the resampled rows for
+        over- / under-sampling), or the class-balanced sampler's draws."""
+        if self.sampler is not None:
+            return torch.as_tensor(list(self.sampler))
+        rows = self.train_rows
+        n = len(self.feats["train"]) if rows is None else len(rows)
+        order = torch.randperm(n, generator=self.ctx.generator)
+        return order if rows is None else torch.as_tensor(rows)[order]
+
     @property
     def steps_per_epoch(self) -> int:
         if self.cached:
-            return -(-len(self.feats["train"]) // self.spec.batch_size)
+            rows = len(self.feats["train"]) if self.train_rows is None else len(self.train_rows)
+            return -(-rows // self.spec.batch_size)
         return len(self.loaders["train"])
 
     def train_batches(self) -> Iterator[Batch]:
         device, spec = self.ctx.device, self.spec
         if self.cached:
             self.head.train()
-            order = torch.randperm(len(self.feats["train"]), generator=self.ctx.generator)
+            order = self._cached_order()
             for start in range(0, len(order), spec.batch_size):
                 idx = order[start:start + spec.batch_size]
                 x = self.feats["train"][idx].to(device)

@@ -97,7 +97,8 @@ class ProbeTask(ClassificationTask):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        lr = LogisticRegression(C=c, solver="lbfgs", max_iter=LINEAR_MAX_ITER)
+        lr = LogisticRegression(C=c, solver="lbfgs", max_iter=LINEAR_MAX_ITER,
+                                class_weight=self.balance.class_weight())  # option imbalance
         classifier = OneVsRestClassifier(lr) if self.multilabel else lr
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence notes at extreme C; the score decides
