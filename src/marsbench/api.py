@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .runs.store import ResultsStore
 
 # RunSpec fields `evaluate` sets itself, or that name where data is, not how a run trains
-_EVALUATE_OWN = ("dataset", "model", "regime", "variant", "seed", "data_root", "legacy_extra")
+_EVALUATE_OWN = ("dataset", "model", "regime", "variant", "seed", "data_root", "legacy_extra",
+                 "split")
 
 
 @functools.cache
@@ -141,7 +142,8 @@ def evaluate(datasets: str | Path | Iterable[str | Path], models: str | Iterable
              regimes: str | Iterable[str] = ("fine_tuning",), root: str | Path | None = None,
              store: ResultsStore | str | Path | None = None, *,
              seeds: int | Iterable[int] = (0,), variants: str | Iterable[str] = ("full",),
-             split: str | Iterable[str] = "test", device: str | None = None,
+             split: str | Iterable[str] = "test", split_scheme: str | Iterable[str] = "official",
+             device: str | None = None,
              out_dir: str | Path | None = None, progress: Callable | None = None,
              **run_options: Any) -> pd.DataFrame:
     """Run every dataset x model x regime x variant x seed and return the tidy results table.
@@ -150,6 +152,9 @@ def evaluate(datasets: str | Path | Iterable[str | Path], models: str | Iterable
     model names; ``regimes``: scratch, feature_extraction, fine_tuning. ``run_options``: any
     other `RunSpec` field, e.g. ``max_epochs=5, batch_size=16, lr=1e-4,
     options={"input_size": 64}``. Every spec is built (and so checked) before anything runs.
+    ``split_scheme``: how train/val/test are drawn, one or several of official,
+    observation_disjoint, region:<name>, latitude_band:<lo>:<hi> (`RunSpec.split`, docs/splits.md);
+    ``split`` is the split whose metrics are returned.
 
     ``store``: a `ResultsStore` (or its path) that receives each record as it finishes (a
     record already stored under the same spec key is replaced; the store keeps its history).
@@ -172,11 +177,11 @@ def evaluate(datasets: str | Path | Iterable[str | Path], models: str | Iterable
                    else "it is not a run option")
             raise OptionError("unknown run option", where=where, value=option, fix=fix)
     specs = [RunSpec(dataset=str(d), model=str(m), regime=str(r), variant=str(v), seed=s,
-                     data_root=None if root is None else str(root), **run_options)
-             for d, m, r, v, s in itertools.product(
+                     split=str(k), data_root=None if root is None else str(root), **run_options)
+             for d, m, r, v, s, k in itertools.product(
                  _as_list(datasets, "dataset"), _as_list(models, "model"),
                  _as_list(regimes, "regime"), _as_list(variants, "variant"),
-                 _as_list(seeds, "seed"))]
+                 _as_list(seeds, "seed"), _as_list(split_scheme, "split_scheme"))]
     if store is not None and not isinstance(store, ResultsStore):
         store = ResultsStore(store)
     records = [run_experiment(spec, device=device, out_dir=out_dir, store=store,

@@ -21,6 +21,8 @@ EPILOG = ("Examples:\n\n"
           "--regime feature_extraction\n\n"
           "marsbench run --dataset mb-crater_binary_seg --model unet_efficientnet_lite0 "
           "--regime fine_tuning --max-epochs 20 -o input_policy=tile -o tile_size=256\n\n"
+          "marsbench run --dataset mb-landmark_cls --model efficientnet_lite0 "
+          "--regime feature_extraction --split observation_disjoint\n\n"
           "nohup marsbench run --dataset mb-frost_cls --model timm:resnet18 --regime scratch "
           "> run.log &    # one plain line per epoch in run.log")
 
@@ -67,6 +69,9 @@ def run_command(
         help="your own checkpoint (state dict; loaded without unpickling objects)")] = None,
     subset_seed: Annotated[Optional[int], typer.Option(
         help="draw a recorded stratified subset where the variant has no official file")] = None,
+    split: Annotated[str, typer.Option(
+        help="official | observation_disjoint | region:<name> | latitude_band:<lo>:<hi> "
+             "(re-drawn with --subset-seed, else 0; docs/splits.md)")] = "official",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     store: Annotated[Path, typer.Option(help="results database (SQLite)")] = DEFAULT_STORE,
     out: Annotated[Path, typer.Option(help="folder for predictions")] = Path("runs"),
@@ -113,7 +118,7 @@ def run_command(
                    patience=patience, loss=loss, augment=augment, precision=precision,
                    profile=profile,
                    compile=compile, weights=f"sha256:{file_sha256(weights)}" if weights else "default",
-                   subset_seed=subset_seed, options=options,
+                   subset_seed=subset_seed, split=split, options=options,
                    data_root=str(root) if root else None, source=source)
     if spec.options.to_dict().get("band_strategy") is not None:
         build_options(spec.task, spec.options, regime=spec.regime, loss=spec.loss,
