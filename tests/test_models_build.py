@@ -47,8 +47,9 @@ def test_registry_holds_the_paper_baselines_and_lite0() -> None:
     assert names[:6] == ["resnet101", "squeezenet1_1", "inception_v3", "swin_v2_b", "vit_l_16",
                          "efficientnet_lite0"]
     assert {n for n in names[6:] if not n.startswith("momo_")} == {
-        "satmae_vit_l16", "croma_large", "prithvi_eo_v1_100"}
-    assert len([n for n in names if n.startswith("momo_")]) == 3 * 5 * 2  # sizes x files x norms
+        "squeezenet1_1_reference_head", "satmae_vit_l16", "croma_large", "prithvi_eo_v1_100"}
+    # sizes x files x normalisations x (head, linear probe)
+    assert len([n for n in names if n.startswith("momo_")]) == 3 * 5 * 2 * 2
     assert all(s.task == "segmentation" for s in list_specs("segmentation"))
     inception = get_spec("inception_v3")
     assert (inception.input_size, inception.aux_loss_weight) == (299, 0.4)

@@ -127,7 +127,10 @@ def test_registry_lists_every_size_checkpoint_and_normalisation() -> None:
     for size in ("s", "b", "l"):
         for ckpt in ("momo", "ctx", "hirise", "themis", "hirise_ctx_themis"):
             base = f"momo_vit_{size}16" + ("" if ckpt == "momo" else f"_{ckpt}")
-            expected |= {base, f"{base}_instrument", f"dpt_{base}"}
+            expected |= {base, f"{base}_instrument", f"dpt_{base}", f"{base}_lp",
+                         f"{base}_instrument_lp"}
+            assert get_spec(f"{base}_instrument_lp").head.name == "momo_linear_probe"
+            assert get_spec(f"{base}_instrument_lp").weights == get_spec(base).weights
             spec = get_spec(base)
             assert spec.task == "classification" and spec.input_size == 224
             assert spec.weights.hf_hub_id == "Mirali33/MOMO"
@@ -135,7 +138,7 @@ def test_registry_lists_every_size_checkpoint_and_normalisation() -> None:
             assert spec.weights.revision == momo.MOMO_REVISION
             assert get_spec(f"dpt_{base}").task == "segmentation"
             assert get_spec(f"dpt_{base}").weights.filename == spec.weights.filename
-    assert names == expected and len(names) == 45
+    assert names == expected and len(names) == 75  # 60 classification, 15 segmentation
     assert [get_spec(f"momo_vit_{s}16").arch for s in "sbl"] == [
         momo.MomoArch(384, 12, 6), momo.MomoArch(768, 12, 12), momo.MomoArch(1024, 24, 16)]
 
@@ -313,6 +316,68 @@ def test_instrument_normalisation_matches_momos_pipeline(ckpt) -> None:
     np.testing.assert_allclose(got, _momo_data_processing(gray, mean, std), atol=1e-5)
     flat = spec.input_norm()(torch.full((1, 3, 4, 4), 0.3))  # constant image: 0, not NaN
     assert torch.isfinite(flat).all()
+
+
+# -- MOMO's linear probe (fc_norm trained with the head) ---------------------------------------
+
+def test_linear_probe_features_are_the_pre_norm_mean_of_patch_tokens(hf_cache) -> None:
+    put_in_hf_cache(hf_cache, "vit-b-16/momo.pth", momo_file(mae_state(TINY, seed=4)))
+    lp = build_classifier(tiny("momo_vit_b16_lp"), 3, "feature_extraction").eval()
+    std = build_classifier(tiny("momo_vit_b16"), 3, "feature_extraction").eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        feats = lp.backbone(x)
+        tokens = lp.backbone.forward_features(x)  # (B, 1 + patches, D); no final norm
+        assert tokens.shape == (2, 5, TINY.embed_dim)
+        assert torch.allclose(feats, tokens[:, 1:].mean(dim=1), atol=1e-6)
+        # the standard variant's features are fc_norm (weight 1, bias 0) of the same vector
+        normed = torch.nn.functional.layer_norm(feats, (TINY.embed_dim,), eps=1e-6)
+        assert torch.allclose(std.backbone(x), normed, atol=1e-5)
+        assert not torch.allclose(feats, normed, atol=1e-3)
+    assert [n for n, _ in lp.head.named_children()] == ["fc_norm", "fc"]
+    assert lp.describe()["head"] == "momo_linear_probe" and std.describe()["head"] == "linear"
+    assert lp.feature_key() != std.feature_key()
+
+
+def test_linear_probe_trains_fc_norm_and_not_the_encoder(hf_cache, synth_suite, monkeypatch):
+    """A feature_extraction run on cached features through the engine; then one step by hand
+    on the built model: fc_norm gets gradients and moves, the encoder has none."""
+    from marsbench.models import registry
+    from marsbench.runs import RunSpec
+    from marsbench.training import features as feature_cache
+    from marsbench.training.run import run_experiment
+
+    monkeypatch.setenv("MARSBENCH_WORKERS", "0")
+    monkeypatch.setenv("MARSBENCH_CACHE", str(hf_cache.parent / "cache"))
+    feature_cache.clear_memory_cache()
+    put_in_hf_cache(hf_cache, "vit-b-16/momo.pth", momo_file(mae_state(TINY, seed=6)))
+    spec = tiny("momo_vit_b16_lp")
+    monkeypatch.setitem(registry._SPECS, spec.name, spec)
+    data = "mb-frost_cls"
+    record = run_experiment(RunSpec(
+        dataset=data, model=spec.name, regime="feature_extraction", precision="fp32",
+        data_root=str(synth_suite["folder"][data].parent), max_epochs=2, patience=0,
+        batch_size=16, lr=1e-2, options={"input_size": 32}))
+    assert record.extra["fe_path"] == "cached" and record.extra["head"] == "momo_linear_probe"
+    assert 0.0 <= record.metrics["test"]["accuracy"] <= 1.0
+
+    model = build_classifier(spec, 3, "feature_extraction")
+    encoder = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    before = model.head.fc_norm.weight.detach().clone()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert {id(p) for p in trainable} == {id(p) for p in model.head_parameters()}
+    optimiser = torch.optim.SGD(trainable, lr=0.5)
+    model.train()
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(8, 3, 32, 32)),
+                                             torch.arange(8) % 3)
+    loss.backward()
+    assert model.head.fc_norm.weight.grad.abs().sum() > 0
+    assert model.head.fc_norm.bias.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.backbone.parameters())
+    optimiser.step()
+    assert not torch.equal(model.head.fc_norm.weight, before)
+    for key, tensor in model.backbone.state_dict().items():
+        assert torch.equal(tensor, encoder[key]), key
 
 
 # -- segmentation ------------------------------------------------------------------------------

@@ -41,23 +41,29 @@ def torchvision_weights(arch: str, weights_tag: str):
     return torchvision.models.get_model_weights(arch)[weights_tag]
 
 
+def _torchvision_model(arch: str, weights_tag: str, kwargs: dict, pretrained: bool
+                       ) -> tuple[nn.Module, str]:
+    """``torchvision.models.<arch>``, with its published weights when ``pretrained``; the tag."""
+    model = torchvision.models.get_model(arch, weights=None, **kwargs)
+    if not pretrained:
+        return model, "random"
+    weights = torchvision_weights(arch, weights_tag)
+    state = fetch_url_weights(weights.url, what=f"torchvision {arch} {weights_tag}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WeightsUnavailableError(
+            f"torchvision {arch}: the cached file {torch_hub_checkpoints_dir()}/"
+            f"{weights.url.rsplit('/', 1)[-1]} does not fit the architecture ({exc}); "
+            f"delete it and download {weights.url} again"
+        ) from exc
+    return model, f"torchvision:{arch}:{weights_tag}"
+
+
 def _build_torchvision(
     arch: str, weights_tag: str, head: str, kwargs: dict, pretrained: bool
 ) -> BackboneParts:
-    model = torchvision.models.get_model(arch, weights=None, **kwargs)
-    tag = "random"
-    if pretrained:
-        weights = torchvision_weights(arch, weights_tag)
-        state = fetch_url_weights(weights.url, what=f"torchvision {arch} {weights_tag}")
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise WeightsUnavailableError(
-                f"torchvision {arch}: the cached file {torch_hub_checkpoints_dir()}/"
-                f"{weights.url.rsplit('/', 1)[-1]} does not fit the architecture ({exc}); "
-                f"delete it and download {weights.url} again"
-            ) from exc
-        tag = f"torchvision:{arch}:{weights_tag}"
+    model, tag = _torchvision_model(arch, weights_tag, kwargs, pretrained)
     aux_head = None
     if arch == "inception_v3":
         # The auxiliary classifier leaves the backbone; ClassifierModel feeds it from Mixed_6e.
@@ -65,7 +71,8 @@ def _build_torchvision(
     if arch == "squeezenet1_1":
         # Its classifier (dropout, 1x1 conv to classes, ReLU, average pool) cannot be written as a
         # layer on pooled features because of the ReLU; keep only the pooling. The new head is a
-        # Linear on the pooled 512 features (the reference keeps the ReLU on its logits).
+        # Linear on the pooled 512 features (the reference keeps the ReLU on its logits: model
+        # squeezenet1_1_reference_head, `build_squeezenet_map`).
         model.classifier = nn.AdaptiveAvgPool2d(1)
         return BackboneParts(model, 512, None, None, tag)
     parent_name, _, leaf = head.rpartition(".")
@@ -73,6 +80,31 @@ def _build_torchvision(
     classifier = getattr(parent, leaf)
     setattr(parent, leaf, nn.Identity())
     return BackboneParts(model, classifier.in_features, classifier, aux_head, tag)
+
+
+class FeatureMap(nn.Module):
+    """A torchvision model's ``features`` stage alone (its module names kept): the
+    ``(B, C, H, W)`` map that a map head (`marsbench.models.heads.ConvPoolHead`) pools."""
+
+    def __init__(self, features: nn.Module) -> None:
+        super().__init__()
+        self.features = features
+
+    def forward(self, x):
+        return self.features(x)
+
+
+def build_squeezenet_map(weights_tag: str, pretrained: bool) -> BackboneParts:
+    """SqueezeNet1.1 as the Mars-Bench reference trains it: the backbone is ``features``
+    (``(B, 512, 13, 13)`` at 224 px); the published classifier is expressible as a
+    `ConvPoolHead` on that map, so it is the ``pretrained_head``."""
+    from .heads import ConvPoolHead
+
+    model, tag = _torchvision_model("squeezenet1_1", weights_tag, {}, pretrained)
+    published = model.classifier[1]
+    head = ConvPoolHead(published.in_channels, published.out_channels)
+    head[1] = published
+    return BackboneParts(FeatureMap(model.features), published.in_channels, head, None, tag)
 
 
 # -- timm ---------------------------------------------------------------------------------------

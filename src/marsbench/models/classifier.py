@@ -29,7 +29,7 @@ from .weights import LoadReport, WeightsLoadError, file_sha256, match_keys, read
 
 
 class ClassifierModel(RegimeModel):
-    """Backbone + linear head; see the module docstring for the contract."""
+    """Backbone + head (the spec's `Head`, a ``Linear`` by default); see the module docstring for the contract."""
 
     def __init__(
         self,
@@ -67,6 +67,7 @@ class ClassifierModel(RegimeModel):
             "model": self.spec.name,
             "regime": str(self.regime),
             "weights": self.weights_tag,
+            "head": self.spec.head.name,
             "feature_dim": self.feature_dim,
             "num_outputs": self.num_outputs,
             "multilabel": self.multilabel,
@@ -141,7 +142,7 @@ def build_classifier(
     if keep_pretrained_head:
         head = _pretrained_head(spec, parts, outputs)
     else:
-        head = nn.Linear(parts.feature_dim, outputs)
+        head = spec.head.build(parts.feature_dim, outputs)
     aux_head = None
     if parts.aux_head is not None and not regime.frozen_backbone:
         aux_head = parts.aux_head

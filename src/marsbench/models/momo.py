@@ -11,7 +11,10 @@ Registered names (see docs/momo.md):
 - classification ``momo_vit_<size>16[_<checkpoint>][_instrument]``: ``<size>`` is ``s``, ``b`` or
   ``l``; no checkpoint suffix means ``momo.pth`` (the merged model), else ``_ctx``, ``_hirise``,
   ``_themis`` or ``_hirise_ctx_themis``; ``_instrument`` selects MOMO's instrument normalisation
-  (below), no suffix the ImageNet mean/std that MOMO's own downstream code uses.
+  (below), no suffix the ImageNet mean/std that MOMO's own downstream code uses; a final ``_lp``
+  is MOMO's linear probe (``--finetuning_type lp``): the features are the mean-pooled patch
+  tokens before ``fc_norm``, and the head is ``fc_norm -> Linear``, so ``feature_extraction``
+  trains ``fc_norm`` with the head (`marsbench.models.heads.MOMO_LINEAR_PROBE`).
 - segmentation ``dpt_momo_vit_<size>16[_<checkpoint>]``: smp's DPT on the MOMO encoder (the same
   decoder as the ``dpt`` baseline on ImageNet-21k ViT-B/16).
 
@@ -53,6 +56,7 @@ from torch import nn
 
 from ..catalog.card import Task
 from .earth_observation import PublishedWeights, verify_checkpoint
+from .heads import LINEAR, MOMO_LINEAR_PROBE
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .registry import register
 from .spec import BackboneParts, ModelSpec
@@ -133,14 +137,14 @@ def momo_weights(size: str, checkpoint: str) -> PublishedWeights:
 
 
 def model_name(size: str, checkpoint: str, normalisation: str = "imagenet",
-               prefix: str = "") -> str:
-    """``momo_vit_b16``, ``momo_vit_b16_hirise``, ``momo_vit_l16_ctx_instrument``, ..."""
+               prefix: str = "", linear_probe: bool = False) -> str:
+    """``momo_vit_b16``, ``momo_vit_b16_hirise``, ``momo_vit_l16_ctx_instrument_lp``, ..."""
     name = f"{prefix}momo_vit_{size}16"
     if checkpoint != "momo":
         name += f"_{checkpoint}"
     if normalisation != "imagenet":
         name += f"_{normalisation}"
-    return name
+    return name + ("_lp" if linear_probe else "")
 
 
 # -- finding the checkpoint -------------------------------------------------------------------
@@ -347,14 +351,15 @@ def build_momo_vit(arch: MomoArch, input_norm: nn.Module | None = None) -> MomoV
 
 @dataclass(frozen=True)
 class MomoSpec(ModelSpec):
-    """A MOMO classifier: size, published checkpoint and normalisation (all in the name);
-    ``builder`` is derived from them."""
+    """A MOMO classifier: size, published checkpoint, normalisation and linear-probe head (all
+    in the name); ``builder`` and ``head`` are derived from them."""
 
     builder: Callable[[bool], Any] = field(init=False, repr=False, compare=False)
     arch: MomoArch | None = None
     size: str = "b"
     checkpoint: str = "momo"
     normalisation: str = "imagenet"
+    linear_probe: bool = False
 
     def __post_init__(self) -> None:
         if self.arch is None or self.checkpoint not in CHECKPOINTS:
@@ -364,6 +369,7 @@ class MomoSpec(ModelSpec):
             raise ValueError(f"{self.name}: unknown normalisation {self.normalisation!r}; use "
                              f"one of {', '.join(NORMALISATIONS)}")
         object.__setattr__(self, "builder", functools.partial(_build_backbone, self))
+        object.__setattr__(self, "head", MOMO_LINEAR_PROBE if self.linear_probe else LINEAR)
 
     @property
     def instrument(self) -> str:
@@ -376,6 +382,9 @@ class MomoSpec(ModelSpec):
 
     @property
     def backbone_rule(self) -> str:
+        if self.linear_probe:
+            return ("every parameter (MOMO encoder, mean-pooled patch tokens before fc_norm); "
+                    "fc_norm is in the head and trains with it (see docs/momo.md)")
         return ("every parameter (MOMO encoder + its new fc_norm, frozen at weight 1 / bias 0 in "
                 "feature_extraction; see docs/momo.md)")
 
@@ -384,7 +393,8 @@ class MomoSpec(ModelSpec):
         out.update(momo_checkpoint=self.checkpoint, normalisation=self.normalisation,
                    normalisation_detail=_NORMALISATION_TEXT[self.normalisation].format(
                        instrument=self.instrument, stats=INSTRUMENT_STATS[self.instrument]),
-                   architecture=dataclasses.asdict(self.arch), revision=MOMO_REVISION)
+                   architecture=dataclasses.asdict(self.arch), revision=MOMO_REVISION,
+                   linear_probe=self.linear_probe)
         return out
 
 
@@ -399,26 +409,32 @@ _NORMALISATION_TEXT = {
 
 def _build_backbone(spec: MomoSpec, pretrained: bool) -> BackboneParts:
     vit = build_momo_vit(spec.arch, spec.input_norm())
+    if spec.linear_probe:  # fc_norm moves to the head (MOMO_LINEAR_PROBE): pre-norm features
+        vit.fc_norm = nn.Identity()
     tag = "random"
     if pretrained:
         tag, vit.load_report = load_published(vit, spec.weights, spec.name)
     return BackboneParts(vit, spec.arch.embed_dim, None, None, tag)
 
 
-def momo_spec(size: str, checkpoint: str, normalisation: str = "imagenet") -> MomoSpec:
+def momo_spec(size: str, checkpoint: str, normalisation: str = "imagenet",
+              linear_probe: bool = False) -> MomoSpec:
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     if normalisation == "instrument":
         m, s = INSTRUMENT_STATS[CHECKPOINT_INSTRUMENT[checkpoint]]
         mean, std = (m,) * 3, (s,) * 3
     arch = SIZES[size]
     return MomoSpec(
-        name=model_name(size, checkpoint, normalisation), task=Task.CLASSIFICATION,
+        name=model_name(size, checkpoint, normalisation, linear_probe=linear_probe),
+        task=Task.CLASSIFICATION,
         weights=momo_weights(size, checkpoint), input_size=arch.img_size, mean=mean, std=std,
         family="momo",
         description=(f"MOMO ViT-{size.upper()}/16, {CHECKPOINTS[checkpoint]} "
                      f"({hub_filename(size, checkpoint)}); mean-pooled patch tokens + new "
-                     f"fc_norm; {normalisation} normalisation"),
-        arch=arch, size=size, checkpoint=checkpoint, normalisation=normalisation)
+                     f"fc_norm{' trained with the head (linear probe)' if linear_probe else ''}; "
+                     f"{normalisation} normalisation"),
+        arch=arch, size=size, checkpoint=checkpoint, normalisation=normalisation,
+        linear_probe=linear_probe)
 
 
 # -- segmentation: DPT on the MOMO encoder ------------------------------------------------------
@@ -449,8 +465,9 @@ def dpt_spec(size: str, checkpoint: str) -> ModelSpec:
 
 
 def all_specs() -> list[ModelSpec]:
-    specs: list[ModelSpec] = [momo_spec(size, ckpt, norm) for size in SIZES for ckpt in CHECKPOINTS
-                              for norm in NORMALISATIONS]
+    specs: list[ModelSpec] = [momo_spec(size, ckpt, norm, lp) for size in SIZES
+                              for ckpt in CHECKPOINTS for norm in NORMALISATIONS
+                              for lp in (False, True)]
     specs += [dpt_spec(size, ckpt) for size in SIZES for ckpt in CHECKPOINTS]
     return specs
 

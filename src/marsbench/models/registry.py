@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from ..catalog.card import Task
-from ..errors import MarsbenchError, did_you_mean
+from ..errors import MarsbenchError, OptionError, did_you_mean
 from .spec import ModelSpec
 
 _SPECS: dict[str, ModelSpec] = {}
@@ -66,3 +66,25 @@ def list_specs(task: Task | str | None = None) -> list[ModelSpec]:
 
 def registered_prefixes() -> list[str]:
     return list(_PREFIXES)
+
+
+HEAD_REGIMES = ("scratch", "feature_extraction", "fine_tuning")  # the regimes that train a head
+
+
+def spec_for_run(spec: ModelSpec, profile: str = "marsbench", regime: str | None = None
+                 ) -> ModelSpec:
+    """The spec a run builds: under the ``paper`` profile a run that trains a head uses the
+    spec's ``paper_variant`` (the reference's head; docs/fidelity.md row 12). A spec whose
+    backbone gives a feature map (head not ``pooled``) cannot feed a probe: refused."""
+    if regime is not None and str(regime) not in HEAD_REGIMES:
+        if not spec.head.pooled:
+            base = next((s.name for s in _SPECS.values() if s.paper_variant == spec.name), None)
+            raise OptionError(
+                f"model {spec.name} has no pooled features for a {regime} probe (its backbone "
+                f"gives a feature map for its {spec.head.name} head)", option="model",
+                where="regime " + str(regime), value=spec.name,
+                fix=f"use {base or 'another model'} for probes, or regime feature_extraction")
+        return spec
+    if profile == "paper" and spec.paper_variant:
+        return get_spec(spec.paper_variant)
+    return spec

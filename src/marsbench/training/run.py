@@ -188,9 +188,11 @@ def default_model(spec: RunSpec, splits: dict, weights: str | Path | None = None
     if card.task is Task.CLASSIFICATION:
         from ..models.classifier import build_classifier
         from ..models.earth_observation import resolve_model_spec
+        from ..models.registry import spec_for_run
         from .classification import binary_outputs
 
-        model_spec = resolve_model_spec(spec.model, spec.options.to_dict(), spec.regime)
+        model_spec = spec_for_run(resolve_model_spec(spec.model, spec.options.to_dict(),
+                                                     spec.regime), spec.profile, spec.regime)
         return build_classifier(model_spec, train_split.num_classes, spec.regime,
                                 weights=weights, multilabel=card.multilabel,
                                 num_outputs=binary_outputs(card.kind, spec.loss))
