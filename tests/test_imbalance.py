@@ -264,3 +264,36 @@ def test_linear_probe_weights_are_scikit_learns_balanced(synth_root):
     assert got.keys() == expected.keys()
     np.testing.assert_allclose([got[c] for c in expected], list(expected.values()))
     assert task._linear(1.0)[-1].class_weight == got
+
+
+# -- the report section -------------------------------------------------------------------------
+
+def test_report_section_pairs_seeds_and_names_the_winner():
+    from types import SimpleNamespace
+
+    from marsbench.report.imbalance import imbalance_table
+
+    base = dict(dataset="mb-landmark_cls", model="resnet101", regime="feature_extraction")
+    matched = {}
+    planted = {"none": (0.0, 0.0), "focal": (0.10, 0.30), "oversample": (-0.02, 0.05)}
+    for strategy, (gain, tail_gain) in planted.items():
+        for seed, f1, tail in ((0, 0.5, 0.1), (1, 0.6, 0.2), (2, 0.7, 0.0)):
+            spec = RunSpec(**base, seed=seed, options={"imbalance": strategy})
+            metrics = {"test": {"f1_weighted": f1 + gain + 0.01 * seed * (strategy == "oversample"),
+                                "recall_tail": tail + tail_gain}}
+            matched[(spec.label, spec.dataset, spec.regime, "full", seed)] = SimpleNamespace(
+                spec=spec, metrics=metrics)
+    table, notes = imbalance_table(matched, {"mb-landmark_cls": "f1_weighted"}, rounds=500,
+                                   seed=0, confidence=0.95)
+    rows = table.set_index("strategy")
+    assert rows.loc["focal", "delta_headline"] == pytest.approx(0.10)
+    assert rows.loc["focal", "delta_tail"] == pytest.approx(0.30)
+    assert rows.loc["focal", "headline_low"] == pytest.approx(0.10)  # the same gain every seed
+    assert bool(rows.loc["focal", "best"]) and bool(rows.loc["focal", "ci_excludes_zero"])
+    assert rows.loc["oversample", "delta_headline"] == pytest.approx(-0.01)
+    assert rows.loc["oversample", "seeds"] == 3 and not rows.loc["oversample", "best"]
+    assert set(rows["model"]) == {"resnet101"}  # grouped on the label without imbalance
+    assert len(notes) == 1 and "focal wins" in notes[0] and "excludes 0" in notes[0]
+    only_none = {k: v for k, v in matched.items() if v.spec.options.imbalance == "none"}
+    empty, no_notes = imbalance_table(only_none, {}, rounds=10, seed=0, confidence=0.95)
+    assert empty.empty and no_notes == []

@@ -68,6 +68,7 @@ class Sections:
     reliability: pd.DataFrame = field(default_factory=lambda: _empty(RELIABILITY_COLUMNS))
     risk_coverage: pd.DataFrame = field(default_factory=lambda: _empty(RISK_COLUMNS))
     cost: pd.DataFrame = field(default_factory=lambda: _empty(COST_COLUMNS))
+    imbalance: pd.DataFrame = field(default_factory=pd.DataFrame)  # report.imbalance
     notes: list[str] = field(default_factory=list)
     # classification models (task, regime) -> own models whose records lack the metrics
     uncalibrated: dict[tuple[str, str], list[str]] = field(default_factory=dict)
@@ -341,6 +342,12 @@ def build_sections(*, scores: pd.DataFrame, combined: pd.DataFrame,
     if cost.empty:
         notes.append("Cost: no cost records in these runs (FLOPs, parameters, wall time, memory "
                       "and energy come from the run records).")
+    from .imbalance import imbalance_table  # runs differing in the option imbalance
+
+    imbalance, imbalance_notes = imbalance_table(
+        matched, dict(zip(combined["dataset"], combined["metric"])), rounds=rounds, seed=seed,
+        confidence=confidence)
     return Sections(**ranked, calibration=cal["calibration"], reliability=cal["reliability"],
-                    risk_coverage=cal["risk_coverage"], cost=cost, notes=notes,
+                    risk_coverage=cal["risk_coverage"], cost=cost, imbalance=imbalance,
+                    notes=notes + imbalance_notes,
                     uncalibrated=cal["uncalibrated"], uncosted=uncosted)
