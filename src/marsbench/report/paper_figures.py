@@ -206,17 +206,35 @@ def compute(item: PaperItem, table: pd.DataFrame, *, rounds: int = 1000, seed: i
 
 def planned_runs(exp) -> int:
     """Runs the experiment plans on an empty store, as `marsbench sweep --dry-run` counts them:
-    the grid stage (every point of every group) plus the seeds stage of every group (the grid
-    seed's run is reused). The groups come from the planner's own enumeration of a one-point
-    grid, the points per group from its `grid_configs`: fast for the paper's 648-point grid."""
+    the search stage of every group plus its seeds stage (the grid seed's run is reused).
+
+    Fast for the paper's 648-point grid: the planner enumerates the groups and each group's loss
+    axis (which depends on the dataset) on a grid with one value of every other field; a group's
+    space is that times the other fields' sizes, of which the search asks every point (``grid``)
+    or n (``random:<n>``, ``tpe:<n>``)."""
     import dataclasses
+    from collections import Counter
 
-    from ..protocol.plan import grid_configs, grid_runs
+    from ..protocol.plan import grid_runs
 
-    one_point = dataclasses.replace(exp, grid=tuple((k, v[:1]) for k, v in exp.grid))
-    groups = len({r.group for r in grid_runs(one_point)})
+    rest, grid = 1, []
+    for name, values in exp.grid:
+        grid.append((name, values if name == "loss" else values[:1]))
+        rest *= 1 if name == "loss" else len(values)
+    search = getattr(exp, "search", "grid")
+    reduced = dataclasses.replace(exp, grid=tuple(grid),
+                                  **({"search": "grid"} if search != "grid" else {}))
+    per_group = Counter(run.group for run in grid_runs(reduced))
     seeds = len(exp.seeds) - (exp.grid_seed in exp.seeds) if "seeds" in exp.stages else 0
-    return groups * (len(grid_configs(exp)) + seeds)
+    return sum(_trials(search, n * rest) for n in per_group.values()) + len(per_group) * seeds
+
+
+def _trials(search: str, space: int) -> int:
+    if search == "grid":
+        return space
+    from ..protocol.search import parse_search  # random:<n> / tpe:<n>
+
+    return min(parse_search(search).n, space)
 
 
 def store_coverage(exp, store) -> tuple[int, int]:

@@ -79,6 +79,7 @@ def _wide(numbers: pd.DataFrame) -> pd.DataFrame:
                                  for m, s in zip(numbers["mean"], numbers["std"])])
     wide = cells.pivot_table(index=["dataset", "metric"], columns="model", values="cell",
                              aggfunc="first").fillna("–")
+    wide = wide[sorted(wide.columns, key=str.lower)]  # the paper's column order
     return wide.reset_index()
 
 
