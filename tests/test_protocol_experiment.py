@@ -147,11 +147,11 @@ def test_shipped_experiments_load_and_match_repo_copies():
     assert len(main.datasets) == 9 and main.grid_dict == PAPER_GRID
     assert [m.name for m in main.models] == ["resnet101", "squeezenet1_1", "inception_v3",
                                              "swin_v2_b", "vit_l_16"]
+    # the curves' exact fractions and shots are the paper figures' business (test_paper_figures)
     curves = load_experiment("paper:training_size_curves")
-    assert curves.datasets[0].variants == ("partition:0.01", "partition:0.05", "partition:0.10",
-                                           "partition:0.25", "partition:0.50", "full")
+    assert curves.datasets[-1].variants[-1] == "full"
+    assert all(v.startswith("partition:") for v in curves.datasets[-1].variants[:-1])
     shots = load_experiment("paper:few_shot_curves")
-    assert [v.split(":")[1] for v in shots.datasets[0].variants] == ["1", "2", "5", "10", "15",
-                                                                     "20"]
+    assert all(v.startswith("few_shot:") for v in shots.datasets[0].variants)
     assert load_experiment("paper:regimes_comparison").regimes == (
         "scratch", "feature_extraction", "fine_tuning")

@@ -17,6 +17,7 @@ DEFAULT_STORE = Path("runs/results.sqlite")
 SHOW = 10  # failed / stale runs listed by name before "... and N more"
 EPILOG = ("Examples:\n\n"
           "marsbench sweep paper:demo_synthetic --root marsbench-demo/data --dry-run\n\n"
+          "marsbench sweep paper:main_classification --search tpe:30 --dry-run    # runs, cost\n\n"
           "marsbench sweep paper:main_classification --root ~/mars-bench --executor process "
           "--workers 4\n\n"
           "marsbench sweep my_study.yaml --executor ray --gpus-per-run 1    # on a Ray cluster")
@@ -30,7 +31,14 @@ def sweep_command(
     workers: Annotated[Optional[int], typer.Option(
         help="parallel runs (process: pool size; ray: most in flight, default all CPUs)")] = None,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="print the plan (runs per stage, done, failed, stale) and stop")] = False,
+        "--dry-run", help="print the plan (runs per stage, done, failed, stale) and an estimated "
+                          "cost from throughput measured here, and stop")] = False,
+    search: Annotated[Optional[str], typer.Option(
+        help="grid | random:<n> | tpe:<n> (Optuna TPE), overriding the file's search: which "
+             "grid points each group trains")] = None,
+    estimate: Annotated[bool, typer.Option(
+        help="--dry-run: estimate the cost (measures each model's throughput once, cached; "
+             "--no-estimate: counts only)")] = True,
     retry_failed: Annotated[bool, typer.Option(
         "--retry-failed", help="run again the runs recorded as failed")] = False,
     rerun_stale: Annotated[bool, typer.Option(
@@ -77,6 +85,10 @@ def sweep_command(
     # Everything is checked before the store is opened or anything runs: a bad option is one
     # line and exit code 2, never a sweep of failed runs.
     common.choice(executor, ("local", "process", "ray"), "--executor")
+    if search is not None:
+        from ..protocol.search import parse_search
+
+        search = str(parse_search(search, "--search"))
     common.use_logger(logger, log_dir)  # worker processes inherit it
     if source is not None:
         from ..vocab import DATA_SOURCES as SOURCES
@@ -85,16 +97,17 @@ def sweep_command(
     root = common.data_root(root)
     if out is not None:
         common.output_folder(out, "--out", create=False)
-    if not dry_run and executor != "ray":  # ray places runs on the cluster's devices
-        from ..training.run import pick_device
+    from ..training.run import pick_device
 
-        pick_device(device)
+    picked = pick_device(device) if dry_run or executor != "ray" else None  # ray: the cluster's
     exp = load_experiment(experiment)
     changes = {}
     if root is not None:
         changes["data_root"] = str(root.resolve())
     if source is not None:
         changes["source"] = source
+    if search is not None:
+        changes["search"] = search
     exp = exp.with_overrides(**changes) if changes else exp
     from ..protocol.plan import check_data_present
 
@@ -105,7 +118,8 @@ def sweep_command(
 
     results = ResultsStore(store)
     if dry_run:
-        _dry_run(exp, results, retry_failed, rerun_stale, check_data)
+        _dry_run(exp, results, retry_failed, rerun_stale, check_data,
+                 picked if estimate else None)
         return
     _sweep(exp, results, executor=executor, workers=workers, retry_failed=retry_failed,
            rerun_stale=rerun_stale, out_dir=out or store.parent, device=None if device == "auto"
@@ -115,15 +129,21 @@ def sweep_command(
 
 # -- dry run ------------------------------------------------------------------------------------
 
-def _dry_run(exp, store, retry_failed: bool, rerun_stale: bool, check_data: bool) -> None:
+def _dry_run(exp, store, retry_failed: bool, rerun_stale: bool, check_data: bool,
+             device) -> None:
     from ..protocol import make_plan
 
     plan = make_plan(exp, store, retry_failed=retry_failed, rerun_stale=rerun_stale,
                      check_data=check_data)
     groups = len(plan.selections)
+    searched = "every grid point" if exp.search == "grid" else f"search {exp.search}"
     console.print(f"[bold]{exp.name}[/bold]: {groups} groups (dataset x variant x model x "
-                  f"regime), grid of {exp.grid_size} point(s) at seed {exp.grid_seed}, "
-                  f"then {len(exp.seeds)} seeds; store {store.path}", highlight=False)
+                  f"regime), {searched} at seed {exp.grid_seed}, then {len(exp.seeds)} seeds; "
+                  f"store {store.path}", highlight=False)
+    retrains = sum(not s.reused for s in plan.seeds) + plan.pending_seed_runs()
+    console.print(f"runs: {plan.search_runs} search trial(s) (stage grid), then {retrains} seed "
+                  "retrain(s) (stage seeds; the winning trial itself is reused)",
+                  highlight=False)
     table = Table(title="plan")
     for col in ("stage", "planned", "done", "failed", "stale", "to do", "will run",
                 "reused from grid"):
@@ -146,6 +166,27 @@ def _dry_run(exp, store, retry_failed: bool, rerun_stale: bool, check_data: bool
     _list_stale([s.stale for s in plan.stale], rerun_stale)
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if device is not None:
+        _print_estimate(plan, device)
+
+
+def _print_estimate(plan, device) -> None:
+    from ..protocol.estimate import EVAL_SPEEDUP, describe_seconds, estimate_plan
+
+    est = estimate_plan(plan, device)
+    console.print(f"estimated cost on {device}: at most {describe_seconds(est.seconds)} for "
+                  f"{est.runs - est.unknown} of the {est.runs} run(s) still to run"
+                  + (f" ({est.unknown} without an estimate: detectors or unknown dataset "
+                     "sizes)" if est.unknown else ""), highlight=False)
+    for label, t in sorted(est.throughputs.items()):
+        rate = "-" if t.images_per_s is None else f"{t.images_per_s:.1f} train images/s"
+        console.print(f"  {label}: {rate}, {t.how}{' (cached)' if t.cached else ''}",
+                      highlight=False)
+    console.print("  assumed: every epoch to max_epochs (early stopping ignored: an upper "
+                  "bound), the whole network trained on every train image (cached features "
+                  f"and frozen backbones ignored), val at {EVAL_SPEEDUP:g}x the training rate, "
+                  "images at the model's input size; image counts from the dataset cards",
+                  highlight=False)
 
 
 def _list_failed(records, retried: bool) -> None:

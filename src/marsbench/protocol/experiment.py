@@ -4,7 +4,8 @@ An experiment names datasets (with variants), models, regimes, a hyper-parameter
 the selection rule and where the data lives; docs/protocol.md documents every key. Defaults are
 the paper's protocol (Mars-Bench, facts sheet section 4): the grid `PAPER_GRID`, selection by the
 lowest validation loss per (model, dataset, regime, variant) with the grid run at seed
-``grid_seed`` (0), then the winner retrained with `PAPER_SEEDS`.
+``grid_seed`` (0), then the winner retrained with `PAPER_SEEDS`. ``search`` (`grid`, the default,
+or ``random:<n>`` / ``tpe:<n>``) says which points of the grid are trained.
 
 Errors name the file, the line and the key (``exp.yaml:12: grid.lr[1]: ...``). PyYAML reports
 no positions for parsed values, so the node tree is walked once to map key paths to lines.
@@ -38,6 +39,9 @@ from ..vocab import (
 FORMAT_VERSION = 1
 PAPER_SEEDS = (0, 1, 10, 42, 123, 1000, 1234)
 GRID_SEED = 0
+# A loss value meaning "the paper's loss space for the dataset" (`plan.loss_values`): binary
+# one-logit BCE vs two-logit CE; segmentation CE, generalised Dice (3 weightings), combined.
+PAPER_LOSS = "paper"
 # The grid of the paper, in the order the product is taken (its first point is grid index 0).
 PAPER_GRID: dict[str, tuple[Any, ...]] = {
     "lr": (1e-3, 1e-4, 1e-5),
@@ -47,7 +51,7 @@ PAPER_GRID: dict[str, tuple[Any, ...]] = {
     "scheduler": ("none", "cosine", "plateau", "step"),
     "max_epochs": (50, 100, 200),
     "patience": (5, 10),
-    "loss": ("auto",),
+    "loss": (PAPER_LOSS,),
     "augment": (True,),
 }
 # `grid_defaults: single`: one value per field, RunSpec's defaults (what `marsbench run` uses).
@@ -61,7 +65,7 @@ STAGES = ("grid", "seeds")
 SHIPPED_PREFIX = "paper:"
 TOP_KEYS = ("version", "name", "description", "task", "data", "datasets", "variants", "models",
             "regimes", "grid", "grid_defaults", "options", "fe_path", "precision", "compile", "profile", "seeds", "grid_seed",
-            "selection", "stages", "splits")
+            "selection", "stages", "search", "splits")
 
 # Common spellings of grid keys, for "did you mean" where string similarity does not help.
 ALIASES = {"learning_rate": "lr", "batch": "batch_size", "epochs": "max_epochs",
@@ -133,6 +137,7 @@ class Experiment:
     task: str | None = None
     description: str = ""
     path: str | None = field(default=None, compare=False)
+    search: str = "grid"  # grid | random:<n> | tpe:<n> (`marsbench.protocol.search`)
 
     @property
     def grid_dict(self) -> dict[str, tuple[Any, ...]]:
@@ -140,6 +145,8 @@ class Experiment:
 
     @property
     def grid_size(self) -> int:
+        """Points of the grid as written (the loss value ``paper`` counts once; the plan
+        expands it per dataset)."""
         n = 1
         for _, values in self.grid:
             n *= len(values)
@@ -164,6 +171,8 @@ class Experiment:
             d.pop(k)
         if list(d["splits"]) == ["official"]:  # the default: older hashes stay
             d.pop("splits")
+        if d["search"] == "grid":  # the default: hashes of experiments from before it stay
+            d.pop("search")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def with_overrides(self, **changes: Any) -> Experiment:
@@ -391,7 +400,8 @@ class _Parser:
             subset_seed=None if data_opts.get("subset_seed") is None else
             self.integer(data_opts["subset_seed"], ("data", "subset_seed"), 0),
             splits=self.splits(d.get("splits", ["official"])),
-            task=task, path=None if path is None else str(path))
+            task=task, path=None if path is None else str(path),
+            search=self.search(d.get("search", "grid")))
         self.check_runs(exp)
         return exp
 
@@ -400,10 +410,12 @@ class _Parser:
         will, so every option, variant and loss error is raised now, at its line."""
         from .plan import not_applicable, planned_spec  # the planner's own: one validation
 
+        from .plan import loss_values
+
         config = {k: v[0] for k, v in exp.grid}
-        losses = exp.grid_dict["loss"]
         skipped = not_applicable(exp)  # not planned, and said so by the plan
         for i, ds in enumerate(exp.datasets):
+            losses = loss_values(exp, ds)
             for variant in ds.variants:
                 for j, model in enumerate(exp.models):
                     for regime in exp.regimes_for(model):
@@ -426,6 +438,8 @@ class _Parser:
                 return ("models", model, "options", name)
             if ("options", name) in self.lines:
                 return ("options", name)
+            if name == "dice_weighting":  # from a loss value dice:<weighting>
+                return ("grid", "loss")
             return ("fe_path",) if name == "fe_path" and ("fe_path",) in self.lines \
                 else ("options",)
         if exc.where == "split":
@@ -547,6 +561,14 @@ class _Parser:
                 raise self.error(at, f"expected true or false, got {v!r}")
             return v
         return self.text(v, at).lower()  # loss: the trainer checks the name per task
+
+    def search(self, value: Any) -> str:
+        from .search import parse_search
+
+        try:
+            return str(parse_search(value))
+        except MarsbenchError as exc:
+            raise self.error(("search",), f"{exc}") from None
 
     def splits(self, value: Any) -> tuple[str, ...]:
         from ..sources.splits import parse_scheme

@@ -1,7 +1,10 @@
 """The planner: an `Experiment` becomes the `RunSpec`s of its two stages, checked against a store.
 
-Stage ``grid``: every point of the grid, once per group (dataset, variant, model, weights,
-regime), at seed ``grid_seed``. Selection: per group, the grid run with the best selection metric
+Stage ``grid`` (the search stage): the points of the grid that the experiment's ``search`` picks
+(every point for ``grid``, the default; n seeded draws or n Optuna TPE trials otherwise, see
+`marsbench.protocol.search`), once per group (dataset, variant, model, weights, regime), at seed
+``grid_seed``. The grid's loss value ``paper`` is the paper's loss space for the group's dataset
+(`loss_values`). Selection: per group, the grid run with the best selection metric
 (lowest validation loss by default; ties go to the earlier grid point; failed runs and
 non-finite values never win). Stage ``seeds``: the winner's configuration at every seed of the
 experiment; the seed equal to ``grid_seed`` is the winning grid run itself (same spec, same key),
@@ -28,7 +31,8 @@ from ..runs.record import RunRecord
 from ..runs.spec import RunSpec, dataset_card
 from ..runs.store import ResultsStore, StaleRun
 from ..vocab import PRETRAINED_REGIMES
-from .experiment import DatasetEntry, Experiment, ExperimentError, ModelEntry
+from .experiment import PAPER_LOSS, DatasetEntry, Experiment, ExperimentError, ModelEntry
+from .search import TpeGroup, parse_search, random_draw, space_values
 
 STATES = ("done", "failed", "stale", "todo")
 _SQL_CHUNK = 900  # keys per query: below SQLite's oldest limit on bound parameters (999)
@@ -57,6 +61,7 @@ class PlannedRun:
     group: Group
     weights_path: str | None = None  # user checkpoint handed to run_experiment
     key: str = field(default="", compare=False)
+    point: tuple[tuple[str, Any], ...] = field(default=(), compare=False)  # its grid point
 
     def __post_init__(self) -> None:
         if not self.key:  # computed once: RunSpec.key hashes on every access
@@ -73,7 +78,7 @@ class Selection:
     metric: str
     candidates: int  # grid runs with a usable value
     failed: int
-    missing: int  # grid runs with no record yet, or about to be rerun
+    missing: int  # grid runs with no record yet, or about to be rerun (or trials not asked yet)
 
     @property
     def decided(self) -> bool:
@@ -97,6 +102,13 @@ class Plan:
     seeds: list[RunStatus]
     selections: dict[Group, Selection]
     warnings: list[str] = field(default_factory=list)
+    trials: dict[Group, int] = field(default_factory=dict)  # search-stage runs per group
+    spaces: dict[Group, dict[str, list[Any]]] = field(default_factory=dict)  # values per field
+
+    @property
+    def search_runs(self) -> int:
+        """Runs of the search stage in all (TPE: those not asked yet included)."""
+        return sum(self.trials.values()) if self.trials else len(self.grid)
 
     @property
     def undecided(self) -> list[Group]:
@@ -165,26 +177,60 @@ def planned_spec(exp: Experiment, ds: DatasetEntry, variant: str, model: ModelEn
     """The spec of one planned run (validated: options, variant, loss, dataset)."""
     root = ds.root or exp.data_root
     task = str(dataset_card(ds.name, root, exp.source).task)
+    options = run_options(exp, model, regime, task)
+    config = dict(config)
+    loss, _, weighting = str(config.get("loss", "auto")).partition(":")
+    if weighting:  # dice:<weighting>: generalised Dice with those class weights
+        config["loss"] = loss
+        options["dice_weighting"] = weighting
     return RunSpec(dataset=ds.name, model=model.name, regime=regime, variant=variant,
                    seed=exp.grid_seed, weights=weights, subset_seed=exp.subset_seed, split=split,
                    precision=exp.precision, compile=exp.compile, profile=exp.profile,
-                   options=run_options(exp, model, regime, task), data_root=root,
-                   source=exp.source, **config)
+                   options=options, data_root=root, source=exp.source, **config)
 
 
-def grid_configs(exp: Experiment) -> list[dict[str, Any]]:
-    """The grid points in order (product over the fields in `GRID_FIELDS` order)."""
-    names = [name for name, _ in exp.grid]
-    return [dict(zip(names, values)) for values in itertools.product(*(v for _, v in exp.grid))]
+# The paper's loss space per kind of dataset (reference: BaseClassificationModel.py:121-131,
+# BaseSegmentationModel.py:108-160): binary one-logit BCE (``auto``) vs two-logit CE;
+# segmentation CE (``auto``), generalised Dice with each weighting of the reference
+# (square, simple, uniform), CE + generalised Dice (square, as the reference's ``combined``).
+PAPER_LOSSES = {
+    "binary": ("auto", "ce"),
+    "segmentation": ("auto", "dice", "dice:simple", "dice:uniform", "combined"),
+}
 
 
-def grid_runs(exp: Experiment) -> list[PlannedRun]:
-    """Stage ``grid``, group by group (so groups finish, and move on to seeds, early)."""
-    configs = grid_configs(exp)
+def loss_values(exp: Experiment, ds: DatasetEntry) -> tuple[str, ...]:
+    """The grid's loss axis for dataset ``ds``: the value ``paper`` becomes the paper's loss
+    space for its task (`PAPER_LOSSES`; one ``auto`` for multi-class, multi-label, detection)."""
+    out: list[str] = []
+    for loss in exp.grid_dict["loss"]:
+        if loss == PAPER_LOSS:
+            card = dataset_card(ds.name, ds.root or exp.data_root, exp.source)
+            kind = str(card.task)
+            kind = "binary" if kind == "classification" and card.binary else kind
+            loss_space = PAPER_LOSSES.get(kind, ("auto",))
+        else:
+            loss_space = (loss,)
+        out += [x for x in loss_space if x not in out]
+    return tuple(out)
+
+
+def grid_configs(exp: Experiment, ds: DatasetEntry | None = None) -> list[dict[str, Any]]:
+    """The grid points in order (product over the fields in `GRID_FIELDS` order), with the
+    loss axis of dataset ``ds`` (`loss_values`) when given."""
+    axes = [(name, loss_values(exp, ds) if name == "loss" and ds is not None else values)
+            for name, values in exp.grid]
+    names = [name for name, _ in axes]
+    return [dict(zip(names, values)) for values in itertools.product(*(v for _, v in axes))]
+
+
+def space_runs(exp: Experiment) -> dict[Group, list[PlannedRun]]:
+    """Every grid point of every group (the space the search explores), in grid order."""
     hashes: dict[str, str] = {}
-    out = []
+    out: dict[Group, list[PlannedRun]] = {}
     skipped = set(not_applicable(exp))
     for ds in exp.datasets:
+        configs = grid_configs(exp, ds)
         for variant in ds.variants:
             for model in exp.models:
                 for regime in exp.regimes_for(model):
@@ -194,8 +240,43 @@ def grid_runs(exp: Experiment) -> list[PlannedRun]:
                     for split, config in itertools.product(exp.splits, configs):
                         spec = planned_spec(exp, ds, variant, model, regime, config, weights,
                                             split)
-                        out.append(PlannedRun(spec, "grid", _group_of(spec), path))
+                        run = PlannedRun(spec, "grid", _group_of(spec), path,
+                                         point=tuple(config.items()))
+                        out.setdefault(run.group, []).append(run)
     return out
+
+
+def search_trials(exp: Experiment, space: dict[Group, list[PlannedRun]],
+                  records: Mapping[str, RunRecord] | None = None, pending: Iterable[str] = (),
+                  studies: dict[Group, TpeGroup] | None = None
+                  ) -> dict[Group, tuple[list[PlannedRun], int]]:
+    """Per group: the trials of the search stage known now, and how many there will be.
+
+    ``grid``: every point; ``random:<n>``: n seeded draws; ``tpe:<n>``: the TPE trials the
+    ``records`` decide so far (a study per group, kept in ``studies`` to be continued)."""
+    search = parse_search(exp.search)
+    out = {}
+    for group, runs in space.items():
+        if search.kind == "grid":
+            out[group] = (runs, len(runs))
+        elif search.kind == "random":
+            out[group] = ([runs[i] for i in random_draw(len(runs), search.n, exp.grid_seed)],
+                          min(search.n, len(runs)))
+        else:
+            study = (studies or {}).get(group) or TpeGroup(exp, runs, search.n)
+            if studies is not None:
+                studies[group] = study
+            trials = study.advance(records or {}, pending)
+            out[group] = (trials, len(trials) if study.complete else study.n)
+    return out
+
+
+def grid_runs(exp: Experiment, records: Mapping[str, RunRecord] | None = None
+              ) -> list[PlannedRun]:
+    """Stage ``grid``, group by group (so groups finish, and move on to seeds, early). For
+    ``tpe`` the trials depend on the results: those ``records`` decide so far."""
+    return [run for trials, _ in search_trials(exp, space_runs(exp), records).values()
+            for run in trials]
 
 
 def not_applicable(exp: Experiment) -> dict[tuple[str, str], str]:
@@ -232,6 +313,18 @@ def grid_keys(exp: Experiment) -> list[str]:
     return [r.key for r in grid_runs(exp)]
 
 
+def _searched(exp: Experiment, store: ResultsStore
+              ) -> tuple[dict[Group, tuple[list[PlannedRun], int]], dict[str, RunRecord]]:
+    """The search stage of ``exp`` as the store's records decide it, with those records."""
+    space = space_runs(exp)
+    if parse_search(exp.search).kind == "tpe":  # any point may be a trial
+        records = load_records(store, [r.key for runs in space.values() for r in runs])
+        return search_trials(exp, space, records), records
+    trials = search_trials(exp, space)
+    keys = [r.key for runs, _ in trials.values() for r in runs]
+    return trials, load_records(store, keys)
+
+
 # -- selection ------------------------------------------------------------------------------------
 
 def selection_value(record: RunRecord, metric: str) -> float | None:
@@ -248,11 +341,14 @@ def selection_value(record: RunRecord, metric: str) -> float | None:
 
 
 def select_group(exp: Experiment, group: Group, runs: Iterable[PlannedRun],
-                 records: Mapping[str, RunRecord], pending: Iterable[str] = ()) -> Selection:
-    """Pick the winner of ``group`` among its grid ``runs`` (in grid order)."""
-    rule, pending = exp.selection, set(pending)
+                 records: Mapping[str, RunRecord], pending: Iterable[str] = (),
+                 expected: int | None = None) -> Selection:
+    """Pick the winner of ``group`` among its grid ``runs`` (in grid order); ``expected`` is
+    the number of trials the search will have (more than ``runs``: undecided)."""
+    rule, pending, runs = exp.selection, set(pending), list(runs)
     best: tuple[float, RunRecord] | None = None
-    candidates = failed = missing = 0
+    candidates = failed = 0
+    missing = max(0, (expected or 0) - len(runs))
     for run in runs:
         record = records.get(run.key)
         if record is None or run.key in pending:
@@ -273,18 +369,17 @@ def select_group(exp: Experiment, group: Group, runs: Iterable[PlannedRun],
 
 def select(exp: Experiment, store: ResultsStore) -> dict[Group, Selection]:
     """Selection for every group, from the records in ``store``."""
-    grid = grid_runs(exp)
-    records = load_records(store, [r.key for r in grid])
-    return {g: select_group(exp, g, runs, records) for g, runs in _by_group(grid).items()}
+    trials, records = _searched(exp, store)
+    return {g: select_group(exp, g, runs, records, expected=n)
+            for g, (runs, n) in trials.items()}
 
 
 def final_runs(exp: Experiment, store: ResultsStore) -> list[PlannedRun]:
     """Stage ``seeds`` of every decided group with a winner (done or not)."""
-    grid = grid_runs(exp)
-    records = load_records(store, [r.key for r in grid])
+    trials, records = _searched(exp, store)
     out = []
-    for group, runs in _by_group(grid).items():
-        sel = select_group(exp, group, runs, records)
+    for group, (runs, n) in trials.items():
+        sel = select_group(exp, group, runs, records, expected=n)
         if sel.winner is not None:
             out += seed_runs(exp, sel.winner.spec, runs[0].weights_path)
     return out
@@ -327,7 +422,7 @@ def check_data_present(exp: Experiment) -> None:
     missing: dict[str, str] = {}  # dataset -> the problem
     roots: set[str] = set()
     seen: set[tuple] = set()
-    for run in grid_runs(exp):
+    for run in (r for runs in space_runs(exp).values() for r in runs):
         s = run.spec
         if s.source == "hf":
             continue
@@ -415,24 +510,34 @@ def run_status(run: PlannedRun, record: RunRecord | None, fresh: Freshness, *,
 
 def make_plan(exp: Experiment, store: ResultsStore, *, retry_failed: bool = False,
               rerun_stale: bool = False, check_data: bool = True,
-              check_models: bool = True, freshness: Freshness | None = None) -> Plan:
+              check_models: bool = True, freshness: Freshness | None = None,
+              studies: dict[Group, TpeGroup] | None = None) -> Plan:
     """Both stages of ``exp`` with the state of every run in ``store``.
 
     Seeds runs are listed for decided groups only; `Plan.pending_seed_runs` counts the rest.
+    ``studies`` receives the TPE studies (``search: tpe:<n>``), for a sweep to continue.
     """
     if check_models:
         _check_models(exp)
     warnings: list[str] = []
     fresh = freshness or Freshness(exp, check_data=check_data)
-    grid = grid_runs(exp)
-    records = load_records(store, [r.key for r in grid])
     opts = dict(retry_failed=retry_failed, rerun_stale=rerun_stale)
+    space = space_runs(exp)
+    if parse_search(exp.search).kind == "tpe":  # trials follow the results: replay them
+        records = load_records(store, [r.key for runs in space.values() for r in runs])
+        redo = {r.key for runs in space.values() for r in runs if r.key in records
+                and run_status(r, records[r.key], fresh, **opts).will_run}
+        trials = search_trials(exp, space, records, redo, studies)
+    else:
+        trials = search_trials(exp, space)
+        records = load_records(store, [r.key for runs, _ in trials.values() for r in runs])
+    grid = [run for runs, _ in trials.values() for run in runs]
     grid_status = [run_status(r, records.get(r.key), fresh, **opts) for r in grid]
     by_key = {s.run.key: s for s in grid_status}
     pending = {s.run.key for s in grid_status if s.will_run}
-    selections = {g: select_group(exp, g, runs, records, pending)
-                  for g, runs in _by_group(grid).items()}
-    paths = {r.group: r.weights_path for r in grid}
+    selections = {g: select_group(exp, g, runs, records, pending, expected=n)
+                  for g, (runs, n) in trials.items()}
+    paths = {g: runs[0].weights_path for g, runs in space.items()}
     seeds = [run for sel in selections.values() if sel.winner is not None
              for run in seed_runs(exp, sel.winner.spec, paths[sel.group])]
     seed_records = load_records(store, [r.key for r in seeds if r.key not in by_key])
@@ -448,7 +553,9 @@ def make_plan(exp: Experiment, store: ResultsStore, *, retry_failed: bool = Fals
                  for name, why in fresh.unchecked.items()]
     warnings += [f"{regime} on {name} not planned: {why}"
                  for (name, regime), why in not_applicable(exp).items()]
-    return Plan(exp, grid_status, seed_status, selections, warnings)
+    return Plan(exp, grid_status, seed_status, selections, warnings,
+                {g: n for g, (_, n) in trials.items()},
+                {g: space_values(runs) for g, runs in space.items()})
 
 
 def _check_models(exp: Experiment) -> None:

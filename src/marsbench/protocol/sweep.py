@@ -5,7 +5,9 @@ record to the store the moment it comes back (one atomic SQLite transaction each
 stopped at any moment — Ctrl-C, kill -9, a lost machine — loses at most the runs in flight and
 is continued by running it again. As soon as all grid runs of a group have records, the group
 is decided (`select_group`), the decision goes to the ``selections`` table, and its seeds runs
-are submitted; other groups keep running meanwhile.
+are submitted; other groups keep running meanwhile. Under ``search: tpe:<n>`` a group's next
+trial is asked when its previous one comes back (groups still run side by side), and every
+search other than ``grid`` writes its trials to the ``search_trials`` table as they finish.
 
 A run that raises is recorded as failed (with its traceback) and the sweep goes on;
 ``retry_failed`` runs failed records again. Records made by other code or data are reported
@@ -50,6 +52,7 @@ from .plan import (
     seed_runs,
     select_group,
 )
+from .search import TpeGroup, parse_search, write_trials
 from .selections import write_selections
 
 
@@ -147,12 +150,13 @@ def run_sweep(
     store = store if isinstance(store, ResultsStore) else ResultsStore(store)
     owner = ClaimOwner.current()
     fresh = Freshness(exp, check_data=check_data)
+    studies: dict[Group, TpeGroup] = {}
     plan = make_plan(exp, store, retry_failed=retry_failed, rerun_stale=rerun_stale,
-                     freshness=fresh)
+                     freshness=fresh, studies=studies)
     driver = _Driver(exp, store, plan, fresh, retry_failed=retry_failed,
                      rerun_stale=rerun_stale, device=device,
                      out_dir=None if out_dir is None else str(out_dir), on_event=on_event,
-                     owner=owner)
+                     owner=owner, studies=studies)
     own = not isinstance(executor, Executor)
     ex = make_executor(executor, workers, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
                        ray_address=ray_address, threads=threads) if own else executor
@@ -231,8 +235,12 @@ class _Driver:
     def __init__(self, exp: Experiment, store: ResultsStore, plan: Plan, fresh: Freshness, *,
                  retry_failed: bool, rerun_stale: bool, device: str | None,
                  out_dir: str | None, on_event: Callable[[SweepEvent], None] | None,
-                 owner: ClaimOwner | None = None) -> None:
+                 owner: ClaimOwner | None = None,
+                 studies: dict[Group, TpeGroup] | None = None) -> None:
         self.exp, self.store, self.fresh = exp, store, fresh
+        self.studies = studies or {}  # tpe: each group's study, continued as trials finish
+        self.searched = parse_search(exp.search).kind != "grid"  # trials go to search_trials
+        self.spaces = plan.spaces
         self.owner = owner or ClaimOwner.current()
         # the stored record (as JSON) each queued run was planned against: a different one
         # found later was written by a concurrent sweep
@@ -257,6 +265,8 @@ class _Driver:
                 self.waiting[status.run.group].add(status.run.key)
         decided = [s for s in plan.selections.values() if s.decided]
         write_selections(store, exp, decided)
+        for group in self.grid if self.searched else ():
+            self._write_trials(group)
         for status in plan.seeds:
             if not status.reused:
                 self._enqueue(status)
@@ -265,7 +275,10 @@ class _Driver:
         # done / without a winner
         per_group = (len(exp.seeds) - (exp.grid_seed in exp.seeds)
                      if "seeds" in exp.stages else 0)
-        self.reserved: dict[Group, int] = {g: per_group for g in plan.undecided}
+        # (and the trials of a TPE study not asked yet)
+        self.reserved: dict[Group, int] = {
+            g: per_group + plan.trials.get(g, 0) - len(self.grid.get(g, ()))
+            for g in plan.undecided}
         self.progress.to_run += sum(self.reserved.values())
 
     def _enqueue(self, status: RunStatus, group: Group | None = None) -> bool:
@@ -382,8 +395,34 @@ class _Driver:
         self.records[run.key] = record
         waiting = self.waiting[run.group]
         waiting.discard(run.key)
+        if run.group in self.studies:
+            self._ask(run.group)
+        if self.searched:
+            self._write_trials(run.group)
         if not waiting:
             self._decide(run.group)
+
+    def _ask(self, group: Group) -> None:
+        """Tell the group's TPE study what finished and queue the trial it asks next (trials
+        whose record is already in the store are told at once, not run)."""
+        study, waiting = self.studies[group], self.waiting[group]
+        known = _Known(self.records, self.store)
+        while not waiting:
+            new = [r for r in study.advance(known, waiting) if r.key not in self.grid_keys]
+            if not new:
+                return  # complete
+            for run in new:
+                self.grid[group].append(run)
+                self.grid_keys.add(run.key)
+                status = run_status(run, self.store.get(run.key), self.fresh, **self.opts)
+                if self._enqueue(status, group):
+                    waiting.add(run.key)
+                else:
+                    self.records[run.key] = status.record
+
+    def _write_trials(self, group: Group) -> None:
+        write_trials(self.store, self.exp, group, self.grid[group], self.records,
+                     self.spaces.get(group, {}))
 
     def _decide(self, group: Group) -> None:
         runs = self.grid[group]
@@ -403,3 +442,13 @@ class _Driver:
     def _emit(self, event: SweepEvent) -> None:
         if self.on_event is not None:
             self.on_event(event)
+
+
+class _Known:
+    """The records a TPE study is told: this sweep's, else the store's."""
+
+    def __init__(self, records: dict[str, RunRecord], store: ResultsStore) -> None:
+        self.records, self.store = records, store
+
+    def get(self, key: str) -> RunRecord | None:
+        return self.records.get(key) or self.store.get(key)
