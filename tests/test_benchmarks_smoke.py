@@ -91,3 +91,21 @@ def test_data_fingerprint_small(tmp_path):
     for label in ("os.stat of every file", "first hash (cold memo)", "re-check (warm memo)",
                   "hash without memo"):
         assert label in stdout, label
+
+
+@pytest.mark.slow
+def test_profile_effects_synthetic(tmp_path):
+    """Both profiles (and the online feature path) train on the same seeds; the table prints a
+    paired difference with its interval for every setting but the baseline."""
+    out = tmp_path / "effects.json"
+    stdout = run_script("profile_effects.py", "--synthetic", "--seeds", "0", "1", "--epochs", "2",
+                        "--input-size", "64", "--json", str(out), tmp_path=tmp_path, timeout=600)
+    data = json.loads(out.read_text())
+    assert {(r["setting"], r["seed"]) for r in data["rows"]} == {
+        (s, k) for s in ("marsbench", "paper", "marsbench+online") for k in (0, 1)}
+    for row in data["summary"]:
+        if row["setting"] == "marsbench":
+            assert row["diff"] is None
+        else:
+            assert row["ci_low"] <= row["diff"] <= row["ci_high"]
+            assert f"{row['diff']:+.4f}" in stdout

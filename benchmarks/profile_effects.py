@@ -1,0 +1,161 @@
+"""The measured effect of `--profile paper` (docs/fidelity.md) on real data, with a CI.
+
+For each dataset and seed, the same run is trained under several settings:
+
+- ``marsbench``: our defaults;
+- ``paper``: the reference's semantics (every row of docs/fidelity.md the profile reproduces);
+- ``marsbench+online``: our defaults but ``fe_path=online`` (augmentation, backbone every step),
+  which isolates row 6 (the feature-extraction path) from the loop rows 1-5 and 7-8
+  (feature_extraction runs only).
+
+It prints, per dataset and setting, the test headline (mean and standard deviation over seeds)
+and the paired difference from ``marsbench`` (mean over seeds, 95 % percentile bootstrap CI of
+that mean over the seeds, by `scipy.stats.bootstrap`). Seeds are paired: the same seed draws the
+same head initialisation and batch order in every setting where the setting allows it.
+
+    python benchmarks/profile_effects.py [--root ../shared/data] [--datasets mb-landmark_cls-mini]
+        [--model efficientnet_lite0] [--seeds 0 1 10 42 123] [--epochs 30] [--json out.json]
+
+``--root`` defaults to ``../shared/data`` beside the repository (real Mars images); ``--synthetic``
+generates a small synthetic dataset instead (the smoke test uses it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = {  # name -> (profile, options)
+    "marsbench": ("marsbench", {}),
+    "paper": ("paper", {}),
+    "marsbench+online": ("marsbench", {"fe_path": "online"}),
+}
+
+
+def paired_ci(diffs: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile bootstrap CI of the mean paired difference (NaN with fewer than 2)."""
+    from scipy.stats import bootstrap
+
+    if len(diffs) < 2 or np.allclose(diffs, diffs[0]):
+        return (float(diffs.mean()), float(diffs.mean())) if len(diffs) else (np.nan, np.nan)
+    res = bootstrap((diffs,), np.mean, n_resamples=10_000, method="percentile",
+                    random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def headline(record) -> tuple[str, float]:
+    test = record.metrics["test"]
+    for name in ("f1_weighted", "iou_reference", "miou", "map"):
+        if name in test and test[name] is not None:
+            return name, float(test[name])
+    raise KeyError(f"no headline metric in {sorted(test)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--datasets", nargs="+", default=["mb-landmark_cls-mini"])
+    ap.add_argument("--synthetic", action="store_true",
+                    help="a generated 3-class dataset instead of --root (for the smoke test)")
+    ap.add_argument("--model", default="efficientnet_lite0")
+    ap.add_argument("--regime", default="feature_extraction")
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 10, 42, 123])
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--input-size", type=int, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    from marsbench.runs.spec import RunSpec
+    from marsbench.training.run import run_experiment
+
+    work = Path(tempfile.mkdtemp(prefix="profile-effects-"))
+    if args.synthetic:
+        from marsbench.sources.synth import generate
+
+        root = work / "data"
+        datasets = [generate("mb-frost_cls", root, scale=0.05).name]
+    else:
+        root, datasets = args.root, args.datasets
+        missing = [d for d in datasets if not (root / d).is_dir()]
+        if missing:
+            print(f"profile_effects: {', '.join(missing)} not found under {root}; pass --root "
+                  f"(the folder holding them) or --synthetic", file=sys.stderr)
+            return 2
+    settings = [s for s in args.settings
+                if not (s == "marsbench+online" and args.regime != "feature_extraction")]
+    rows = []
+    for dataset in datasets:
+        for setting in settings:
+            profile, options = SETTINGS[setting]
+            if args.input_size:
+                options = {**options, "input_size": args.input_size}
+            for seed in args.seeds:
+                spec = RunSpec(dataset=str(root / dataset), model=args.model, regime=args.regime,
+                               lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
+                               patience=args.patience, seed=seed, profile=profile,
+                               options=options)
+                t0 = time.perf_counter()
+                record = run_experiment(spec, out_dir=work / "out")
+                metric, value = headline(record)
+                rows.append(dict(dataset=dataset, setting=setting, seed=seed, metric=metric,
+                                 value=value, epochs=record.epochs_run,
+                                 seconds=round(time.perf_counter() - t0, 1)))
+                print(f"  {dataset} {setting} seed {seed}: {metric} {value:.4f} "
+                      f"({rows[-1]['epochs']} epochs, {rows[-1]['seconds']} s)", flush=True)
+    summary = summarise(rows, settings)
+    print_table(summary, args)
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                         "rows": rows, "summary": summary}, indent=1))
+    return 0
+
+
+def summarise(rows: list[dict], settings: list[str]) -> list[dict]:
+    out = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        by = {s: {r["seed"]: r["value"] for r in rows
+                  if r["dataset"] == dataset and r["setting"] == s} for s in settings}
+        base = by.get("marsbench", {})
+        for s in settings:
+            vals = np.array(list(by[s].values()))
+            row = dict(dataset=dataset, setting=s, n=len(vals), mean=float(vals.mean()),
+                       std=float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                       diff=None, ci_low=None, ci_high=None)
+            seeds = sorted(set(by[s]) & set(base))
+            if s != "marsbench" and seeds:
+                diffs = np.array([by[s][k] - base[k] for k in seeds])
+                row["diff"] = float(diffs.mean())
+                row["ci_low"], row["ci_high"] = paired_ci(diffs)
+            out.append(row)
+    return out
+
+
+def print_table(summary: list[dict], args) -> None:
+    print(f"\nmodel {args.model}, regime {args.regime}, seeds {args.seeds}, "
+          f"max_epochs {args.epochs}, patience {args.patience}, lr {args.lr}, "
+          f"batch {args.batch_size}, CPU threads {os.cpu_count()}")
+    head = f"{'dataset':<26} {'setting':<18} {'n':>2} {'mean':>7} {'sd':>7}   " \
+           f"{'diff vs marsbench [95% CI]':<30}"
+    print(head)
+    print("-" * len(head))
+    for r in summary:
+        diff = ("" if r["diff"] is None else
+                f"{r['diff']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]")
+        print(f"{r['dataset']:<26} {r['setting']:<18} {r['n']:>2} {r['mean']:>7.4f} "
+              f"{r['std']:>7.4f}   {diff}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
