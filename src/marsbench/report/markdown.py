@@ -8,6 +8,7 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from . import paper_table, section_tables
+from .splits import SPLITS_INTRO, split_blocks
 from .build import ReportData
 from .figures import ReportFigure
 
@@ -88,7 +89,8 @@ def render_markdown(data: ReportData, figures: list[ReportFigure], figure_dir: s
                  section_tables.calibration_blocks(data, task)),
                 ("Cost per result",
                  "From the run records (full training set); Pareto front: no other model scores "
-                 "higher at a lower cost. `tables/cost.csv`.", section_tables.cost_blocks(data, task))):
+                 "higher at a lower cost. `tables/cost.csv`.", section_tables.cost_blocks(data, task)),
+                ("Official vs re-drawn splits", SPLITS_INTRO, split_blocks(data, task))):
             if not made:
                 continue
             lines += [f"### {heading}", "", intro, ""]

@@ -68,6 +68,7 @@ class Sections:
     reliability: pd.DataFrame = field(default_factory=lambda: _empty(RELIABILITY_COLUMNS))
     risk_coverage: pd.DataFrame = field(default_factory=lambda: _empty(RISK_COLUMNS))
     cost: pd.DataFrame = field(default_factory=lambda: _empty(COST_COLUMNS))
+    splits: pd.DataFrame = field(default_factory=pd.DataFrame)  # report.splits
     imbalance: pd.DataFrame = field(default_factory=pd.DataFrame)  # report.imbalance
     notes: list[str] = field(default_factory=list)
     # classification models (task, regime) -> own models whose records lack the metrics
@@ -347,7 +348,10 @@ def build_sections(*, scores: pd.DataFrame, combined: pd.DataFrame,
     imbalance, imbalance_notes = imbalance_table(
         matched, dict(zip(combined["dataset"], combined["metric"])), rounds=rounds, seed=seed,
         confidence=confidence)
-    return Sections(**ranked, calibration=cal["calibration"], reliability=cal["reliability"],
+    from .splits import split_comparison  # runs with a split scheme other than official
+
+    splits = split_comparison(combined, rounds=rounds, seed=seed, confidence=confidence)
+    return Sections(**ranked, splits=splits, calibration=cal["calibration"], reliability=cal["reliability"],
                     risk_coverage=cal["risk_coverage"], cost=cost, imbalance=imbalance,
                     notes=notes + imbalance_notes,
                     uncalibrated=cal["uncalibrated"], uncosted=uncosted)
