@@ -238,12 +238,13 @@ def _trials(search: str, space: int) -> int:
 
 
 def store_coverage(exp, store) -> tuple[int, int]:
-    """(runs done, runs needed) of ``exp`` in ``store``, from its plan (`make_plan`): done grid
-    and seeds runs; needed counts the seeds runs of groups whose grid is unfinished."""
+    """(runs done, runs needed) of ``exp`` in ``store``, from its plan (`make_plan`, models not
+    resolved): done search and seeds runs; needed counts every search run (TPE trials not asked
+    yet included) and the seeds runs of groups whose search is unfinished."""
     from ..protocol import make_plan
 
-    plan = make_plan(exp, store, check_data=False)
-    rows = plan.counts()
-    done = sum(r["done"] for r in rows)
-    needed = sum(r["planned"] - r["reused"] for r in rows) + plan.pending_seed_runs()
-    return done, needed
+    plan = make_plan(exp, store, check_data=False, check_models=False)
+    own = [s for s in plan.grid + plan.seeds if not s.reused]
+    search = getattr(plan, "search_runs", len(plan.grid))
+    needed = search + sum(not s.reused for s in plan.seeds) + plan.pending_seed_runs()
+    return sum(s.state == "done" for s in own), needed
