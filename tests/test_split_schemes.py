@@ -112,6 +112,10 @@ def test_datasets_without_ids_or_latitudes_are_refused_naming_the_dataset():
     with pytest.raises(DataError, match="no file name carries a product id"):
         draw_assignment(parse_scheme("observation_disjoint"), ["a.png", "b.png", "c.png"],
                         ["train", "val", "test"], None, multilabel=False, seed=0, dataset="x")
+    with pytest.raises(DataError, match="2 observation groups are too few to fill test"):
+        draw_assignment(parse_scheme("observation_disjoint"),
+                        ["ESP_000001_1000_a.jpg", "ESP_000001_1000_b.jpg", "ESP_000002_1000.jpg"],
+                        ["train", "val", "test"], None, multilabel=False, seed=0, dataset="x")
 
 
 def test_split_is_keyed_labelled_and_described_only_when_not_official():

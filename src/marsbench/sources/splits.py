@@ -32,8 +32,8 @@ from ..errors import OptionError, did_you_mean
 from ..vocab import SPLIT_SCHEMES
 from .errors import DataError
 
-__all__ = ["SplitScheme", "REGIONS", "DEFAULT_SEED", "parse_scheme", "assign_groups",
-           "redraw_splits", "scheme_summary"]
+__all__ = ["SplitScheme", "REGIONS", "DEFAULT_SEED", "parse_scheme", "check_card",
+           "assign_groups", "draw_assignment", "redraw_splits", "scheme_summary"]
 
 DEFAULT_SEED = 0  # the draw's seed when the run sets no subset_seed
 # Named latitude bands [lo, hi) in degrees north (90 includes the pole).
@@ -184,6 +184,11 @@ def draw_assignment(scheme: SplitScheme, ids: list[str], origins: list[str], tar
     split = ["excluded"] * len(ids)
     if not scheme.needs_latitude:
         split = assign_groups(groups, labels, official, seed)
+        empty = [s for s in _SPLITS if official[s] and s not in split]
+        if empty:
+            raise DataError(f"{len(set(groups))} observation groups are too few to fill "
+                            f"{', '.join(empty)} disjointly", dataset=dataset,
+                            value=str(scheme), fix="use split official")
     else:
         known = [k for k, lat in enumerate(lats) if lat is not None]
         if not known:
