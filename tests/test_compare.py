@@ -77,3 +77,77 @@ def test_cli_on_a_store(tmp_path):
     bad = runner.invoke(app, ["compare", "efficientnet_lite0", "resnet", "--store",
                               str(store.path)])
     assert bad.exit_code == 2 and bad.output.startswith("error: cannot compare")
+
+
+# -- what a comparison covers, and --run -------------------------------------------------------
+
+def test_the_scope_names_every_missing_model_dataset_seed_run():
+    from marsbench.aggregate.compare import comparison_scope, describe_missing
+
+    table = planted(0.1)
+    table = table[~((table["model"] == "B") & (table["dataset"] == DATASETS[3]))]
+    table = table[~((table["model"] == "A") & (table["dataset"] == DATASETS[0])
+                    & (table["seed"] == 4))]
+    scope = comparison_scope(table, ("A", "B"))
+    assert (scope.regime, scope.datasets, scope.seeds) == (
+        "feature_extraction", sorted(DATASETS), [0, 1, 2, 3, 4])
+    assert scope.missing == [("A", DATASETS[0], 4)] + [("B", DATASETS[3], s) for s in range(5)]
+    assert describe_missing(scope.missing) == (
+        f"A on {DATASETS[0]} (seed 4); B on {DATASETS[3]} (seeds 0, 1, 2, 3, 4)")
+    assert not comparison_scope(table, ("A", "B"), datasets=DATASETS[1:3], seeds=[0, 1]).missing
+    with pytest.raises(CompareError, match="'C' has no full runs"):
+        comparison_scope(table, ("A", "C"))
+    absent = comparison_scope(table, ("A", "C"), allow_absent=True)
+    assert [m for m in absent.missing if m[0] == "C"] == [
+        ("C", d, s) for d in sorted(DATASETS) for s in range(5)]
+    empty = table.iloc[:0]
+    fresh = comparison_scope(empty, ("A", "B"), datasets=["mb-frost_cls"], allow_absent=True,
+                             default_regime="linear_probe", default_seeds=[0, 1])
+    assert (fresh.regime, len(fresh.missing)) == ("linear_probe", 4)
+
+
+def test_cli_names_the_missing_runs_and_the_command_that_fills_them(tmp_path):
+    store = ResultsStore(tmp_path / "s.sqlite")
+    for model, datasets in (("efficientnet_lite0", DATASETS), ("squeezenet1_1", DATASETS[:3])):
+        for dataset in datasets:
+            for seed in range(3):
+                spec = RunSpec(dataset=dataset, model=model, regime="feature_extraction",
+                               seed=seed)
+                store.put(RunRecord.success(spec, task="classification", val_loss=0.5,
+                                            metrics={"test": {"f1_weighted": 0.5 + seed / 10}}))
+    result = CliRunner().invoke(app, ["compare", "efficientnet_lite0", "squeezenet1_1",
+                                      "--store", str(store.path), "--rounds", "200"])
+    assert result.exit_code == 2 and "Verdict" not in result.output  # no partial verdict
+    line = result.output.strip()
+    assert "\n" not in line and line.startswith("error: the store lacks 3 of the comparison's")
+    assert f"squeezenet1_1 on {DATASETS[3]} (seeds 0, 1, 2)" in line
+    assert (f"marsbench compare efficientnet_lite0 squeezenet1_1 --store {store.path} --regime "
+            f"feature_extraction --dataset {sorted(DATASETS)[0]}") in line
+    assert "--seeds 0,1,2 --run" in line
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_cli_run_fills_the_store_then_gives_the_verdict(tmp_path, synth_suite, monkeypatch):
+    """Two labels of the one model whose weights install offline (EfficientNet-Lite0 at two
+    input sizes) in the linear probe on a tiny synthetic dataset: --run runs the 4 missing
+    runs, records them, compares; then the store alone answers, and a seed it lacks is named."""
+    monkeypatch.setenv("MARSBENCH_WORKERS", "0")
+    a, b = "efficientnet_lite0 [input_size=48]", "efficientnet_lite0 [input_size=32]"
+    store = tmp_path / "runs" / "compare.sqlite"
+    root = synth_suite["folder"]["mb-frost_cls"].parent
+    args = ["compare", a, b, "--store", str(store), "--dataset", "mb-frost_cls", "--regime",
+            "linear_probe", "--seeds", "0,1", "--rounds", "200"]
+    runner = CliRunner()
+    filled = runner.invoke(app, [*args, "--run", "--data-root", str(root)])
+    assert filled.exit_code == 0, filled.output
+    assert filled.output.count("running ") == 4 and "**Verdict: " in filled.output
+    records = ResultsStore(store).records(status="ok")
+    assert sorted((r.spec.label, r.spec.seed) for r in records) == [
+        (b, 0), (b, 1), (a, 0), (a, 1)]
+    assert all(r.spec.regime == "linear_probe" for r in records)
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "running " not in again.output
+    assert again.output.split("**Verdict: ")[1].split("**")[0] == \
+        filled.output.split("**Verdict: ")[1].split("**")[0]
+    more = runner.invoke(app, [*args[:-4], "--seeds", "0,1,2"])
+    assert more.exit_code == 2 and f"{a} on mb-frost_cls (seed 2)" in more.output

@@ -15,6 +15,10 @@ default), normalises each dataset's headline metric and reports:
 
 The verdict: "A better" where the difference's interval lies above 0, "B better" below, else
 "no significant difference" -- never a verdict from point estimates alone.
+
+`comparison_scope` says what a comparison asked for covers (one regime, the datasets and seeds)
+and which ``(model, dataset, seed)`` runs of it the table lacks; `marsbench compare` refuses to
+give a verdict on a partial set, and with ``--run`` runs the missing ones first.
 """
 
 from __future__ import annotations
@@ -75,15 +79,84 @@ class Comparison:
                 "per_dataset": self.per_dataset.to_dict(orient="records")}
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What a comparison covers: one regime, its datasets and seeds, and the runs of that
+    grid the table lacks, as ``(model, dataset, seed)``."""
+
+    regime: str
+    datasets: list[str]
+    seeds: list[int]
+    missing: list[tuple[str, str, int]]
+
+
+def comparison_scope(table: pd.DataFrame, models: tuple[str, str], *,
+                     regime: str | None = None, variant: str = "full",
+                     datasets: list[str] | None = None, seeds: list[int] | None = None,
+                     default_regime: str | None = None,
+                     default_seeds: list[int] | None = None, allow_absent: bool = False
+                     ) -> Scope:
+    """The regime (given, else the one both models share, else the only one either has, else
+    ``default_regime``), the datasets (given, else every dataset either model has runs on in
+    that regime), the seeds (given, else every seed either has there, else
+    ``default_seeds``), and the runs of ``models x datasets x seeds`` missing from ``table``.
+    A model without a single run is refused (a typo, likely) unless ``allow_absent``."""
+    rows = table[(table["variant"].astype(str) == variant) & table["model"].isin(models)]
+    for name in models if not allow_absent else ():
+        if name not in set(rows["model"]):
+            from ..errors import did_you_mean
+
+            present = sorted(set(table.loc[table["variant"].astype(str) == variant, "model"]))
+            raise CompareError(f"model {name!r} has no {variant} runs in the table; "
+                               + did_you_mean(name, present))
+    if regime is None:
+        regimes = sorted(set(rows["regime"]))
+        shared = [r for r in regimes if set(models) <= set(rows.loc[rows["regime"] == r,
+                                                                    "model"])]
+        if len(shared) == 1 or (not shared and len(regimes) == 1):
+            regime = (shared or regimes)[0]
+        elif not regimes and default_regime:
+            regime = default_regime
+        else:
+            raise CompareError(f"choose a regime (the two models were run in "
+                               f"{', '.join(shared or regimes) or 'none'})")
+    rows = rows[rows["regime"] == regime]
+    datasets = list(datasets or sorted(set(rows["dataset"])))
+    if not datasets:
+        raise CompareError(f"neither model has {variant} runs in regime {regime}: name the "
+                           "datasets to compare on")
+    rows = rows[rows["dataset"].isin(datasets)]
+    seeds = [int(s) for s in (seeds or sorted(set(rows["seed"])) or default_seeds or [])]
+    if not seeds:
+        raise CompareError("no seeds to compare: name them")
+    present = set(zip(rows["model"], rows["dataset"], rows["seed"].astype(int)))
+    missing = [(m, d, s) for m in models for d in datasets for s in seeds
+               if (m, d, s) not in present]
+    return Scope(regime, datasets, seeds, missing)
+
+
+def describe_missing(missing: list[tuple[str, str, int]]) -> str:
+    """``A on mb-x (seeds 0, 1); B on mb-y (seed 0)``: the runs, grouped by model and dataset."""
+    grouped: dict[tuple[str, str], list[int]] = {}
+    for model, dataset, seed in missing:
+        grouped.setdefault((model, dataset), []).append(seed)
+    return "; ".join(f"{m} on {d} (seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))})"
+                     for (m, d), s in grouped.items())
+
+
 def compare_models(table: pd.DataFrame, model_a: str, model_b: str, *,
                    regime: str | None = None, variant: str = "full",
-                   datasets: list[str] | None = None, normaliser: Normaliser | None = None,
+                   datasets: list[str] | None = None, seeds: list[int] | None = None,
+                   normaliser: Normaliser | None = None,
                    rounds: int = DEFAULT_ROUNDS, confidence: float = 0.95, seed: int = 0,
                    resample_datasets: bool = False) -> Comparison:
-    """The verdict between ``model_a`` and ``model_b`` (module doc)."""
+    """The verdict between ``model_a`` and ``model_b`` (module doc); ``seeds`` keeps those
+    seeds' runs only."""
     if model_a == model_b:
         raise CompareError("compare needs two different models")
     table = table[table["variant"].astype(str) == variant]
+    if seeds:
+        table = table[table["seed"].isin(list(seeds))]
     present = set(table["model"])
     for name in (model_a, model_b):
         if name not in present:

@@ -1,9 +1,15 @@
-"""`marsbench compare A B`: the verdict between two models from a results store."""
+"""`marsbench compare A B`: the verdict between two models from a results store.
+
+The comparison covers every ``(model, dataset, seed)`` run asked for (`comparison_scope`); a
+store that lacks some gets no verdict but one line naming them and the command that fills them:
+the same command with ``--run``, which runs each missing one as `marsbench run` and the sweep
+workers do (`marsbench.protocol.executors.execute`), records it in the store, then compares."""
 
 from __future__ import annotations
 
 import html
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,7 +23,12 @@ EPILOG = ("Examples:\n\n"
           "marsbench compare resnet101 vit_l_16 --store runs/results.sqlite --regime "
           "feature_extraction --json\n\n"
           "marsbench compare efficientnet_lite0 squeezenet1_1 --store runs/results.sqlite "
-          "--experiment demo_synthetic --out compare/")
+          "--experiment demo_synthetic --out compare/\n\n"
+          "marsbench compare efficientnet_lite0 squeezenet1_1 --store runs/results.sqlite "
+          "--dataset mb-frost_cls --dataset mb-landmark_cls --regime linear_probe --seeds 0,1,2 "
+          "--run    # run what the store lacks, then compare")
+DEFAULT_RUN_REGIME = "linear_probe"  # --run without a regime: the fast probe
+DEFAULT_RUN_SEEDS = [0, 1, 2]
 
 
 def compare_command(
@@ -41,21 +52,51 @@ def compare_command(
     out: Annotated[Optional[Path], typer.Option(
         help="also write compare.json, compare.md and a self-contained compare.html here")
     ] = None,
+    seeds: Annotated[Optional[str], typer.Option(
+        help="the seeds to compare, e.g. 0,1,2 (default: every seed either model has; with "
+             "--run and none, 0,1,2)")] = None,
+    run: Annotated[bool, typer.Option(
+        "--run", help="first run the (model, dataset, seed) runs the store lacks (default "
+                      f"regime {DEFAULT_RUN_REGIME}) and record them")] = False,
+    data_root: Annotated[Optional[Path], typer.Option(
+        help="--run: the data root (default: $MARSBENCH_DATA / the user cache)")] = None,
+    max_epochs: Annotated[Optional[int], typer.Option(
+        min=1, help="--run: epochs of each run (default: marsbench run's)")] = None,
+    device: Annotated[Optional[str], typer.Option(
+        help="--run: auto | cpu | cuda | cuda:N")] = None,
 ) -> None:
     """The verdict between two models of a results store.
 
     IQM difference with a bootstrap interval, probability of improvement with its interval,
-    and per-dataset winners; the verdict says whether the difference is significant."""
-    from ..aggregate.compare import CompareError, compare_models
-    from .report import _read_store
+    and per-dataset winners; the verdict says whether the difference is significant. Every
+    (model, dataset, seed) run asked for must be in the store: the missing ones are named with
+    the command that fills them (--run runs them, then compares)."""
+    from ..aggregate.compare import CompareError, compare_models, comparison_scope
 
-    if not store.is_file():
+    if not store.is_file() and not run:
         raise OptionError("no results store", where=store,
-                          fix="give --store the SQLite file `marsbench run` / `sweep` wrote")
-    table = _read_store(store, list(experiment or []), False)
+                          fix="give --store the SQLite file `marsbench run` / `sweep` wrote, "
+                              "or add --run to run the comparison's runs into it")
+    if data_root is not None and not data_root.is_dir():
+        raise OptionError("data root not found", where="--data-root", value=str(data_root),
+                          fix="pass the folder holding the dataset folders")
+    seed_list = _seeds(seeds)
+    experiments = list(experiment or [])
+    table = _table(store, experiments, run)
     try:
-        result = compare_models(table, model_a, model_b, regime=regime, variant=variant,
-                                datasets=list(datasets or []) or None, rounds=rounds,
+        scope = comparison_scope(table, (model_a, model_b), regime=regime, variant=variant,
+                                 datasets=list(datasets or []) or None, seeds=seed_list,
+                                 default_regime=DEFAULT_RUN_REGIME if run else None,
+                                 default_seeds=DEFAULT_RUN_SEEDS if run else None,
+                                 allow_absent=run)
+    except CompareError as exc:
+        raise OptionError("cannot compare", where=str(store), value=str(exc)) from None
+    if scope.missing:
+        settings = {"variant": variant, "data_root": data_root, "max_epochs": max_epochs}
+        table = _fill(store, table, scope, settings, run, device, (model_a, model_b))
+    try:
+        result = compare_models(table, model_a, model_b, regime=scope.regime, variant=variant,
+                                datasets=scope.datasets, seeds=scope.seeds, rounds=rounds,
                                 confidence=confidence, seed=seed,
                                 resample_datasets=resample_datasets)
     except CompareError as exc:
@@ -69,6 +110,128 @@ def compare_command(
         typer.echo(json.dumps(result.to_dict(), indent=1))
         return
     typer.echo(markdown(result))
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise OptionError("not a list of seeds", where="--seeds", value=text, fix="e.g. 0,1,2")
+    return sorted(set(values))
+
+
+def _table(store: Path, experiments: list[str], run: bool):
+    """The store's runs as `marsbench report` reads them; with --run, an absent or empty store
+    is an empty table (the runs are about to be made)."""
+    import pandas as pd
+
+    from ..runs.store import TABLE_COLUMNS, ResultsStore
+    from .report import _read_store
+
+    if run and (not store.is_file()
+                or not ResultsStore(store, readonly=True).keys(status="ok")):
+        return pd.DataFrame(columns=list(TABLE_COLUMNS)).astype({"seed": "int64"})
+    return _read_store(store, experiments, False)
+
+
+def fill_spec(label: str, dataset: str, seed: int, regime: str, settings: dict):
+    """The `RunSpec` whose label is ``label`` (a model name, optionally with the options that
+    set its runs apart: ``name [key=value ...]``), or a one-line error."""
+    from ..runs.spec import RunSpec
+
+    name, _, rest = label.partition(" [")
+    fields: dict = {}
+    options: dict = {}
+    for item in rest.removesuffix("]").split():
+        key, _, value = item.partition("=")
+        if key == "subset_seed":
+            fields[key] = int(value)
+        elif key in ("split", "precision", "profile"):
+            fields[key] = value
+        else:
+            options[key] = value
+    extra = {"max_epochs": settings["max_epochs"]} if settings.get("max_epochs") else {}
+    root = settings.get("data_root")
+    spec = RunSpec(dataset=dataset, model=name, regime=regime, variant=settings["variant"],
+                   seed=seed, options=options, data_root=str(root) if root else None,
+                   **fields, **extra)
+    if spec.label != label:
+        raise OptionError("--run cannot rebuild this model's runs from its label", value=label,
+                          fix=f"it reads back as {spec.label!r}; run them with `marsbench run` "
+                              "(user weights, for one, are not in a label)")
+    return spec
+
+
+def fill_command(models: tuple[str, str], store: Path, scope, settings: dict) -> str:
+    """The `marsbench compare ... --run` command that fills ``scope``'s missing runs."""
+    words = ["marsbench", "compare", *models, "--store", str(store), "--regime", scope.regime]
+    for dataset in scope.datasets:
+        words += ["--dataset", dataset]
+    words += ["--seeds", ",".join(map(str, scope.seeds))]
+    if settings["variant"] != "full":
+        words += ["--variant", settings["variant"]]
+    if settings.get("data_root"):
+        words += ["--data-root", str(settings["data_root"])]
+    if settings.get("max_epochs"):
+        words += ["--max-epochs", str(settings["max_epochs"])]
+    return " ".join(shlex.quote(w) for w in [*words, "--run"])
+
+
+def _fill(store: Path, table, scope, settings: dict, run: bool, device: str | None,
+          models: tuple[str, str]):
+    """Runs of ``scope.missing`` already in the store under the key ``--run`` gives them join
+    the table; the others are run (``--run``) or named in a one-line refusal."""
+    import pandas as pd
+
+    from ..aggregate.compare import describe_missing
+    from ..protocol.executors import RunTask, execute
+    from ..runs.store import ResultsStore
+
+    specs = {}
+    for m in scope.missing:
+        try:
+            specs[m] = fill_spec(m[0], m[1], m[2], scope.regime, settings)
+        except OptionError:
+            if run:
+                raise
+            specs[m] = None  # not rebuildable from its label: named as missing below
+    if run:
+        store.parent.mkdir(parents=True, exist_ok=True)
+    results = ResultsStore(store, readonly=not run)
+    have = [m for m, spec in specs.items()
+            if spec is not None and (r := results.get(spec.key)) is not None and r.ok]
+    todo = [m for m in scope.missing if m not in have]
+    if todo and not run:
+        raise OptionError(
+            f"the store lacks {len(todo)} of the comparison's runs", where=str(store),
+            value=describe_missing(todo),
+            fix=f"run them with `{fill_command(models, store, scope, settings)}`, or compare on "
+                "fewer --dataset / --seeds")
+    failed = []
+    for i, missing in enumerate(todo, 1):
+        spec = specs[missing]
+        typer.echo(f"running {i}/{len(todo)}: {spec.label} on {spec.dataset} seed {spec.seed} "
+                   f"({spec.regime})", err=True)
+        record = execute(RunTask(spec, device=device))
+        if "environment_error" in record.extra:  # bad input or environment: not a result
+            raise OptionError("cannot run a missing run", where=f"{spec.label} on "
+                              f"{spec.dataset} seed {spec.seed}",
+                              value=record.extra["environment_error"])
+        results.put(record, on_duplicate="replace")
+        if not record.ok:
+            last = (record.error or "").strip().splitlines()[-1:] or ["no message"]
+            failed.append(f"{spec.label} on {spec.dataset} seed {spec.seed} ({last[0]})")
+    if failed:
+        raise OptionError(f"{len(failed)} run(s) failed (recorded in the store)",
+                          where=str(store), value="; ".join(failed))
+    keys = [spec.key for spec in specs.values()]
+    added = results.to_table(spec_key=keys)
+    return pd.concat([table, added], ignore_index=True).drop_duplicates(
+        ["spec_key", "metric", "split"])
 
 
 def markdown(r) -> str:
