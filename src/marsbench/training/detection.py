@@ -4,6 +4,14 @@ Input: images go through the models' preprocessing path only up to the ``uint8``
 matched channels, then are scaled to ``[0, 1]``; the detector normalises them itself with the
 spec's mean/std inside its ``GeneralizedRCNNTransform`` (so nothing is normalised twice).
 
+The ``paper`` profile feeds torchvision detectors as the reference does (docs/fidelity.md row
+18; `paper_input`): the data path normalises with ImageNet mean/std (`for_profile`), and under
+``input_policy=reference`` first resizes image and boxes to ``input_size`` square (bilinear,
+no antialiasing: albumentations' cv2 resize); then the detector resizes *again* at its own
+sizes (Faster R-CNN, RetinaNet: torchvision's 800 / 1333, so 224 px scenes are upsampled;
+SSD: ``input_size``, its ``size`` in the reference) and normalises a *second* time. Boxes are
+scored in the resized images' coordinates, as the reference scores them.
+
 Input-size policy (the run's typed option ``input_policy``, recorded in the run's ``extra``):
 
 - ``native`` (default): the detector's internal resize is set so that images of the dataset's
@@ -13,8 +21,9 @@ Input-size policy (the run's typed option ``input_policy``, recorded in the run'
 - ``tile``: training on random ``tile_size`` crops (default 256; a box keeps its crop-clipped
   part when at least half of it lies inside), inference and validation on whole images at the
   native size (the detectors are convolutional): large scenes train fast, nothing is shrunk.
-- ``reference``: ``input_size`` (default 224) for both, as the reference resizes everything.
-Options ``min_size`` / ``max_size`` override the evaluation sizes.
+- ``reference``: ``input_size`` (default 224) for both, as the reference resizes everything
+  (under the paper profile: the reference's two resizes, above).
+Options ``min_size`` / ``max_size`` override the evaluation sizes (the detector's own resize).
 
 Validation loss: torchvision detectors only return losses in training mode, so it is computed in
 training mode with every BatchNorm and Dropout layer switched to eval (running statistics are
@@ -28,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,28 +45,38 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
+from torchvision.models.detection.ssd import SSD
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.transforms.v2 import functional as TF
 
 from ..io import atomic_write_text
 from ..metrics.detection import ImageDetections, coco_ground_truth, coco_results, detection_metrics
 from ..models.detection import set_input_size
+from ..models.preprocess import Preprocessing, for_profile, normalize, resize
+from ..models.preprocess import dense_model_image as model_image
 from ..runs.options import DETECTION_REFERENCE_SIZE, DETECTION_TILE_SIZE
 from ..runs.spec import RunSpec
 from ..sources import MarsDataset
-from ..models.preprocess import dense_model_image as model_image
 from .task import Batch, EngineContext, TaskTrainer
 
 
 NORMALISED_BY = "the detector's GeneralizedRCNNTransform (inputs in [0, 1])"
+NORMALISED_TWICE = ("twice, as the reference (paper profile): ImageNet mean/std in the data "
+                    "path, then again by the detector's GeneralizedRCNNTransform")
 NATIVE_PROBE = 8  # training images looked at to find the native size
 
 
 class DetectionImages(Dataset):
     """``(float image (3, H, W) in [0, 1], {"boxes", "labels"}, sample_id)``; boxes with no
-    area (a degenerate annotation) are dropped and counted in ``dropped``."""
+    area (a degenerate annotation) are dropped and counted in ``dropped``.
 
-    def __init__(self, data: MarsDataset) -> None:
-        self.data = data
+    With ``prep`` (the paper profile) the image is normalised with its mean/std instead of only
+    scaled to ``[0, 1]``, and with ``prep`` and ``size`` first resized to ``size`` square
+    (bilinear as ``prep`` says) with its boxes: the reference's albumentations path."""
+
+    def __init__(self, data: MarsDataset, prep: Preprocessing | None = None,
+                 size: int | None = None) -> None:
+        self.data, self.prep, self.size = data, prep, size
         self._dropped: dict[int, int] = {}
 
     @property
@@ -68,16 +88,27 @@ class DetectionImages(Dataset):
 
     def __getitem__(self, i: int):
         sample = self.data[i]
-        image = model_image(sample.image).float() / 255.0
+        image = model_image(sample.image)
         boxes = torch.as_tensor(np.asarray(sample.boxes, dtype=np.float32)).reshape(-1, 4)
         labels = torch.as_tensor(np.asarray(sample.labels, dtype=np.int64)).reshape(-1)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        image, boxes = self._model_input(image, boxes)
         self._dropped[i] = int((~keep).sum())
         k = self.data.num_classes
         if labels.numel() and (labels.min() < 1 or labels.max() > k):
             raise ValueError(f"{self.data.card.name}/{self.data.split}/{sample.sample_id}: box "
                              f"labels must lie in 1..{k}, got {labels.tolist()}")
         return image, {"boxes": boxes[keep], "labels": labels[keep]}, sample.sample_id
+
+    def _model_input(self, image: torch.Tensor, boxes: torch.Tensor):
+        """``uint8`` image -> float model input, boxes moved with any resize (class doc)."""
+        if self.prep is None:
+            return image.float() / 255.0, boxes
+        if self.size is not None:
+            h, w = image.shape[-2:]
+            image = resize(image, replace(self.prep, input_size=self.size))
+            boxes = boxes * torch.tensor([self.size / w, self.size / h] * 2)
+        return normalize(image, self.prep), boxes
 
 
 def flip_sample(image: torch.Tensor, target: dict, g: torch.Generator):
@@ -92,17 +123,31 @@ def flip_sample(image: torch.Tensor, target: dict, g: torch.Generator):
     return image, {"boxes": boxes.as_subclass(torch.Tensor), "labels": target["labels"]}
 
 
-def input_sizes(spec: RunSpec, train: MarsDataset) -> dict:
-    """The detector's ``min_size`` / ``max_size`` under the run's policy (module doc)."""
+def paper_input(spec: RunSpec, net: nn.Module) -> bool:
+    """Whether the run feeds ``net`` as the reference does (module doc): the paper profile and
+    a torchvision detector (YOLO, not in the reference, keeps its own input)."""
+    return spec.profile == "paper" and isinstance(getattr(net, "transform", None),
+                                                  GeneralizedRCNNTransform)
+
+
+def input_sizes(spec: RunSpec, train: MarsDataset, net: nn.Module | None = None) -> dict:
+    """The detector's ``min_size`` / ``max_size`` under the run's policy (module doc); with the
+    reference's input path (`paper_input`) and ``reference``: ``resize`` (the data path's side)
+    and the sizes the reference's detector has (SSD: ``resize``; others: their defaults)."""
     options = spec.options  # typed DetectionOptions, validated when the spec was built
     policy = options.input_policy
+    out: dict = {"name": policy}
     if policy == "reference":
         lo = hi = options.input_size or DETECTION_REFERENCE_SIZE
+        if net is not None and paper_input(spec, net):
+            out["resize"] = lo
+            if not isinstance(net, SSD):  # the reference's SSD gets size=image_size
+                lo, hi = net.transform.min_size[-1], net.transform.max_size
     else:  # the images' real size (a card's nominal size may differ, e.g. synthetic twins)
         shapes = [train[i].image.shape[:2] for i in range(min(len(train), NATIVE_PROBE))]
         lo, hi = max(min(s) for s in shapes), max(max(s) for s in shapes)
     lo, hi = options.min_size or lo, options.max_size or hi
-    out = {"name": policy, "min_size": lo, "max_size": max(lo, hi)}
+    out |= {"min_size": lo, "max_size": max(lo, hi)}
     if policy == "tile":
         out["tile_size"] = options.tile_size or DETECTION_TILE_SIZE
     return out
@@ -162,16 +207,21 @@ class DetectionTask(TaskTrainer):
     def setup(self) -> nn.Module:
         ctx = self.ctx
         model = self.model = ctx.prepare(self.build_model())
-        self.sizes = sizes = input_sizes(self.spec, self.splits["train"])
+        self.sizes = sizes = input_sizes(self.spec, self.splits["train"], model.net)
         set_input_size(model.net, sizes["min_size"], sizes["max_size"])
-        self.images = {name: DetectionImages(data) for name, data in self.splits.items()}
+        paper = paper_input(self.spec, model.net)
+        prep = for_profile(model.preprocessing, "paper") if paper else None
+        self.images = {name: DetectionImages(data, prep, sizes.get("resize"))
+                       for name, data in self.splits.items()}
         self.loaders = {"train": ctx.train_loader(self.images["train"], _collate)}
         self.loaders |= {name: ctx.eval_loader(self.images[name], _collate)
                          for name in ("val", "test")}
         self.forward = ctx.wrap(model.net)
         self.tile = sizes.get("tile_size")
-        self.info = {"input_policy": sizes, "preprocessing": model.preprocessing.to_dict(),
-                     "normalised_by": getattr(model.net, "normalised_by", NORMALISED_BY),
+        self.info = {"input_policy": sizes, "model_built": model.spec.name,
+                     "preprocessing": (prep or model.preprocessing).to_dict(),
+                     "normalised_by": (NORMALISED_TWICE if paper else
+                                       getattr(model.net, "normalised_by", NORMALISED_BY)),
                      "weights_tag": model.weights_tag, "augment_applied": self.spec.augment,
                      "frozen": model.frozen_names}
         if ctx.world is not None:

@@ -202,4 +202,5 @@ def default_model(spec: RunSpec, splits: dict, weights: str | Path | None = None
         return build_segmenter(spec.model, train_split.num_classes, spec.regime, weights=weights)
     from ..models.detection import build_detector
 
-    return build_detector(spec.model, train_split.num_classes, spec.regime, weights=weights)
+    return build_detector(spec.model, train_split.num_classes, spec.regime, weights=weights,
+                          profile=spec.profile)
