@@ -293,7 +293,43 @@ def test_report_section_pairs_seeds_and_names_the_winner():
     assert rows.loc["oversample", "delta_headline"] == pytest.approx(-0.01)
     assert rows.loc["oversample", "seeds"] == 3 and not rows.loc["oversample", "best"]
     assert set(rows["model"]) == {"resnet101"}  # grouped on the label without imbalance
-    assert len(notes) == 1 and "focal wins" in notes[0] and "excludes 0" in notes[0]
+    assert len(notes) == 1 and "Best: focal; its interval excludes 0" in notes[0]
+    assert "focal +0.100 [+0.100, +0.100], tail +0.300" in notes[0]
     only_none = {k: v for k, v in matched.items() if v.spec.options.imbalance == "none"}
     empty, no_notes = imbalance_table(only_none, {}, rounds=10, seed=0, confidence=0.95)
     assert empty.empty and no_notes == []
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_sampled_cached_runs_are_reproducible(synth_root):
+    first = _run(synth_root, "mb-landmark_cls", "feature_extraction", imbalance="balanced_sampler")
+    again = _run(synth_root, "mb-landmark_cls", "feature_extraction", imbalance="balanced_sampler")
+    assert first.ok and again.ok
+    assert first.metrics["test"] == again.metrics["test"]
+    assert first.extra["imbalance"]["sampler"]["seed"] == first.spec.seed
+
+
+def test_the_report_shows_the_winner_from_run_records():
+    from marsbench.aggregate import default_normaliser, results_table
+    from marsbench.report import build_report_data, render_markdown
+    from marsbench.runs import RunRecord
+
+    rows, records = [], []
+    for strategy, gain in (("none", 0.0), ("inverse_frequency", 0.05)):
+        for seed in (0, 1, 2):
+            spec = RunSpec(dataset="mb-landmark_cls", model="resnet101",
+                           regime="feature_extraction", seed=seed,
+                           options={"imbalance": strategy})
+            value = 0.6 + 0.01 * seed + gain
+            rows.append(dict(model=spec.label, dataset=spec.dataset, task="classification",
+                             regime=spec.regime, variant="full", seed=seed,
+                             metric="f1_weighted", value=value))
+            records.append(RunRecord.success(spec, task="classification", metrics={
+                "test": {"f1_weighted": value, "recall_tail": 0.2 + 2 * gain}}))
+    data = build_report_data(results_table(rows), normaliser=default_normaliser(), rounds=100,
+                             records=records)
+    table = data.sections.imbalance
+    assert table["strategy"].tolist() == ["inverse_frequency"]
+    assert table["delta_tail"].iloc[0] == pytest.approx(0.10)
+    text = render_markdown(data, [], "figures", "t")
+    assert "Best: inverse_frequency; its interval excludes 0" in text

@@ -39,6 +39,23 @@ def _interval(deltas: np.ndarray, rounds: int, rng: np.random.Generator,
     return percentile_interval(means, confidence)
 
 
+def _ci(low: float, high: float) -> str:
+    return f"[{low:+.3f}, {high:+.3f}]" if math.isfinite(low) else "(one seed: no interval)"
+
+
+def _note(dataset: str, regime: str, model: str, metric: str, part: list[dict],
+          best: dict) -> str:
+    """One line per (dataset, regime, model): every strategy's change over none, the winner."""
+    each = "; ".join(f"{r['strategy']} {r['delta_headline']:+.3f} "
+                     f"{_ci(r['headline_low'], r['headline_high'])}, tail {r['delta_tail']:+.3f}"
+                     for r in part)
+    verdict = ("its interval excludes 0" if best["ci_excludes_zero"]
+               else "its interval includes 0: no strategy is shown to beat none")
+    return (f"Imbalance: {dataset} ({regime}, {model}), change over imbalance=none in {metric} "
+            f"with a bootstrap interval over {best['seeds']} paired seed(s), and in tail recall: "
+            f"{each}. Best: {best['strategy']}; {verdict}.")
+
+
 def imbalance_table(matched: Mapping[tuple, Any], headline: Mapping[str, str], *,
                     rounds: int, seed: int, confidence: float) -> tuple[pd.DataFrame, list[str]]:
     """(table, notes): the section's rows (`IMBALANCE_COLUMNS`) and one note per (regime,
@@ -85,12 +102,5 @@ def imbalance_table(matched: Mapping[tuple, Any], headline: Mapping[str, str], *
             r["ci_excludes_zero"] = bool(r["headline_low"] > 0 or r["headline_high"] < 0)
         rows += part
         if best is not None:
-            ci = (f"[{best['headline_low']:+.3f}, {best['headline_high']:+.3f}]"
-                  if math.isfinite(best["headline_low"]) else "(one seed: no interval)")
-            verdict = ("its interval excludes 0" if best["ci_excludes_zero"]
-                       else "its interval includes 0: no strategy is shown to beat none")
-            notes.append(f"Imbalance: on {dataset} ({regime}, {model}) {best['strategy']} wins: "
-                         f"{metric} {best['delta_headline']:+.3f} {ci} and tail recall "
-                         f"{best['delta_tail']:+.3f} over none, {best['seeds']} seed(s); "
-                         f"{verdict}.")
+            notes.append(_note(dataset, regime, model, metric, part, best))
     return pd.DataFrame(rows, columns=IMBALANCE_COLUMNS), notes
