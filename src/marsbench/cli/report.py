@@ -263,8 +263,10 @@ def _paper_figure(name: str | None, published: bool, out: Path, store: Path | No
         table, source = paper_baselines(suffix=""), f"published runs ({PAPER_BASELINES_FILE})"
     else:
         _check_inputs(store, csvs)
-        names = experiments or (list(item.experiments) if store is not None else [])
-        tables = [_read_store(store, names, False)] if store is not None else []
+        # the experiments' selected seed runs (by the name sweeps record; else their file)
+        names = experiments or [e.removeprefix("paper:") for e in item.experiments]
+        # no experiment file (the VLM table): every run of the store, zero-shot ones included
+        tables = [_read_store(store, names, not names)] if store is not None else []
         from marsbench.aggregate.table import concat_tables
 
         table = concat_tables(tables + [_read_csv(path, renumber_seeds) for path in csvs])
