@@ -163,6 +163,10 @@ class ImbalancePlan:
         samplers, else the strategy's loss on the same logits and targets."""
         if self.strategy not in LOSS_CHANGING:
             return base
+        fn = self._loss()
+        return lambda logits, y: fn(logits.float(), y)  # fp32, also from an autocast head
+
+    def _loss(self) -> Callable:
         weights, offsets = self.weights(), self.offsets()
         if self.sigmoid:
             return self._sigmoid_loss(weights, offsets)
