@@ -260,3 +260,23 @@ def test_earth_observation_figure_from_the_published_csv(reference_results, tmp_
         ("mb-atmospheric_dust_cls_edr", "CROMA_ViT-L/16", 0.01)]
     assert croma["mean"] == pytest.approx(0.11827718019379499, abs=1e-6)
     assert croma["std"] == pytest.approx(0.18748392987031112, abs=1e-6)
+
+
+def test_vlm_table_reads_the_zero_shot_runs():
+    rows = [(model, dataset, task, "zero_shot", "full", 0, metric, value)
+            for model, value in (("gemini-2.0-flash", 0.3), ("gpt-4o-mini", 0.5))
+            for dataset, task in (("mb-frost_cls", "classification"),
+                                  ("mb-mars_seg_msl", "segmentation"))
+            for metric in ("f1_weighted", "accuracy")]
+    rows.append(("resnet101", "mb-frost_cls", "classification", "feature_extraction", "full", 0,
+                 "f1_weighted", 0.9))
+    rows.append(("gpt-4o-mini", "mb-landmark_cls", "classification", "zero_shot", "full", 0,
+                 "f1_weighted", 0.7))  # not one of the paper's VLM datasets
+    table = pd.DataFrame(rows, columns=["model", "dataset", "task", "regime", "variant", "seed",
+                                        "metric", "value"])
+    numbers = pf.compute(pf.get_item("table:vlm"), table)
+    assert sorted(zip(numbers["dataset"], numbers["model"], numbers["mean"])) == [
+        ("mb-frost_cls", "gemini-2.0-flash", 0.3), ("mb-frost_cls", "gpt-4o-mini", 0.5),
+        ("mb-mars_seg_msl", "gemini-2.0-flash", 0.3), ("mb-mars_seg_msl", "gpt-4o-mini", 0.5)]
+    with pytest.raises(Exception, match="no runs for figure:few_shot.*few_shot_curves"):
+        pf.compute(pf.get_item("figure:few_shot"), table)
