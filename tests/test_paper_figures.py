@@ -280,3 +280,33 @@ def test_vlm_table_reads_the_zero_shot_runs():
         ("mb-mars_seg_msl", "gemini-2.0-flash", 0.3), ("mb-mars_seg_msl", "gpt-4o-mini", 0.5)]
     with pytest.raises(Exception, match="no runs for figure:few_shot.*few_shot_curves"):
         pf.compute(pf.get_item("figure:few_shot"), table)
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--normaliser", "table"], "--normaliser"), (["--partial"], "--partial"),
+    (["--all-runs"], "--all-runs"), (["--store", "x.sqlite"], "--store/--csv")])
+def test_report_figure_refuses_options_it_would_ignore(tmp_path, extra, named):
+    result = runner.invoke(app, ["report", "--figure", "table:classification", "--published",
+                                 "--out", str(tmp_path), *extra])
+    assert result.exit_code == 2 and named in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_report_figure_from_a_store(tmp_path):
+    from marsbench.runs import RunSpec
+
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    for model, base in (("resnet101", 0.8), ("vit_l_16", 0.9)):
+        for seed in (0, 1):
+            spec = RunSpec(dataset="mb-frost_cls", model=model, regime="feature_extraction",
+                           seed=seed)
+            store.put(RunRecord.success(spec, task="classification", metrics={
+                "test": {"f1_weighted": base + seed / 100, "accuracy": 0.5}}))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["report", "--figure", "table:classification", "--store",
+                                 str(tmp_path / "runs.sqlite"), "--all-runs", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    numbers = pd.read_csv(out / "table_classification.csv")
+    assert numbers[["model", "runs", "mean"]].values.tolist() == [["resnet101", 2, 0.805],
+                                                                   ["vit_l_16", 2, 0.905]]
+    assert (numbers["metric"] == "f1_weighted").all()

@@ -200,7 +200,15 @@ def report_command(
 ) -> None:
     """Write a self-contained HTML report, a Markdown summary and CSV tables (incl. leaderboard.csv)."""
     if figure is not None or published:
-        return _paper_figure(figure, published, out, store, list(experiment or []),
+        ignored = {"--baselines": baselines is not Baselines.paper, "--normaliser": normaliser
+                   != "paper", "--metric": bool(metric), "--resample-datasets": resample_datasets,
+                   "--partial": partial, "--title": title != "Mars-Bench report"}
+        if any(ignored.values()):
+            raise OptionError("does not apply to --figure (the paper's recipe: headline metric, "
+                              "min-max over the figure's runs)", where="marsbench report",
+                              value=", ".join(k for k, v in ignored.items() if v),
+                              fix="leave it out, or drop --figure for the full report")
+        return _paper_figure(figure, published, out, store, list(experiment or []), all_runs,
                              list(csv or []), renumber_seeds, rounds, seed, confidence)
     from marsbench.aggregate.normalise import parse_metric_overrides
     from marsbench.aggregate.published import paper_baselines
@@ -240,8 +248,8 @@ def report_command(
 
 
 def _paper_figure(name: str | None, published: bool, out: Path, store: Path | None,
-                  experiments: list[str], csvs: list[Path], renumber_seeds: bool, rounds: int,
-                  seed: int, confidence: float) -> None:
+                  experiments: list[str], all_runs: bool, csvs: list[Path], renumber_seeds: bool,
+                  rounds: int, seed: int, confidence: float) -> None:
     """`report --figure NAME`: one of the paper's tables or figures (report/paper_figures.py)."""
     from marsbench.report.paper_figures import compute, get_item
     from marsbench.report.paper_output import write_item
@@ -250,6 +258,12 @@ def _paper_figure(name: str | None, published: bool, out: Path, store: Path | No
         raise OptionError("--published regenerates one paper table or figure", where="--published",
                           fix="name it: --figure NAME (list them with `marsbench paper`)")
     item = get_item(name)
+    if (experiments or all_runs) and store is None:
+        raise OptionError("--experiment and --all-runs select runs of a results store",
+                          where="--figure", fix="give the store: --store PATH")
+    if experiments and all_runs:
+        raise OptionError("--experiment and --all-runs contradict each other",
+                          where="marsbench report", fix="use one of them")
     if published:
         if store is not None or csvs:
             raise OptionError("--published and --store/--csv are two sources", where="--published",
@@ -262,13 +276,14 @@ def _paper_figure(name: str | None, published: bool, out: Path, store: Path | No
 
         table, source = paper_baselines(suffix=""), f"published runs ({PAPER_BASELINES_FILE})"
     else:
-        _check_inputs(store, csvs)
-        # the experiments' selected seed runs (by the name sweeps record; else their file)
-        names = experiments or [e.removeprefix("paper:") for e in item.experiments]
-        # no experiment file (the VLM table): every run of the store, zero-shot ones included
-        tables = [_read_store(store, names, not names)] if store is not None else []
         from marsbench.aggregate.table import concat_tables
 
+        _check_inputs(store, csvs)
+        # the experiments' selected seed runs (by the name sweeps record; else their file); no
+        # experiment file (the VLM table) or --all-runs: every run, zero-shot ones included
+        names = [] if all_runs else experiments or [e.removeprefix("paper:")
+                                                    for e in item.experiments]
+        tables = [_read_store(store, names, not names)] if store is not None else []
         table = concat_tables(tables + [_read_csv(path, renumber_seeds) for path in csvs])
         source = ", ".join([str(store)] * (store is not None) + [str(p) for p in csvs])
     common.output_folder(out, "--out", create=False)
