@@ -179,7 +179,7 @@ def _print_estimate(plan, device) -> None:
                   + (f" ({est.unknown} without an estimate: detectors or unknown dataset "
                      "sizes)" if est.unknown else ""), highlight=False)
     for label, t in sorted(est.throughputs.items()):
-        rate = "-" if t.images_per_s is None else f"{t.images_per_s:.1f} train images/s"
+        rate = "-" if t.images_per_s is None else f"{t.images_per_s:.3g} train images/s"
         console.print(f"  {label}: {rate}, {t.how}{' (cached)' if t.cached else ''}",
                       highlight=False)
     console.print("  assumed: every epoch to max_epochs (early stopping ignored: an upper "
