@@ -77,7 +77,8 @@ def test_the_two_squeezenet_heads_are_named_apart() -> None:
         assert spec_for_run(base, "paper", regime) is ref
         assert spec_for_run(base, "marsbench", regime) is base
     assert spec_for_run(base, "paper", "linear_probe") is base
-    with pytest.raises(OptionError, match="no pooled features.*use squeezenet1_1 for probes"):
+    with pytest.raises(OptionError, match="no pooled features for a probe.*use squeezenet1_1 "
+                                          "for probes"):
         spec_for_run(ref, "marsbench", "linear_probe")
 
 
@@ -122,3 +123,9 @@ def test_norm_linear_head_is_layernorm_then_linear() -> None:
     x = torch.randn(3, 6)
     expected = head.fc(nn.functional.layer_norm(x, (6,), eps=1e-6))
     assert torch.allclose(head(x), expected)
+
+
+def test_a_probe_on_the_feature_map_is_refused_in_one_line(synth_suite) -> None:
+    with pytest.raises(OptionError) as info:
+        run_experiment(_spec(synth_suite, REF, "linear_probe"))
+    assert "\n" not in str(info.value) and "use squeezenet1_1 for probes" in str(info.value)

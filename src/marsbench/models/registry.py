@@ -80,10 +80,11 @@ def spec_for_run(spec: ModelSpec, profile: str = "marsbench", regime: str | None
         if not spec.head.pooled:
             base = next((s.name for s in _SPECS.values() if s.paper_variant == spec.name), None)
             raise OptionError(
-                f"model {spec.name} has no pooled features for a {regime} probe (its backbone "
-                f"gives a feature map for its {spec.head.name} head)", option="model",
-                where="regime " + str(regime), value=spec.name,
-                fix=f"use {base or 'another model'} for probes, or regime feature_extraction")
+                "no pooled features for a probe", option="model", where=f"regime {regime}",
+                value=spec.name,
+                fix=f"its backbone gives the feature map of its {spec.head.name} head; use "
+                    f"{base or 'another model'} for probes, or a regime that trains a head "
+                    f"({', '.join(HEAD_REGIMES)})")
         return spec
     if profile == "paper" and spec.paper_variant:
         return get_spec(spec.paper_variant)
