@@ -189,26 +189,35 @@ def throughput(model_name: str, task: str, input_size: int, batch_size: int,
 
 def split_images(spec) -> tuple[int, int] | None:
     """(train, val) image counts of a run from its dataset card (None: unknown)."""
+    return _images(spec.dataset, str(spec.variant), spec.data_root, spec.source)
+
+
+@functools.lru_cache(maxsize=256)
+def _images(dataset: str, variant: str, root: str | None, source: str) -> tuple[int, int] | None:
     from ..catalog import Variant
     from ..runs.spec import dataset_card
 
-    card = dataset_card(spec.dataset, spec.data_root, spec.source, required=False)
+    card = dataset_card(dataset, root, source, required=False)
     sizes = getattr(card, "split_sizes", None) or {}
     if "train" not in sizes:
         return None
-    train, variant = sizes["train"], Variant.parse(str(spec.variant))
-    if variant.kind == "partition":
-        train = round(train * variant.value)
-    elif variant.kind == "few_shot":
-        train = min(train, variant.value * card.num_classes)
+    train, parsed = sizes["train"], Variant.parse(variant)
+    if parsed.kind == "partition":
+        train = round(train * parsed.value)
+    elif parsed.kind == "few_shot":
+        train = min(train, parsed.value * card.num_classes)
     return train, sizes.get("val", 0)
 
 
 def input_size(spec) -> int:
+    return _input_size(spec.model, getattr(spec.options, "input_size", None))
+
+
+@functools.lru_cache(maxsize=256)
+def _input_size(model: str, option: int | None) -> int:
     from ..models.registry import get_spec
 
-    size = getattr(spec.options, "input_size", None)
-    return int(size or get_spec(spec.model).input_size)
+    return int(option or get_spec(model).input_size)
 
 
 def run_seconds(spec, device, known: dict[str, Throughput]) -> float | None:
