@@ -151,6 +151,11 @@ def test_random_search_selects_among_its_trials_only(tmp_path):
     assert len(ex.submitted) == 12 + 1  # one seed retrain (seed 0 is the winning trial)
     table = read_trials(store, "planted")
     assert list(table["number"]) == list(range(12)) and set(table["state"]) == {"complete"}
+    assert set(table["search"]) == {"random:12"}
+    assert table.equals(read_trials(ResultsStore(store.path, readonly=True), "planted"))
+    grid_only = ResultsStore(tmp_path / "grid.sqlite")
+    grid_only.to_table()  # a store without the table: read-only readers get an empty table
+    assert read_trials(ResultsStore(grid_only.path, readonly=True)).empty
 
 
 # -- TPE ------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS search_trials (
     weights TEXT NOT NULL, regime TEXT NOT NULL, search TEXT NOT NULL, number INTEGER NOT NULL,
     spec_key TEXT NOT NULL, params TEXT NOT NULL, value REAL, state TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    PRIMARY KEY (experiment, dataset, variant, model, weights, regime, number)
+    PRIMARY KEY (experiment, dataset, variant, model, weights, regime, search, number)
 )
 """
 ASK_LIMIT = 50  # TPE asks per wanted trial before giving up on new points (it repeats itself)
@@ -221,13 +221,20 @@ def read_trials(store: ResultsStore | str, experiment: str | None = None) -> pd.
     import pandas as pd
 
     store = store if isinstance(store, ResultsStore) else ResultsStore(store)
-    con = _connect(store)
+    if store.readonly:  # a report: read what is there, create nothing
+        con = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=store.timeout)
+        if not con.execute("SELECT name FROM sqlite_master WHERE name = 'search_trials'"
+                           ).fetchone():
+            con.close()
+            return pd.DataFrame(columns=list(TRIAL_COLUMNS))
+    else:
+        con = _connect(store)
     try:
         sql, args = f"SELECT {', '.join(TRIAL_COLUMNS)} FROM search_trials", ()
         if experiment is not None:
             sql, args = sql + " WHERE experiment = ?", (experiment,)
         rows = con.execute(sql + " ORDER BY experiment, dataset, variant, model, regime, "
-                                 "number", args).fetchall()
+                                 "search, number", args).fetchall()
     finally:
         con.close()
     return pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
