@@ -227,14 +227,15 @@ def _print_shipped(names: list[str]) -> None:
     from ..protocol import load_experiment
 
     table = Table(title="shipped experiments")
-    for col in ("name", "groups x grid", "seeds", "description"):
+    for col in ("name", "groups x grid", "search", "seeds", "description"):
         table.add_column(col)
     for name in names:
         exp = load_experiment(f"paper:{name}")
         groups = sum(len(d.variants) for d in exp.datasets) * sum(
             len(exp.regimes_for(m)) for m in exp.models)
-        table.add_row(f"paper:{name}", f"{groups} x {exp.grid_size}", str(len(exp.seeds)),
-                      exp.description)
+        loss = " x loss" if "paper" in exp.grid_dict["loss"] else ""  # its axis per dataset
+        table.add_row(f"paper:{name}", f"{groups} x {exp.grid_size}{loss}", exp.search,
+                      str(len(exp.seeds)), exp.description)
     console.print(table)
 
 
