@@ -4,8 +4,9 @@ The space of a group is its grid (the experiment's ``grid``, the loss axis resol
 group's dataset, see `plan.loss_values`): ``search: grid`` trains every point (the paper's
 protocol, the default); ``random:<n>`` trains n distinct points drawn with a RNG seeded by
 ``grid_seed`` (the same draws for every group of the same space); ``tpe:<n>`` asks Optuna's
-`TPESampler` (seeded with ``grid_seed``) for n distinct points, one at a time, each told the
-selection metric of the run before. Selection then picks among the trials exactly as among the
+`TPESampler` (seeded with ``grid_seed``; its first ``min(10, n // 4)`` (at least 1) points are
+random) for n distinct points, one at a time, each told the selection metric of the run before
+(a point it asks again is told the same value and not counted). Selection then picks among the trials exactly as among the
 grid points (`plan.select_group`).
 
 TPE is resumable without a study file: the sampler is deterministic given its seed and the values
