@@ -170,3 +170,16 @@ def test_feature_cache_survives_same_seed_writers_and_corrupt_files(tmp_path):
     again, hit = feature_cache.cached_features("k", tmp_path, lambda: torch.ones(1))
     assert hit and torch.equal(again, torch.zeros(2, 3))
     assert names_a == {"k.pt"}  # no temporary file left behind
+
+
+@pytest.mark.parametrize("profile, outputs", [("marsbench", 2), ("paper", 1)])
+def test_binary_ce_is_two_logit_ce_except_under_the_paper_profile(synth_suite, profile, outputs):
+    """The reference's cross_entropy on a binary task is one-logit BCE (fidelity row 13): under
+    profile paper loss=ce builds one output, under marsbench two (softmax CE)."""
+    from marsbench.runs.data import open_splits
+    from marsbench.training.run import default_model
+
+    spec = spec_for(synth_suite, "mb-frost_cls", "scratch", loss="ce").replace(profile=profile)
+    model = default_model(spec, open_splits(spec))
+    with torch.no_grad():
+        assert model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, outputs)

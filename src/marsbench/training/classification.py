@@ -123,10 +123,13 @@ def make_loss(kind: TaskKind, loss: str, num_outputs: int) -> Callable:
     return nn.CrossEntropyLoss()
 
 
-def binary_outputs(kind: TaskKind, loss: str) -> int | None:
-    """Head width override: binary with loss=ce uses two logits, otherwise the default."""
+def binary_outputs(kind: TaskKind, loss: str, profile: str = "marsbench") -> int | None:
+    """Head width override: binary with loss=ce uses two logits, otherwise the default.
+
+    Under profile ``paper`` a binary ``ce`` keeps one logit and BCE, as the reference's
+    ``cross_entropy`` does on binary tasks (docs/fidelity.md row 13)."""
     if kind in (TaskKind.BINARY, TaskKind.IMAGE_PAIR) and loss == "ce":
-        return 2
+        return None if profile == "paper" else 2
     if kind is TaskKind.MULTICLASS and loss == "bce":
         raise ValueError("loss bce is for binary and multi-label tasks; use ce or auto")
     return None
@@ -325,7 +328,7 @@ class ClassificationTask(TaskTrainer):
             from ..models.classifier import num_outputs_for
 
             card = self.splits["train"].card
-            outputs = binary_outputs(self.kind, spec.loss) or num_outputs_for(
+            outputs = binary_outputs(self.kind, spec.loss, spec.profile) or num_outputs_for(
                 self.splits["train"].num_classes, card.multilabel)
             if spec.regime == "mlp_probe":
                 from .probes import mlp_head

@@ -195,7 +195,7 @@ def default_model(spec: RunSpec, splits: dict, weights: str | Path | None = None
                                                      spec.regime), spec.profile, spec.regime)
         return build_classifier(model_spec, train_split.num_classes, spec.regime,
                                 weights=weights, multilabel=card.multilabel,
-                                num_outputs=binary_outputs(card.kind, spec.loss))
+                                num_outputs=binary_outputs(card.kind, spec.loss, spec.profile))
     if card.task is Task.SEGMENTATION:
         from ..models.segmentation import build_segmenter
 
