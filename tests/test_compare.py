@@ -151,3 +151,17 @@ def test_cli_run_fills_the_store_then_gives_the_verdict(tmp_path, synth_suite, m
         filled.output.split("**Verdict: ")[1].split("**")[0]
     more = runner.invoke(app, [*args[:-4], "--seeds", "0,1,2"])
     assert more.exit_code == 2 and f"{a} on mb-frost_cls (seed 2)" in more.output
+
+
+def test_a_dataset_folder_path_is_compared_by_its_name_and_runs_from_its_parent(tmp_path):
+    from marsbench.cli.compare import _dataset_names
+    from marsbench.errors import OptionError
+
+    for name in ("mine_a", "mine_b"):
+        (tmp_path / "root" / name).mkdir(parents=True)
+    (tmp_path / "other" / "mine_c").mkdir(parents=True)
+    names, root = _dataset_names([str(tmp_path / "root" / "mine_a"), "mine_b"], None)
+    assert names == ["mine_a", "mine_b"] and root == (tmp_path / "root").resolve()
+    with pytest.raises(OptionError, match="two data roots"):
+        _dataset_names([str(tmp_path / "root" / "mine_a"), str(tmp_path / "other" / "mine_c")],
+                       None)

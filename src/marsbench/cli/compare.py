@@ -81,6 +81,7 @@ def compare_command(
         raise OptionError("data root not found", where="--data-root", value=str(data_root),
                           fix="pass the folder holding the dataset folders")
     seed_list = _seeds(seeds)
+    datasets, data_root = _dataset_names(list(datasets or []), data_root)
     experiments = list(experiment or [])
     table = _table(store, experiments, run)
     try:
@@ -122,6 +123,25 @@ def _seeds(text: str | None) -> list[int] | None:
     if not values:
         raise OptionError("not a list of seeds", where="--seeds", value=text, fix="e.g. 0,1,2")
     return sorted(set(values))
+
+
+def _dataset_names(datasets: list[str], data_root: Path | None
+                   ) -> tuple[list[str], Path | None]:
+    """Dataset names as the store records them: a folder path given to --dataset becomes its
+    name, and its parent the data root of the runs --run makes."""
+    from ..runs.spec import split_dataset
+
+    names = []
+    for text in datasets:
+        name, root, _ = split_dataset(text, str(data_root) if data_root else None, "auto")
+        if root is not None and data_root is None:
+            data_root = Path(root)
+        elif root is not None and Path(root).resolve() != data_root.resolve():
+            raise OptionError("datasets in two data roots", where="--dataset", value=text,
+                              fix=f"put them under one folder, or give {data_root} / {root} "
+                                  "in separate comparisons")
+        names.append(name)
+    return names, data_root
 
 
 def _table(store: Path, experiments: list[str], run: bool):
