@@ -1,4 +1,4 @@
-"""`ClassifierModel`: a backbone (image -> pooled features) and a head (features -> logits).
+"""`ClassifierModel`: a backbone (image -> features) and a head (features -> logits).
 
 The split is the contract the trainer relies on: in ``feature_extraction`` the backbone is frozen
 (no gradients, BatchNorm/Dropout kept in eval mode even under ``model.train()``), so its features
@@ -29,7 +29,7 @@ from .weights import LoadReport, WeightsLoadError, file_sha256, match_keys, read
 
 
 class ClassifierModel(RegimeModel):
-    """Backbone + head (the spec's `Head`, a ``Linear`` by default); see the module docstring for the contract."""
+    """Backbone + head (the spec's `Head`, a ``Linear`` by default); see the module doc."""
 
     def __init__(
         self,
