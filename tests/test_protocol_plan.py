@@ -203,3 +203,52 @@ def test_cli_dry_run_prints_the_counts(tmp_path, store):
     assert "│ seeds │ 3 │ 0 │ 0 │ 0 │ 2 │ 2 │ 1 │" in out
     assert "about 6 more runs after selection" in out
     assert len(store) == 3  # a dry run writes no run
+
+
+AXES = EXP.replace("regimes: [feature_extraction, scratch]", "regimes: [feature_extraction]") \
+    + "option_axes: {imbalance: [none, focal]}\n"
+
+
+def test_option_axes_are_arms_selected_and_retrained_apart(store):
+    """Each value of an option axis is its own group (never pooled in selection), its runs carry
+    the option in their key, and the ``none`` arm's runs are exactly the plain runs."""
+    plain, axes = parse_experiment(EXP.replace("regimes: [feature_extraction, scratch]",
+                                               "regimes: [feature_extraction]")), \
+        parse_experiment(AXES)
+    runs = grid_runs(axes)
+    groups = list(dict.fromkeys(r.group for r in runs))
+    assert len(groups) == 2 * 2 and {g.arm for g in groups} == {"imbalance=none",
+                                                                 "imbalance=focal"}
+    none = [r.key for r in runs if r.group.arm == "imbalance=none"]
+    assert none == [r.key for r in grid_runs(plain)]  # no re-keying of the plain runs
+    focal = [r for r in runs if r.group.arm == "imbalance=focal"]
+    assert all(r.spec.options.imbalance == "focal" for r in focal)
+    assert not set(none) & {r.key for r in focal}
+    assert axes.identity_hash() != plain.identity_hash()
+    # the focal arm's own best point wins for it, whatever the none arm's losses are
+    group = focal[0].group
+    mine = [r for r in focal if r.group == group]
+    for r, loss in zip(mine, [0.5, 0.4, 0.1]):
+        store.put(record(r.spec, loss))
+    for r in runs:
+        if r.group.arm == "imbalance=none" and r.group.dataset == group.dataset:
+            store.put(record(r.spec, 0.01))
+    sel = make_plan(axes, store, check_data=False, check_models=False).selections[group]
+    assert sel.winner.spec_key == mine[2].key
+    assert write_selections(store, axes, [sel]) == 1
+    row = read_selections(store.path, "small").iloc[0]
+    assert row["model"] == "efficientnet_lite0 imbalance=focal"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("option_axes: {imbalance: [none, none]}\n", "listed twice"),
+    ("option_axes: {imbalance: []}\n", "must not be empty"),
+    ("option_axes: {imbalance: [none, sqrt]}\n", "sqrt"),
+    ("option_axes: {input_size: [32, 64]}\n", "both an axis and a fixed option"),
+])
+def test_option_axes_refuse_bad_values_at_their_line(text, message):
+    from marsbench.protocol.experiment import ExperimentError
+
+    with pytest.raises(ExperimentError, match=message) as err:
+        parse_experiment(EXP + text)
+    assert "option_axes" in str(err.value) or "line" in str(err.value)

@@ -137,8 +137,10 @@ def _dry_run(exp, store, retry_failed: bool, rerun_stale: bool, check_data: bool
                      check_data=check_data)
     groups = len(plan.selections)
     searched = "every grid point" if exp.search == "grid" else f"search {exp.search}"
+    axes = "".join(f" x {name}" for name in ("split",) if len(exp.splits) > 1) + "".join(
+        f" x {name}" for name, _ in exp.option_axes)
     console.print(f"[bold]{exp.name}[/bold]: {groups} groups (dataset x variant x model x "
-                  f"regime), {searched} at seed {exp.grid_seed}, then {len(exp.seeds)} seeds; "
+                  f"regime{axes}), {searched} at seed {exp.grid_seed}, then {len(exp.seeds)} seeds; "
                   f"store {store.path}", highlight=False)
     retrains = sum(not s.reused for s in plan.seeds) + plan.pending_seed_runs()
     console.print(f"runs: {plan.search_runs} search trial(s) (stage grid), then {retrains} seed "

@@ -14,6 +14,7 @@ no positions for parsed values, so the node tree is walked once to map key paths
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -65,7 +66,7 @@ STAGES = ("grid", "seeds")
 SHIPPED_PREFIX = "paper:"
 TOP_KEYS = ("version", "name", "description", "task", "data", "datasets", "variants", "models",
             "regimes", "grid", "grid_defaults", "options", "fe_path", "precision", "compile", "profile", "seeds", "grid_seed",
-            "selection", "stages", "search", "splits")
+            "selection", "stages", "search", "splits", "option_axes")
 
 # Common spellings of grid keys, for "did you mean" where string similarity does not help.
 ALIASES = {"learning_rate": "lr", "batch": "batch_size", "epochs": "max_epochs",
@@ -138,6 +139,16 @@ class Experiment:
     description: str = ""
     path: str | None = field(default=None, compare=False)
     search: str = "grid"  # grid | random:<n> | tpe:<n> (`marsbench.protocol.search`)
+    # run options varied as an axis (e.g. imbalance: [none, focal]): every combination is its
+    # own arm, selected and retrained apart, like another model
+    option_axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    @property
+    def arms(self) -> list[tuple[tuple[str, Any], ...]]:
+        """Every combination of the option axes' values (one empty arm without axes)."""
+        names = [name for name, _ in self.option_axes]
+        return [tuple(zip(names, values))
+                for values in itertools.product(*(v for _, v in self.option_axes))]
 
     @property
     def grid_dict(self) -> dict[str, tuple[Any, ...]]:
@@ -159,6 +170,7 @@ class Experiment:
         out = asdict(self)
         out["grid"] = {k: list(v) for k, v in self.grid}
         out["options"] = dict(self.options)
+        out["option_axes"] = {k: list(v) for k, v in self.option_axes}
         for m in out["models"]:
             m["options"] = dict(m["options"])
         return out
@@ -173,6 +185,8 @@ class Experiment:
             d.pop("splits")
         if d["search"] == "grid":  # the default: hashes of experiments from before it stay
             d.pop("search")
+        if not d["option_axes"]:  # likewise
+            d.pop("option_axes")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def with_overrides(self, **changes: Any) -> Experiment:
@@ -346,6 +360,24 @@ class _Parser:
             out[str(k)] = v
         return tuple(sorted(out.items()))
 
+    def option_axes(self, value: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        """Option name -> the list of its values (scalars, no repeats); typed and checked per
+        dataset task with the runs (`check_runs`)."""
+        at = ("option_axes",)
+        if not isinstance(value, Mapping):
+            raise self.error(at, f"expected a mapping option -> list of values, got {value!r}")
+        out = []
+        for name, values in value.items():
+            items = self.listing(values, at + (name,))
+            if not items:
+                raise self.error(at + (name,), "an option axis needs at least one value")
+            for i, v in enumerate(items):
+                if isinstance(v, (Mapping, list)) or v is None:
+                    raise self.error(at + (name, i), f"option values are scalars, got {v!r}")
+            self.no_duplicates(items, at + (name,), "value")
+            out.append((str(name), tuple(items)))
+        return tuple(out)
+
     def path(self, value: Any, at: tuple) -> str:
         text = self.text(value, at)
         p = Path(text).expanduser()
@@ -401,7 +433,14 @@ class _Parser:
             self.integer(data_opts["subset_seed"], ("data", "subset_seed"), 0),
             splits=self.splits(d.get("splits", ["official"])),
             task=task, path=None if path is None else str(path),
-            search=self.search(d.get("search", "grid")))
+            search=self.search(d.get("search", "grid")),
+            option_axes=self.option_axes(d.get("option_axes", {}) or {}))
+        overlap = sorted(set(dict(exp.option_axes)) & (
+            set(dict(exp.options)) | {k for m in exp.models for k, _ in m.options}))
+        if overlap:
+            raise self.error(("option_axes", overlap[0]),
+                             f"option {overlap[0]} is both an axis and a fixed option; give it "
+                             f"in one place")
         self.check_runs(exp)
         return exp
 
@@ -421,10 +460,11 @@ class _Parser:
                     for regime in exp.regimes_for(model):
                         if (ds.name, regime) in skipped:
                             continue
-                        for loss, split in [(x, k) for x in losses for k in exp.splits]:
+                        for loss, split, arm in itertools.product(losses, exp.splits,
+                                                                  exp.arms):
                             try:
                                 planned_spec(exp, ds, variant, model, regime,
-                                             config | {"loss": loss}, split=split)
+                                             config | {"loss": loss}, split=split, arm=arm)
                             except MarsbenchError as exc:
                                 raise self.error(self.blame(exc, i, j, model),
                                                  f"{ds.name}[{variant}] {model.name} {regime}: "
@@ -436,6 +476,8 @@ class _Parser:
         if exc.where == "options" and name is not None:
             if name in dict(entry.options):
                 return ("models", model, "options", name)
+            if ("option_axes", name) in self.lines:
+                return ("option_axes", name)
             if ("options", name) in self.lines:
                 return ("options", name)
             if name == "dice_weighting":  # from a loss value dice:<weighting>

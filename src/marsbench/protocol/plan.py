@@ -47,11 +47,20 @@ class Group(NamedTuple):
     weights: str
     regime: str
     split: str = "official"  # RunSpec.split (docs/splits.md)
+    arm: str = ""  # the experiment's option-axis values, "imbalance=focal" ('' without axes)
+
+    @property
+    def label(self) -> str:
+        """The model with the split scheme and option arm that tell this group apart from the
+        model's other groups (the ``model`` column of the selections and trials tables)."""
+        k = "" if self.split == "official" else f" split={self.split}"
+        return f"{self.model}{k}{' ' + self.arm if self.arm else ''}"
 
     def describe(self) -> str:
         w = "" if self.weights == "default" else f" ({self.weights[:19]})"
         k = "" if self.split == "official" else f" split={self.split}"
-        return f"{self.dataset}[{self.variant}] {self.model}{w} {self.regime}{k}"
+        a = f" {self.arm}" if self.arm else ""
+        return f"{self.dataset}[{self.variant}] {self.model}{w} {self.regime}{k}{a}"
 
 
 @dataclass(frozen=True)
@@ -155,12 +164,14 @@ def _weights(model: ModelEntry, regime: str, hashes: dict[str, str]) -> tuple[st
     return f"sha256:{hashes[model.weights]}", model.weights
 
 
-def run_options(exp: Experiment, model: ModelEntry, regime: str, task: str) -> dict[str, Any]:
-    """The options of one group's runs: the experiment's, then the model's. The experiment's
+def run_options(exp: Experiment, model: ModelEntry, regime: str, task: str,
+                arm: tuple[tuple[str, Any], ...] = ()) -> dict[str, Any]:
+    """The options of one group's runs: the experiment's, the model's, then the option arm's
+    (one combination of the experiment's ``option_axes``). The experiment's
     ``fe_path`` goes to the feature_extraction runs of the tasks that have it (classification,
     segmentation), where it can apply: ``cached`` leaves segmentation's ``input_policy=tile``
     runs on their default, ``online`` (an explicit ``fe_path`` option is checked as given)."""
-    options = dict(exp.options) | dict(model.options)
+    options = dict(exp.options) | dict(model.options) | dict(arm)
     if regime == "feature_extraction" and "fe_path" in option_names(task):
         if "fe_path" not in options and (
                 exp.fe_path == "online"
@@ -173,11 +184,11 @@ def run_options(exp: Experiment, model: ModelEntry, regime: str, task: str) -> d
 
 def planned_spec(exp: Experiment, ds: DatasetEntry, variant: str, model: ModelEntry,
                  regime: str, config: Mapping[str, Any], weights: str = "default",
-                 split: str = "official") -> RunSpec:
+                 split: str = "official", arm: tuple[tuple[str, Any], ...] = ()) -> RunSpec:
     """The spec of one planned run (validated: options, variant, loss, dataset)."""
     root = ds.root or exp.data_root
     task = str(dataset_card(ds.name, root, exp.source).task)
-    options = run_options(exp, model, regime, task)
+    options = run_options(exp, model, regime, task, arm)
     config = dict(config)
     loss, _, weighting = str(config.get("loss", "auto")).partition(":")
     if weighting:  # dice:<weighting>: generalised Dice with those class weights
@@ -237,10 +248,10 @@ def space_runs(exp: Experiment) -> dict[Group, list[PlannedRun]]:
                     if (ds.name, regime) in skipped:
                         continue
                     weights, path = _weights(model, regime, hashes)
-                    for split, config in itertools.product(exp.splits, configs):
+                    for arm, split, config in itertools.product(exp.arms, exp.splits, configs):
                         spec = planned_spec(exp, ds, variant, model, regime, config, weights,
-                                            split)
-                        run = PlannedRun(spec, "grid", _group_of(spec), path,
+                                            split, arm)
+                        run = PlannedRun(spec, "grid", _group_of(exp, spec), path,
                                          point=tuple(config.items()))
                         out.setdefault(run.group, []).append(run)
     return out
@@ -294,8 +305,12 @@ def not_applicable(exp: Experiment) -> dict[tuple[str, str], str]:
     return out
 
 
-def _group_of(spec: RunSpec) -> Group:
-    return Group(spec.dataset, spec.variant, spec.model, spec.weights, spec.regime, spec.split)
+def _group_of(exp: Experiment, spec: RunSpec) -> Group:
+    """The group of ``spec``: its arm is read back from the spec's own (typed) options."""
+    values = spec.options.to_dict()
+    arm = " ".join(f"{name}={values.get(name)}" for name, _ in exp.option_axes)
+    return Group(spec.dataset, spec.variant, spec.model, spec.weights, spec.regime, spec.split,
+                 arm)
 
 
 def seed_runs(exp: Experiment, winner: RunSpec, weights_path: str | None) -> list[PlannedRun]:
@@ -305,7 +320,7 @@ def seed_runs(exp: Experiment, winner: RunSpec, weights_path: str | None) -> lis
     # data location from the experiment (the stored spec keeps where the grid run read it)
     root = next((d.root for d in exp.datasets if d.name == winner.dataset and d.root), None)
     base = winner.replace(data_root=root or exp.data_root, source=exp.source)
-    return [PlannedRun(base.replace(seed=s), "seeds", _group_of(base), weights_path)
+    return [PlannedRun(base.replace(seed=s), "seeds", _group_of(exp, base), weights_path)
             for s in exp.seeds]
 
 

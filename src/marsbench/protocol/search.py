@@ -200,7 +200,7 @@ def write_trials(store: ResultsStore, exp: Experiment, group: Group,
         record = records.get(run.key)
         value = None if record is None else selection_value(record, exp.selection.metric)
         state = "running" if record is None else ("complete" if record.ok else "failed")
-        rows.append((exp.name, group.dataset, group.variant, group.model, group.weights,
+        rows.append((exp.name, group.dataset, group.variant, group.label, group.weights,
                      group.regime, exp.search, number, run.key,
                      json.dumps(params_of(run, space), sort_keys=True, default=str), value,
                      state, utc_now()))

@@ -62,7 +62,7 @@ def write_selections(store: ResultsStore, exp: Experiment,
             config = json.dumps({f: getattr(w.spec, f) for f in CONFIG_FIELDS}, sort_keys=True)
             # the winner's seed runs: what a report of this experiment reads from the store
             finals = json.dumps([run.key for run in seed_runs(exp, w.spec, None)])
-        rows.append((exp.name, exp.identity_hash(), g.dataset, g.variant, g.model, g.weights,
+        rows.append((exp.name, exp.identity_hash(), g.dataset, g.variant, g.label, g.weights,
                      g.regime, sel.metric, exp.selection.mode, sel.value,
                      None if w is None else w.spec_key, config, sel.candidates, sel.failed,
                      utc_now(), finals))
