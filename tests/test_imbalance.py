@@ -333,3 +333,9 @@ def test_the_report_shows_the_winner_from_run_records():
     assert table["delta_tail"].iloc[0] == pytest.approx(0.10)
     text = render_markdown(data, [], "figures", "t")
     assert "Best: inverse_frequency; its interval excludes 0" in text
+    # and as a table in both renderers
+    assert "### Class imbalance" in text and "| inverse_frequency |" in text
+    assert "best, CI excludes 0" in text
+    from marsbench.report import render_html
+
+    assert "Change over imbalance=none (test)" in render_html(data, [])

@@ -46,3 +46,38 @@ def test_no_records_gives_an_empty_table():
     table = science_table({}, {})
     assert table.empty and "metric" in table.columns
     assert science_display(table, "detection", "fine_tuning").empty
+
+
+def test_the_report_shows_and_writes_the_science_metrics(tmp_path):
+    """Planted segmentation records: the rendered report carries the section with the planted
+    means, and tables/science_metrics.csv holds them."""
+    import pandas as pd
+
+    from marsbench.aggregate import results_table
+    from marsbench.report import make_report
+    from marsbench.runs import RunRecord, RunSpec
+
+    rows, records = [], []
+    for model, f1 in (("unet", 0.8), ("deeplabv3plus", 0.4)):
+        for dataset in ("mb-crater_binary_seg", "mb-boulder_seg"):
+            for seed in (0, 1):
+                iou = 0.5 + 0.1 * seed + (0.2 if model == "unet" else 0.0)
+                rows.append(dict(model=model, dataset=dataset, task="segmentation",
+                                 regime="feature_extraction", variant="full", seed=seed,
+                                 metric="iou_reference", value=iou))
+                spec = RunSpec(dataset=dataset, model=model, regime="feature_extraction",
+                               seed=seed)
+                test = {"iou_reference": iou, "object_f1": f1 + 0.1 * seed,
+                        "count_mae": 1.0 + seed, "sfd_ks": 0.3, "sfd_slope_diff": -0.2}
+                records.append(RunRecord.success(spec, task="segmentation",
+                                                 metrics={"test": test}))
+    written = make_report(results_table(rows), tmp_path / "out", baselines=False, rounds=50,
+                          records=records)
+    table = pd.read_csv(written["table:science_metrics"])
+    unet = table[(table["model"] == "unet") & (table["dataset"] == "mb-boulder_seg")]
+    assert unet.set_index("metric").loc["object_f1", "mean"] == pytest.approx(0.85)
+    md = written["markdown"].read_text()
+    assert "### Science metrics: objects and rare classes" in md
+    assert "0.850 ± 0.071" in md  # unet's object F1 over its two seeds
+    html = written["html"].read_text()
+    assert "Science metrics: objects and rare classes" in html and "SFD KS distance" in html

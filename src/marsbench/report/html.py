@@ -9,7 +9,7 @@ import jinja2
 import pandas as pd
 
 from . import paper_table, section_tables
-from .splits import SPLITS_INTRO, split_blocks
+from .extra_sections import extra_sections
 from .build import ReportData
 from .figures import ReportFigure
 
@@ -122,9 +122,10 @@ Pareto front: the models no other model beats with a higher score at a lower cos
 {% for caption, t in b.tables %}<p class="small">{{ caption }}</p><div class="scroll">{{ t }}</div>{% endfor %}
 {% for line in b.lines %}<p class="small">{{ line }}</p>{% endfor %}{% endfor %}
 {% for f in figs[task]["cost"] %}{{ figure(f) }}{% endfor %}{% endif %}
-{% if split_blocks[task] %}<h3>Official vs re-drawn splits</h3><p>{{ splits_intro }}</p>
-{% for b in split_blocks[task] %}<h4>{{ b.regime }}</h4>
-{% for caption, t in b.tables %}<p class="small">{{ caption }}</p><div class="scroll">{{ t }}</div>{% endfor %}{% endfor %}{% endif %}
+{% for heading, intro, made in extras[task] %}<h3>{{ heading }}</h3><p>{{ intro }}</p>
+{% for b in made %}<h4>{{ b.regime }}</h4>
+{% for caption, t in b.tables %}<p class="small">{{ caption }}</p><div class="scroll">{{ t }}</div>{% endfor %}
+{% for line in b.lines %}<p class="small">{{ line }}</p>{% endfor %}{% endfor %}{% endfor %}
 </section>
 {% endfor %}
 <section id="leaderboard">
@@ -185,14 +186,19 @@ def render_html(data: ReportData, figures: list[ReportFigure], title: str = "Mar
 
     figs = {t: {s: [f for f in figures if f.task == t and f.section == s] for s in SECTIONS} for t in data.tasks}
     tables, matrices, needs, per_class = {}, {}, {}, {}
-    blocks = {name: {} for name in ("rank", "cal", "cost", "split")}
+    blocks = {name: {} for name in ("rank", "cal", "cost")}
+    extras = {}
     for task in data.tasks:
         for name, make in (("rank", section_tables.ranking_blocks), ("cal", section_tables.calibration_blocks),
-                           ("cost", section_tables.cost_blocks), ("split", split_blocks)):
+                           ("cost", section_tables.cost_blocks)):
             made = make(data, task)
             for b in made:
                 b.tables = [(c, markup(section_tables.html_table(t, data))) for c, t in b.tables]
             blocks[name][task] = made
+        extras[task] = extra_sections(data, task)
+        for _, _, made in extras[task]:
+            for b in made:
+                b.tables = [(c, markup(section_tables.html_table(t, data))) for c, t in b.tables]
         scores = data.task_scores[data.task_scores["task"] == task].sort_values(["regime", "iqm"], ascending=[True, False])
         tables[task] = {"scores": markup(_table_html(scores.drop(columns=["task", "variant"]))) if len(scores) else ""}
         matrices[task] = [(regime, markup(paper_table.html_table(rows, data)))
@@ -207,6 +213,6 @@ def render_html(data: ReportData, figures: list[ReportFigure], title: str = "Mar
         title=title, data=data, notes=data.notes(), figs=figs, tables=tables, regimes=regimes,
         leaderboard=board, own_models=own, figure=figure, matrices=matrices, needs=needs,
         per_class=per_class, rank_blocks=blocks["rank"], cal_blocks=blocks["cal"],
-        cost_blocks=blocks["cost"], split_blocks=blocks["split"], splits_intro=SPLITS_INTRO,
+        cost_blocks=blocks["cost"], extras=extras,
         pct=f"{100 * data.confidence:g} %",
     )

@@ -104,3 +104,33 @@ def imbalance_table(matched: Mapping[tuple, Any], headline: Mapping[str, str], *
         if best is not None:
             notes.append(_note(dataset, regime, model, metric, part, best))
     return pd.DataFrame(rows, columns=IMBALANCE_COLUMNS), notes
+
+
+IMBALANCE_INTRO = ("Each class-imbalance strategy (run option `imbalance`, docs/imbalance.md) "
+                   "against the `imbalance=none` runs of the same model, paired by seed: the change "
+                   "in the headline test metric and in tail-class recall, with a bootstrap "
+                   "interval over the paired seeds; the best strategy per dataset is marked, and "
+                   "whether its interval excludes 0. `tables/imbalance.csv`.")
+
+
+def imbalance_blocks(data, task: str) -> list:
+    """Per regime: one row per (dataset, model, strategy) (`section_tables.Block`)."""
+    from .section_tables import Block, _num
+
+    if task != "classification" or data.sections.imbalance.empty:
+        return []
+    pct = f"{100 * data.confidence:g} %"
+    out = []
+    table = data.sections.imbalance
+    for regime in sorted(set(table["regime"])):
+        rows = [{"dataset": r.dataset, "model": r.model, "strategy": r.strategy,
+                 "seeds": str(r.seeds), "metric": r.metric,
+                 "Δ headline": _num(r.delta_headline),
+                 f"{pct} CI": f"[{_num(r.headline_low)}, {_num(r.headline_high)}]",
+                 "Δ tail recall": _num(r.delta_tail),
+                 f"{pct} CI, tail": f"[{_num(r.tail_low)}, {_num(r.tail_high)}]",
+                 "best": ("best, CI excludes 0" if r.ci_excludes_zero else "best, CI includes 0")
+                 if r.best else ""}
+                for r in table[table["regime"] == regime].itertuples(index=False)]
+        out.append(Block(regime, [("Change over imbalance=none (test)", pd.DataFrame(rows))]))
+    return out

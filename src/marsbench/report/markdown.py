@@ -8,7 +8,7 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from . import paper_table, section_tables
-from .splits import SPLITS_INTRO, split_blocks
+from .extra_sections import extra_sections
 from .build import ReportData
 from .figures import ReportFigure
 
@@ -90,7 +90,7 @@ def render_markdown(data: ReportData, figures: list[ReportFigure], figure_dir: s
                 ("Cost per result",
                  "From the run records (full training set); Pareto front: no other model scores "
                  "higher at a lower cost. `tables/cost.csv`.", section_tables.cost_blocks(data, task)),
-                ("Official vs re-drawn splits", SPLITS_INTRO, split_blocks(data, task))):
+                *extra_sections(data, task)):
             if not made:
                 continue
             lines += [f"### {heading}", "", intro, ""]

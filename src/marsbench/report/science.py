@@ -103,3 +103,24 @@ def _cell(hit: pd.DataFrame) -> str:
     if int(r["defined"]) < int(r["runs"]):
         text += f" (n={int(r['defined'])}/{int(r['runs'])})"
     return text
+
+
+SCIENCE_INTRO = ("What a scientist does with the output, from the run records (full training set), "
+                 "mean ± standard deviation over seeds: objects found and miscounted, and how far "
+                 "the size-frequency distribution of their diameters is from the truth (SFD: "
+                 "Kolmogorov-Smirnov distance, error of the log-log slope; docs/object_metrics.md); "
+                 "for classification, how the rare classes fare (recall on the head / medium / "
+                 "tail terciles of training frequency). ↑ higher is better, ↓ lower; n=k/m: only k "
+                 "of m runs define the value. `tables/science_metrics.csv`.")
+
+
+def science_blocks(data, task: str) -> list:
+    """Per regime: dataset x model rows of the task's science metrics (`section_tables.Block`)."""
+    from .section_tables import Block, _regimes
+
+    out = []
+    for regime, _ in _regimes(data.sections.science, task):
+        shown = science_display(data.sections.science, task, regime)
+        if len(shown):
+            out.append(Block(regime, [("Science metrics (test, mean ± sd over seeds)", shown)]))
+    return out

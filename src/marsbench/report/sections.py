@@ -70,6 +70,7 @@ class Sections:
     cost: pd.DataFrame = field(default_factory=lambda: _empty(COST_COLUMNS))
     splits: pd.DataFrame = field(default_factory=pd.DataFrame)  # report.splits
     imbalance: pd.DataFrame = field(default_factory=pd.DataFrame)  # report.imbalance
+    science: pd.DataFrame = field(default_factory=pd.DataFrame)  # report.science
     notes: list[str] = field(default_factory=list)
     # classification models (task, regime) -> own models whose records lack the metrics
     uncalibrated: dict[tuple[str, str], list[str]] = field(default_factory=dict)
@@ -351,7 +352,10 @@ def build_sections(*, scores: pd.DataFrame, combined: pd.DataFrame,
     from .splits import split_comparison  # runs with a split scheme other than official
 
     splits = split_comparison(combined, rounds=rounds, seed=seed, confidence=confidence)
+    from .science import science_table  # object counts / sizes, rare-class recall
+
+    science = science_table(matched, tasks)
     return Sections(**ranked, splits=splits, calibration=cal["calibration"], reliability=cal["reliability"],
-                    risk_coverage=cal["risk_coverage"], cost=cost, imbalance=imbalance,
+                    risk_coverage=cal["risk_coverage"], cost=cost, imbalance=imbalance, science=science,
                     notes=notes + imbalance_notes,
                     uncalibrated=cal["uncalibrated"], uncosted=uncosted)

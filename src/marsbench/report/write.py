@@ -38,7 +38,8 @@ def write_report(data: ReportData, out_dir: str | Path, *, title: str = "Mars-Be
         "win_probability": data.sections.win_probability, "seed_power": data.sections.seed_power,
         "calibration": data.sections.calibration, "reliability": data.sections.reliability,
         "risk_coverage": data.sections.risk_coverage, "cost": data.sections.cost,
-        "split_schemes": data.sections.splits,
+        "split_schemes": data.sections.splits, "imbalance": data.sections.imbalance,
+        "science_metrics": data.sections.science,
     }
     for name, frame in tables.items():
         path = out / "tables" / f"{name}.csv"
