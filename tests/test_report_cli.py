@@ -72,12 +72,15 @@ def test_html_is_self_contained_with_every_plot(paper_report):
     # interval plot, performance profiles, probability of improvement and per-dataset plot per
     # task; partition curves per task and few-shot curves for classification come from the paper
     # baselines; no per-class or training curves (a CSV has no records)
+    # (the curves twice: raw, and as the paper draws them, normalised with an aggregate panel)
     assert figures == ["classification_datasets.png", "classification_few_shot.png",
+                       "classification_few_shot_paper_style.png",
                        "classification_improvement.png", "classification_iqm.png",
-                       "classification_partition.png", "classification_profiles.png",
-                       "classification_win_probability.png",
+                       "classification_partition.png", "classification_partition_paper_style.png",
+                       "classification_profiles.png", "classification_win_probability.png",
                        "segmentation_datasets.png", "segmentation_improvement.png",
                        "segmentation_iqm.png", "segmentation_partition.png",
+                       "segmentation_partition_paper_style.png",
                        "segmentation_profiles.png", "segmentation_win_probability.png"]
     assert html.count('<img src="data:image/png;base64,') == len(figures)
     assert not re.search(r"""(src|href)=["'](?!data:)""", html)  # nothing loaded from elsewhere

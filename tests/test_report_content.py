@@ -340,9 +340,11 @@ def rich(tmp_path_factory):
 
 def test_one_colour_per_model_in_every_figure(rich):
     data, figures, _ = rich
+    # partition and few-shot curves twice: raw, and as the paper draws them (normalised)
     assert [f.section for f in figures] == ["tasks", "profiles", "improvement", "rankings", "regimes",
-                                            "datasets", "partition", "few_shot", "per_class", "history",
-                                            "calibration", "calibration", "cost"]
+                                            "datasets", "partition", "partition", "few_shot",
+                                            "few_shot", "per_class", "history", "calibration",
+                                            "calibration", "cost"]
     expected = plots.model_colours(data.table["model"].unique(), data.baseline_models)
     assert expected["mars-net"] != expected[LONG]
     for f in figures:

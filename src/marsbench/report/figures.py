@@ -65,6 +65,16 @@ def make_figures(data: ReportData) -> list[ReportFigure]:
                 title = f"{task}: {'training-set size' if kind == 'partition' else 'few-shot'} curves"
                 add(f"{task}_{kind}", kind, task, title,
                     plots.curve_plot(curves, task, kind, colours, base, conf))
+                from .paper_output import paper_style_curves
+
+                models = set(curves.loc[curves["task"] == task, "model"])
+                drawn = paper_style_curves(data.table[data.table["model"].isin(models)], task,
+                                           kind, colours, rounds=data.rounds, seed=data.seed,
+                                           confidence=conf)
+                if drawn is not None:
+                    add(f"{task}_{kind}_paper_style", kind, task,
+                        f"{title}, as the paper draws them (min-max normalised over the "
+                        "curve's runs per dataset; aggregate: IQM)", drawn)
         if (data.per_class["task"] == task).any():
             add(f"{task}_per_class", "per_class", task, f"{task}: per-class scores",
                 plots.per_class_plot(data.per_class, task, colours))

@@ -52,6 +52,29 @@ def write_item(item: PaperItem, numbers: pd.DataFrame, out: Path, *, source: str
     return written
 
 
+def paper_style_curves(table: pd.DataFrame, task: str, kind: str, colours, *, rounds: int,
+                       seed: int, confidence: float):
+    """(figure, colours used) of ``task``'s ``kind`` curves (``partition`` / ``few_shot``)
+    drawn as the paper draws them (`curve_numbers`: feature extraction, min-max normalised over
+    the curve's runs per dataset, an aggregate IQM panel); None where the paper has no such
+    figure (detection) or the table no feature-extraction runs for it."""
+    from ..errors import OptionError
+    from .paper_figures import REGISTRY, curve_numbers, figure_rows
+
+    item = next((i for i in REGISTRY if i.kind == "curves" and i.tasks == (task,)
+                 and i.variants == kind and i.published), None)
+    if item is None:
+        return None
+    try:
+        rows = figure_rows(item, table)
+    except OptionError:  # no feature-extraction runs of this kind
+        return None
+    if not rows["variant"].ne("full").any():
+        return None
+    numbers = curve_numbers(rows, rounds=rounds, seed=seed, confidence=confidence)
+    return _curve_figure(item, numbers[numbers["task"] == task], task, colours, confidence)
+
+
 def _curve_figure(item: PaperItem, part: pd.DataFrame, task: str, colours, confidence: float):
     curves = part.rename(columns={"panel": "dataset"}).assign(
         regime="feature_extraction", metric="min-max normalised score")
