@@ -105,6 +105,30 @@ def _replace_class_head(net: nn.Module, outputs: int) -> None:
         raise TypeError(f"cannot replace the class head of {type(net).__name__}")
 
 
+# torchvision's own defaults, which the reference keeps (FasterRCNN.py:29, RetinaNet.py:32 build
+# the detectors without a score threshold): boxes below them are never scored in mAP
+TORCHVISION_SCORE_THRESH = {FasterRCNN: 0.05, RetinaNet: 0.05, SSD: 0.01}
+
+
+def score_threshold(net: nn.Module) -> float | None:
+    """The lowest score a detection of ``net`` may have to be kept (None: not a torchvision one)."""
+    if isinstance(net, FasterRCNN):
+        return float(net.roi_heads.score_thresh)
+    if isinstance(net, (RetinaNet, SSD)):
+        return float(net.score_thresh)
+    return None
+
+
+def _reference_score_threshold(net: nn.Module) -> None:
+    for kind, value in TORCHVISION_SCORE_THRESH.items():
+        if isinstance(net, kind):
+            if isinstance(net, FasterRCNN):
+                net.roi_heads.score_thresh = value
+            else:
+                net.score_thresh = value
+            return
+
+
 def _low_score_threshold(net: nn.Module) -> None:
     if isinstance(net, FasterRCNN):
         net.roi_heads.score_thresh = SCORE_THRESH
@@ -288,7 +312,11 @@ def build_detector(spec_or_name: ModelSpec | str, num_classes: int, regime: Regi
     """A detector for ``num_classes`` object classes (labels ``1..K``) in ``regime``; under the
     ``paper`` profile a spec's ``paper_variant`` (``ssd_resnet34`` -> the reference's SSD)."""
     spec = get_spec(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
-    return build_dense(spec_for_run(spec, profile, str(regime)), DET, num_classes, regime, weights)
+    model = build_dense(spec_for_run(spec, profile, str(regime)), DET, num_classes, regime,
+                        weights)
+    if profile == "paper":  # docs/fidelity.md row 20: torchvision's default score thresholds
+        _reference_score_threshold(model.net)
+    return model
 
 
 # -- registry ----------------------------------------------------------------------------------

@@ -218,7 +218,10 @@ class DetectionTask(TaskTrainer):
                          for name in ("val", "test")}
         self.forward = ctx.wrap(model.net)
         self.tile = sizes.get("tile_size")
+        from ..models.detection import score_threshold
+
         self.info = {"input_policy": sizes, "model_built": model.spec.name,
+                     "score_threshold": score_threshold(model.net),
                      "preprocessing": (prep or model.preprocessing).to_dict(),
                      "normalised_by": (NORMALISED_TWICE if paper else
                                        getattr(model.net, "normalised_by", NORMALISED_BY)),
