@@ -6,7 +6,9 @@ For each dataset and seed, the same run is trained under several settings:
 - ``paper``: the reference's semantics (every row of docs/fidelity.md the profile reproduces);
 - ``marsbench+online``: our defaults but ``fe_path=online`` (augmentation, backbone every step),
   which isolates row 6 (the feature-extraction path) from the loop rows 1-5 and 7-8
-  (feature_extraction runs only).
+  (feature_extraction runs only);
+- ``marsbench+224``: our defaults but the reference's 224-px resize (``input_policy=reference,
+  input_size=224``), which isolates row 9 (segmentation and detection runs only).
 
 It prints, per dataset and setting, the test headline (mean and standard deviation over seeds)
 and the paired difference from ``marsbench`` (mean over seeds, 95 % percentile bootstrap CI of
@@ -37,6 +39,7 @@ SETTINGS = {  # name -> (profile, options)
     "marsbench": ("marsbench", {}),
     "paper": ("paper", {}),
     "marsbench+online": ("marsbench", {"fe_path": "online"}),
+    "marsbench+224": ("marsbench", {"input_policy": "reference", "input_size": 224}),
 }
 
 
@@ -67,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a generated 3-class dataset instead of --root (for the smoke test)")
     ap.add_argument("--model", default="efficientnet_lite0")
     ap.add_argument("--regime", default="feature_extraction")
-    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--settings", nargs="+", default=None, choices=list(SETTINGS),
+                    help="default: every setting that applies to the datasets' task")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 10, 42, 123])
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--patience", type=int, default=5)
@@ -93,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"profile_effects: {', '.join(missing)} not found under {root}; pass --root "
                   f"(the folder holding them) or --synthetic", file=sys.stderr)
             return 2
-    settings = [s for s in args.settings
-                if not (s == "marsbench+online" and args.regime != "feature_extraction")]
+    from marsbench.runs.spec import dataset_card
+
+    task = str(dataset_card(datasets[0], str(root)).task)
+    settings = [s for s in (args.settings or SETTINGS)
+                if not (s == "marsbench+online" and args.regime != "feature_extraction")
+                and not (s == "marsbench+224" and task == "classification")]
     rows = []
     for dataset in datasets:
         for setting in settings:
