@@ -144,9 +144,10 @@ def test_report_renders_in_headless_chromium(tmp_path):
     html_path = written["html"]
     n_figures = sum(1 for key in written if key.startswith("figure:"))
     # aggregate, performance profiles, probability of improvement, win probability, regimes,
-    # per dataset, partition curves, few-shot curves, per-class scores, training curves,
-    # reliability diagrams, risk-coverage curves, score against cost
-    assert n_figures == 13
+    # per dataset, partition curves and few-shot curves (each raw and as the paper draws them),
+    # per-class scores, training curves, reliability diagrams, risk-coverage curves, score
+    # against cost
+    assert n_figures == 15
     html = html_path.read_text()
     assert html.count('<img src="data:image/png;base64,') == n_figures
     for heading in ("Rankings that survive noise", "Calibration", "Cost per result"):
