@@ -19,13 +19,16 @@ easy to spot if a process is killed between the write and the rename.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "json_memo"]
 
 
 @contextlib.contextmanager
@@ -110,3 +113,35 @@ def _default_mode() -> int:
     mask = os.umask(0o022)  # no /proc: read it by setting it (briefly) and putting it back
     os.umask(mask)
     return 0o666 & ~mask
+
+
+_MEMO_LOCK = threading.Lock()
+
+
+def json_memo(path: str | Path, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
+    """``(value, True)`` where the JSON file ``path`` holds ``key``, else ``(compute(), False)``
+    with the value stored there (atomically; never None). A file that cannot be read counts as
+    empty; one that cannot be written is left as it is (the value is computed again next time)."""
+    path = Path(path)
+
+    def read() -> dict:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    with _MEMO_LOCK:
+        known = read()
+        if key in known:
+            return known[key], True
+    value = compute()
+    if value is None:
+        return None, False
+    with _MEMO_LOCK:
+        known = read()  # another writer may have added keys meanwhile
+        known[key] = value
+        try:
+            atomic_write_text(path, json.dumps(known, indent=1, sort_keys=True))
+        except OSError:
+            pass  # a read-only cache
+    return value, False

@@ -17,9 +17,7 @@ resolution segmentation sees larger ones). Detectors are not measured.
 from __future__ import annotations
 
 import functools
-import json
 import platform
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,6 @@ from typing import Any
 
 MEASURE_LIMIT_S = 1.0  # measure a model when one training step is expected below this
 EVAL_SPEEDUP = 3.0  # val images per second / train images per second (assumed)
-_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -62,28 +59,9 @@ def _device_name(device) -> str:
 
 
 def _cached(key: str, compute) -> tuple[Any, bool]:
-    from ..io import atomic_write_bytes
+    from ..io import json_memo
 
-    path = _cache_file()
-    with _LOCK:
-        try:
-            known = json.loads(path.read_text())
-        except (OSError, ValueError):
-            known = {}
-        if key in known:
-            return known[key], True
-    value = compute()
-    with _LOCK:
-        try:
-            known = json.loads(path.read_text())
-        except (OSError, ValueError):
-            known = {}
-        known[key] = value
-        try:
-            atomic_write_bytes(path, json.dumps(known, indent=1, sort_keys=True).encode())
-        except OSError:
-            pass  # a read-only cache: measured again next time
-    return value, False
+    return json_memo(_cache_file(), key, compute)
 
 
 def _step_time(model, batch, device, steps: int = 3) -> float:

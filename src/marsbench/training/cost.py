@@ -17,15 +17,11 @@ Stored in every run record as ``extra["cost"]`` (the wall time split by stage is
 
 from __future__ import annotations
 
-import json
 import sys
-import threading
 from pathlib import Path
 
 import torch
 from torch import nn
-
-_LOCK = threading.Lock()
 
 
 def count_flops(module: nn.Module, example: torch.Tensor) -> int:
@@ -50,31 +46,9 @@ def _flops_file() -> Path:
 
 def cached_flops(key: str, compute):
     """The value for ``key`` in the cache file, else ``compute()`` (stored unless None)."""
-    path = _flops_file()
-    with _LOCK:
-        try:
-            known = json.loads(path.read_text())
-        except (OSError, ValueError):
-            known = {}
-        if key in known:
-            return known[key]
-    value = compute()
-    if value is None:
-        return None
-    with _LOCK:
-        try:
-            known = json.loads(path.read_text()) if path.exists() else {}
-        except (OSError, ValueError):
-            known = {}
-        known[key] = value
-        try:
-            from ..io import atomic_write_text
+    from ..io import json_memo
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, json.dumps(known, sort_keys=True))
-        except OSError:
-            pass  # a read-only cache: counted again next time
-    return value
+    return json_memo(_flops_file(), key, compute)[0]
 
 
 def parameter_counts(module: nn.Module | None) -> tuple[int, int]:
