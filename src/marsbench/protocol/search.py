@@ -18,7 +18,6 @@ next point (`TpeGroup`). Every trial is written to the table ``search_trials`` o
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from ..errors import OptionError
 from ..runs.record import RunRecord, utc_now
 from ..runs.store import ResultsStore
 from ..vocab import SEARCH_KINDS
+from .tables import SideTable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS search_trials (
     PRIMARY KEY (experiment, dataset, variant, model, weights, regime, search, number)
 )
 """
+TABLE = SideTable("search_trials", TRIAL_COLUMNS, _SCHEMA,
+                  order="experiment, dataset, variant, model, regime, search, number")
 ASK_LIMIT = 50  # TPE asks per wanted trial before giving up on new points (it repeats itself)
 
 
@@ -182,13 +184,6 @@ def _config_key(config: Mapping[str, Any]) -> str:
 
 # -- the trials table -------------------------------------------------------------------------------
 
-def _connect(store: ResultsStore) -> sqlite3.Connection:
-    con = sqlite3.connect(store.path, timeout=store.timeout, isolation_level=None)
-    con.execute(f"PRAGMA busy_timeout = {int(store.timeout * 1000)}")
-    con.execute(_SCHEMA)
-    return con
-
-
 def write_trials(store: ResultsStore, exp: Experiment, group: Group,
                  trials: Sequence[PlannedRun], records: Mapping[str, RunRecord],
                  space: Mapping[str, Sequence[Any]]) -> int:
@@ -204,38 +199,9 @@ def write_trials(store: ResultsStore, exp: Experiment, group: Group,
                      group.regime, exp.search, number, run.key,
                      json.dumps(params_of(run, space), sort_keys=True, default=str), value,
                      state, utc_now()))
-    if not rows:
-        return 0
-    con = _connect(store)
-    try:
-        con.execute("BEGIN IMMEDIATE")
-        con.executemany(f"INSERT OR REPLACE INTO search_trials ({', '.join(TRIAL_COLUMNS)}) "
-                        f"VALUES ({', '.join('?' * len(TRIAL_COLUMNS))})", rows)
-        con.execute("COMMIT")
-    finally:
-        con.close()
-    return len(rows)
+    return TABLE.replace(store, rows)
 
 
 def read_trials(store: ResultsStore | str, experiment: str | None = None) -> pd.DataFrame:
     """The ``search_trials`` table (columns `TRIAL_COLUMNS`), optionally of one experiment."""
-    import pandas as pd
-
-    store = store if isinstance(store, ResultsStore) else ResultsStore(store)
-    if store.readonly:  # a report: read what is there, create nothing
-        con = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=store.timeout)
-        if not con.execute("SELECT name FROM sqlite_master WHERE name = 'search_trials'"
-                           ).fetchone():
-            con.close()
-            return pd.DataFrame(columns=list(TRIAL_COLUMNS))
-    else:
-        con = _connect(store)
-    try:
-        sql, args = f"SELECT {', '.join(TRIAL_COLUMNS)} FROM search_trials", ()
-        if experiment is not None:
-            sql, args = sql + " WHERE experiment = ?", (experiment,)
-        rows = con.execute(sql + " ORDER BY experiment, dataset, variant, model, regime, "
-                                 "search, number", args).fetchall()
-    finally:
-        con.close()
-    return pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
+    return TABLE.read(store, experiment)

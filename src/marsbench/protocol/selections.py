@@ -9,7 +9,6 @@ validation losses, so every decision can be checked against its candidates.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from ..runs.record import utc_now
 from ..runs.store import ResultsStore
 from .experiment import Experiment
 from .plan import Selection, seed_runs
+from .tables import SideTable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,18 +35,11 @@ CREATE TABLE IF NOT EXISTS selections (
     PRIMARY KEY (experiment, dataset, variant, model, weights, regime)
 )
 """
+TABLE = SideTable("selections", SELECTION_COLUMNS, _SCHEMA,
+                  order="experiment, dataset, variant, model, regime",
+                  added=(("final_keys", "TEXT"),))
 CONFIG_FIELDS = ("lr", "batch_size", "optimizer", "weight_decay", "scheduler", "max_epochs",
                  "patience", "loss", "augment")
-
-
-def _connect(store: ResultsStore) -> sqlite3.Connection:
-    con = sqlite3.connect(store.path, timeout=store.timeout, isolation_level=None)
-    con.execute(f"PRAGMA busy_timeout = {int(store.timeout * 1000)}")
-    con.execute(_SCHEMA)
-    columns = {row[1] for row in con.execute("PRAGMA table_info(selections)")}
-    if "final_keys" not in columns:  # a store written before the column existed
-        con.execute("ALTER TABLE selections ADD COLUMN final_keys TEXT")
-    return con
 
 
 def write_selections(store: ResultsStore, exp: Experiment,
@@ -66,17 +59,7 @@ def write_selections(store: ResultsStore, exp: Experiment,
                      g.regime, sel.metric, exp.selection.mode, sel.value,
                      None if w is None else w.spec_key, config, sel.candidates, sel.failed,
                      utc_now(), finals))
-    if not rows:
-        return 0
-    con = _connect(store)
-    try:
-        con.execute("BEGIN IMMEDIATE")
-        con.executemany(f"INSERT OR REPLACE INTO selections ({', '.join(SELECTION_COLUMNS)}) "
-                        f"VALUES ({', '.join('?' * len(SELECTION_COLUMNS))})", rows)
-        con.execute("COMMIT")
-    finally:
-        con.close()
-    return len(rows)
+    return TABLE.replace(store, rows)
 
 
 def read_selections(store: ResultsStore | str | Path,
@@ -85,29 +68,7 @@ def read_selections(store: ResultsStore | str | Path,
 
     ``winner_key`` is None where every grid run of the group failed; ``final_keys`` is the JSON
     list of the winner's seed-run keys (None in stores written before it was recorded)."""
-    import pandas as pd
-
-    store = store if isinstance(store, ResultsStore) else ResultsStore(store)
-    if store.readonly:  # a report: read what is there, create nothing
-        con = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=store.timeout)
-        columns = {row[1] for row in con.execute("PRAGMA table_info(selections)")}
-        if not columns:
-            con.close()
-            return pd.DataFrame(columns=list(SELECTION_COLUMNS))
-        wanted = [c if c in columns else f"NULL AS {c}" for c in SELECTION_COLUMNS]
-    else:
-        con = _connect(store)
-        wanted = list(SELECTION_COLUMNS)
-    try:
-        sql = f"SELECT {', '.join(wanted)} FROM selections"
-        args: tuple = ()
-        if experiment is not None:
-            sql, args = sql + " WHERE experiment = ?", (experiment,)
-        rows = con.execute(sql + " ORDER BY experiment, dataset, variant, model, regime",
-                           args).fetchall()
-    finally:
-        con.close()
-    return pd.DataFrame(rows, columns=list(SELECTION_COLUMNS))
+    return TABLE.read(store, experiment)
 
 
 def selected_final_keys(store: ResultsStore, experiments: Iterable[str] | None = None
