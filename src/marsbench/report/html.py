@@ -186,19 +186,19 @@ def render_html(data: ReportData, figures: list[ReportFigure], title: str = "Mar
 
     figs = {t: {s: [f for f in figures if f.task == t and f.section == s] for s in SECTIONS} for t in data.tasks}
     tables, matrices, needs, per_class = {}, {}, {}, {}
+    def as_html(made: list) -> list:  # the blocks with their tables rendered
+        for b in made:
+            b.tables = [(c, markup(section_tables.html_table(t, data))) for c, t in b.tables]
+        return made
+
     blocks = {name: {} for name in ("rank", "cal", "cost")}
     extras = {}
     for task in data.tasks:
         for name, make in (("rank", section_tables.ranking_blocks), ("cal", section_tables.calibration_blocks),
                            ("cost", section_tables.cost_blocks)):
-            made = make(data, task)
-            for b in made:
-                b.tables = [(c, markup(section_tables.html_table(t, data))) for c, t in b.tables]
-            blocks[name][task] = made
-        extras[task] = extra_sections(data, task)
-        for _, _, made in extras[task]:
-            for b in made:
-                b.tables = [(c, markup(section_tables.html_table(t, data))) for c, t in b.tables]
+            blocks[name][task] = as_html(make(data, task))
+        extras[task] = [(heading, intro, as_html(made))
+                        for heading, intro, made in extra_sections(data, task)]
         scores = data.task_scores[data.task_scores["task"] == task].sort_values(["regime", "iqm"], ascending=[True, False])
         tables[task] = {"scores": markup(_table_html(scores.drop(columns=["task", "variant"]))) if len(scores) else ""}
         matrices[task] = [(regime, markup(paper_table.html_table(rows, data)))

@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from .sections import _number
+
 # metric -> (column title, higher is better); the order is the table's
 SCIENCE_METRICS: dict[str, dict[str, tuple[str, bool]]] = {
     "classification": {
@@ -43,14 +45,6 @@ SCIENCE_METRICS: dict[str, dict[str, tuple[str, bool]]] = {
     },
 }
 SCIENCE_COLUMNS = ["task", "regime", "dataset", "model", "runs", "metric", "mean", "std", "defined"]
-
-
-def _number(value: Any) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return out
 
 
 def science_table(matched: Mapping[tuple, Any], tasks: Mapping[str, str]) -> pd.DataFrame:
