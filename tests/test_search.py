@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from marsbench.errors import OptionError
 from marsbench.protocol import (
-    Executor,
     SweepInterrupted,
     grid_runs,
     make_plan,
@@ -20,7 +19,8 @@ from marsbench.protocol import (
 from marsbench.protocol.experiment import ExperimentError
 from marsbench.protocol.plan import loss_values, space_runs
 from marsbench.protocol.search import parse_search, random_draw, read_trials
-from marsbench.runs import ResultsStore, RunRecord, RunSpec
+from marsbench.runs import ResultsStore, RunSpec
+from test_protocol_sweep import Scripted
 
 SPACE = """
 name: planted
@@ -45,29 +45,16 @@ def planted_loss(spec: RunSpec) -> float:
             + abs(spec.max_epochs - 10) / 20 + 0.001 * spec.seed)
 
 
-class Planted(Executor):
+class Planted(Scripted):
     """Returns the planted validation loss of each run at once (and can stop like Ctrl-C)."""
 
     name, capacity = "planted", 2
 
     def __init__(self, interrupt_after: int | None = None):
-        self.pending, self.submitted, self.interrupt_after = [], [], interrupt_after
+        super().__init__({}, interrupt_after=interrupt_after)
 
-    def submit(self, task):
-        self.pending.append(task)
-        self.submitted.append(task.spec)
-
-    def wait(self, timeout=None):
-        if self.interrupt_after is not None and len(self.submitted) > self.interrupt_after:
-            raise KeyboardInterrupt
-        task = self.pending.pop(0)
-        loss = planted_loss(task.spec)
-        return [(task, RunRecord.success(task.spec, val_loss=loss,
-                                         metrics={"val": {"loss": loss}, "test": {}}))]
-
-    @property
-    def in_flight(self):
-        return len(self.pending)
+    def loss_of(self, s) -> float:
+        return planted_loss(s)
 
 
 def sweep(tmp_path, search: str, seed: int = 0, name: str = "s", **kw):
