@@ -88,7 +88,7 @@ def _build_coco(arch: str, pretrained: bool, num_classes: int) -> nn.Module:
         net = torchvision.models.get_model(arch, weights=weights, trainable_backbone_layers=5)
         _replace_class_head(net, num_classes + 1)
         net.weights_tag = f"torchvision:{arch}:COCO_V1"
-    _low_score_threshold(net)
+    _set_score_threshold(net)
     return net
 
 
@@ -119,21 +119,13 @@ def score_threshold(net: nn.Module) -> float | None:
     return None
 
 
-def _reference_score_threshold(net: nn.Module) -> None:
-    for kind, value in TORCHVISION_SCORE_THRESH.items():
-        if isinstance(net, kind):
-            if isinstance(net, FasterRCNN):
-                net.roi_heads.score_thresh = value
-            else:
-                net.score_thresh = value
-            return
-
-
-def _low_score_threshold(net: nn.Module) -> None:
+def _set_score_threshold(net: nn.Module, value: float | None = None) -> None:
+    """Keep detections of ``net`` down to ``value`` (default `SCORE_THRESH`)."""
+    value = SCORE_THRESH if value is None else value
     if isinstance(net, FasterRCNN):
-        net.roi_heads.score_thresh = SCORE_THRESH
+        net.roi_heads.score_thresh = value
     elif isinstance(net, (RetinaNet, SSD)):
-        net.score_thresh = SCORE_THRESH
+        net.score_thresh = value
 
 
 # -- trunks with a feature pyramid --------------------------------------------------------------
@@ -315,7 +307,8 @@ def build_detector(spec_or_name: ModelSpec | str, num_classes: int, regime: Regi
     model = build_dense(spec_for_run(spec, profile, str(regime)), DET, num_classes, regime,
                         weights)
     if profile == "paper":  # docs/fidelity.md row 20: torchvision's default score thresholds
-        _reference_score_threshold(model.net)
+        _set_score_threshold(model.net, next((v for kind, v in TORCHVISION_SCORE_THRESH.items()
+                                              if isinstance(model.net, kind)), None))
     return model
 
 
