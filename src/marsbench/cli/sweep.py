@@ -137,7 +137,7 @@ def _dry_run(exp, store, retry_failed: bool, rerun_stale: bool, check_data: bool
                      check_data=check_data)
     groups = len(plan.selections)
     searched = "every grid point" if exp.search == "grid" else f"search {exp.search}"
-    axes = "".join(f" x {name}" for name in ("split",) if len(exp.splits) > 1) + "".join(
+    axes = (" x split" if len(exp.splits) > 1 else "") + "".join(
         f" x {name}" for name, _ in exp.option_axes)
     console.print(f"[bold]{exp.name}[/bold]: {groups} groups (dataset x variant x model x "
                   f"regime{axes}), {searched} at seed {exp.grid_seed}, then {len(exp.seeds)} seeds; "
