@@ -55,11 +55,11 @@ def paired_ci(diffs: np.ndarray, seed: int = 0) -> tuple[float, float]:
 
 
 def headline(record) -> tuple[str, float]:
-    test = record.metrics["test"]
-    for name in ("f1_weighted", "iou_reference", "miou", "map"):
-        if name in test and test[name] is not None:
-            return name, float(test[name])
-    raise KeyError(f"no headline metric in {sorted(test)}")
+    """The task's headline test metric (`TASK_HEADLINES`, as the report's)."""
+    from marsbench.aggregate.normalise import TASK_HEADLINES
+
+    name = TASK_HEADLINES[str(record.spec.task)]
+    return name, float(record.metrics["test"][name])
 
 
 def main(argv: list[str] | None = None) -> int:
