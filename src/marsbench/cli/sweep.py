@@ -70,7 +70,7 @@ def sweep_command(
     list_experiments: Annotated[bool, typer.Option(
         "--list", help="list the shipped experiments and stop")] = False,
 ) -> None:
-    """Grid search on validation loss, then the best configuration at every seed.
+    """Search the grid on validation loss (every point, random or TPE), then the best at every seed.
 
     Every finished run is written to the store at once; run the same command again to
     continue an interrupted sweep (finished runs are skipped)."""
@@ -140,8 +140,8 @@ def _dry_run(exp, store, retry_failed: bool, rerun_stale: bool, check_data: bool
     axes = (" x split" if len(exp.splits) > 1 else "") + "".join(
         f" x {name}" for name, _ in exp.option_axes)
     console.print(f"[bold]{exp.name}[/bold]: {groups} groups (dataset x variant x model x "
-                  f"regime{axes}), {searched} at seed {exp.grid_seed}, then {len(exp.seeds)} seeds; "
-                  f"store {store.path}", highlight=False)
+                  f"regime{axes}), {searched} at seed {exp.grid_seed}, then "
+                  f"{len(exp.seeds)} seeds; store {store.path}", highlight=False)
     retrains = sum(not s.reused for s in plan.seeds) + plan.pending_seed_runs()
     console.print(f"runs: {plan.search_runs} search trial(s) (stage grid), then {retrains} seed "
                   "retrain(s) (stage seeds; the winning trial itself is reused)",
