@@ -8,7 +8,23 @@ For each dataset and seed, the same run is trained under several settings:
   which isolates row 6 (the feature-extraction path) from the loop rows 1-5 and 7-8
   (feature_extraction runs only);
 - ``marsbench+224``: our defaults but the reference's 224-px resize (``input_policy=reference,
-  input_size=224``), which isolates row 9 (segmentation and detection runs only).
+  input_size=224``), which isolates row 9 (segmentation and detection runs only);
+- ``paper_loop``: the paper profile on our data path (``fe_path=cached``, and native input for
+  segmentation and detection), which isolates the loop rows 1-5 (schedulers, early stopping's
+  ``min_delta``, the last epoch's weights tested) and the input rows 16-17 (resize without
+  antialiasing, ImageNet mean/std) from the feature path (rows 6-7), plus row 14 with
+  ``--loss dice`` on segmentation;
+- ``marsbench+min_delta``, ``marsbench+last_epoch``, ``marsbench+resize``,
+  ``marsbench+imagenet_norm`` and ``marsbench+dice_clamp``: our defaults with one row of the
+  paper profile each: row 4 (early stopping's ``min_delta`` 0.01), row 5 (the last epoch's weights
+  tested), row 16 (resize without antialiasing), row 17 (ImageNet mean/std for every 3-channel
+  model) or row 14 (the reference's generalised Dice; segmentation with ``--loss dice`` or
+  ``combined`` only). No run option reaches these (a profile is all or nothing); the script
+  swaps the one field of the ``marsbench`` profile's settings for the run and keeps each
+  setting's runs in their own folder, so no record is mistaken for another's.
+
+Without ``--settings`` every setting that applies to the task, regime and loss runs; a setting
+named that does not apply is refused in one line.
 
 It prints, per dataset and setting, the test headline (mean and standard deviation over seeds)
 and the paired difference from ``marsbench`` (mean over seeds, 95 % percentile bootstrap CI of
@@ -25,6 +41,8 @@ generates a small synthetic dataset instead (the smoke test uses it).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -40,7 +58,56 @@ SETTINGS = {  # name -> (profile, options)
     "paper": ("paper", {}),
     "marsbench+online": ("marsbench", {"fe_path": "online"}),
     "marsbench+224": ("marsbench", {"input_policy": "reference", "input_size": 224}),
+    "paper_loop": ("paper", {"fe_path": "cached"}),
 }
+ONE_ROW = {  # setting -> (the profile table, the field it takes from the paper profile)
+    "marsbench+min_delta": ("LOOP_SETTINGS", "min_delta"),
+    "marsbench+last_epoch": ("LOOP_SETTINGS", "restore_best"),
+    "marsbench+resize": ("INPUT_SETTINGS", "antialias"),
+    "marsbench+imagenet_norm": ("INPUT_SETTINGS", "imagenet_stats"),
+    "marsbench+dice_clamp": ("LOOP_SETTINGS", "reference_dice"),
+}
+SETTINGS |= {name: ("marsbench", {}) for name in ONE_ROW}
+
+
+@contextlib.contextmanager
+def profile_of(setting: str):
+    """While the run trains: the ``marsbench`` profile with `setting`'s one field from ``paper``."""
+    from marsbench.runs import profiles
+
+    if setting not in ONE_ROW:
+        yield
+        return
+    table_name, field = ONE_ROW[setting]
+    table = getattr(profiles, table_name)
+    saved = table["marsbench"]
+    table["marsbench"] = dataclasses.replace(saved, **{field: getattr(table["paper"], field)})
+    try:
+        yield
+    finally:
+        table["marsbench"] = saved
+
+
+def not_applicable(setting: str, task: str, regime: str, loss: str) -> str | None:
+    """Why `setting` changes nothing in a run of `task`, `regime` and `loss`; None if it does."""
+    if setting == "marsbench+online" and regime != "feature_extraction":
+        return "it changes feature_extraction runs only"
+    if setting == "marsbench+224" and task == "classification":
+        return "it changes segmentation and detection input only"
+    if setting == "marsbench+dice_clamp" and not (task == "segmentation"
+                                                  and loss in ("dice", "combined")):
+        return "it changes segmentation's Dice loss only (--loss dice or combined)"
+    return None
+
+
+def setting_options(setting: str, task: str, regime: str) -> tuple[str, dict]:
+    """The profile and run options of `setting` for a run of `task` in `regime`."""
+    profile, options = SETTINGS[setting]
+    if setting == "paper_loop":
+        options = {} if regime != "feature_extraction" else dict(options)
+        if task in ("segmentation", "detection"):
+            options["input_policy"] = "native"
+    return profile, options
 
 
 def paired_ci(diffs: np.ndarray, seed: int = 0) -> tuple[float, float]:
@@ -78,11 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--input-size", type=int, default=None)
+    ap.add_argument("--loss", default="auto",
+                    help="the run's loss in every setting (e.g. dice on segmentation)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-
-    from marsbench.runs.spec import RunSpec
-    from marsbench.training.run import run_experiment
 
     work = Path(tempfile.mkdtemp(prefix="profile-effects-"))
     if args.synthetic:
@@ -97,37 +163,71 @@ def main(argv: list[str] | None = None) -> int:
             print(f"profile_effects: {', '.join(missing)} not found under {root}; pass --root "
                   f"(the folder holding them) or --synthetic", file=sys.stderr)
             return 2
+    from marsbench.errors import MarsbenchError
     from marsbench.runs.spec import dataset_card
 
-    task = str(dataset_card(datasets[0], str(root)).task)
-    settings = [s for s in (args.settings or SETTINGS)
-                if not (s == "marsbench+online" and args.regime != "feature_extraction")
-                and not (s == "marsbench+224" and task == "classification")]
-    rows = []
-    for dataset in datasets:
-        for setting in settings:
-            profile, options = SETTINGS[setting]
-            if args.input_size:
-                options = {**options, "input_size": args.input_size}
-            for seed in args.seeds:
-                spec = RunSpec(dataset=str(root / dataset), model=args.model, regime=args.regime,
-                               lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
-                               patience=args.patience, seed=seed, profile=profile,
-                               options=options)
-                t0 = time.perf_counter()
-                record = run_experiment(spec, out_dir=work / "out")
-                metric, value = headline(record)
-                rows.append(dict(dataset=dataset, setting=setting, seed=seed, metric=metric,
-                                 value=value, epochs=record.epochs_run,
-                                 seconds=round(time.perf_counter() - t0, 1)))
-                print(f"  {dataset} {setting} seed {seed}: {metric} {value:.4f} "
-                      f"({rows[-1]['epochs']} epochs, {rows[-1]['seconds']} s)", flush=True)
+    try:  # every dataset opens before the first run trains
+        tasks = {str(dataset_card(d, str(root)).task) for d in datasets}
+    except MarsbenchError as exc:
+        print(f"profile_effects: error: {exc}", file=sys.stderr)
+        return 2
+    if len(tasks) > 1:
+        print(f"profile_effects: --datasets mixes tasks ({', '.join(sorted(tasks))}); run one "
+              f"task at a time", file=sys.stderr)
+        return 2
+    task = tasks.pop()
+    why_not = {s: not_applicable(s, task, args.regime, args.loss) for s in SETTINGS}
+    refused = [f"{s} ({why_not[s]})" for s in args.settings or () if why_not[s]]
+    if refused:
+        print(f"profile_effects: --settings: {'; '.join(refused)}; leave it out",
+              file=sys.stderr)
+        return 2
+    settings = args.settings or [s for s in SETTINGS if not why_not[s]]
+    rows: list[dict] = []
+    status = 0
+    try:
+        for dataset in datasets:
+            for setting in settings:
+                for seed in args.seeds:
+                    rows.append(train_one(args, root, dataset, task, setting, seed, work))
+    except MarsbenchError as exc:  # one line; the runs already done are still summarised
+        print(f"profile_effects: error: {exc}", file=sys.stderr)
+        status = 2
     summary = summarise(rows, settings)
     print_table(summary, args)
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                          "rows": rows, "summary": summary}, indent=1))
-    return 0
+    return status
+
+
+def train_one(args, root: Path, dataset: str, task: str, setting: str, seed: int,
+              work: Path) -> dict:
+    """Train one run of `setting` at `seed`; its row of the table."""
+    from marsbench.runs.spec import RunSpec
+    from marsbench.training.run import run_experiment
+
+    profile, options = setting_options(setting, task, args.regime)
+    if args.input_size:
+        options = {**options, "input_size": args.input_size}
+    spec = RunSpec(dataset=str(root / dataset), model=args.model, regime=args.regime,
+                   lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
+                   patience=args.patience, seed=seed, profile=profile, loss=args.loss,
+                   options=options)
+    t0 = time.perf_counter()
+    with profile_of(setting):
+        record = run_experiment(spec, out_dir=work / "out" / setting)
+    metric, value = headline(record)
+    row = dict(dataset=dataset, setting=setting, seed=seed, metric=metric, value=value,
+               profile=record.spec.profile,
+               fe_path=getattr(record.spec.options, "fe_path", None),
+               epochs=record.epochs_run, best_epoch=record.best_epoch,
+               tested_epoch=record.extra.get("tested_epoch"),
+               preprocessing=record.extra.get("preprocessing"),
+               seconds=round(time.perf_counter() - t0, 1))
+    print(f"  {dataset} {setting} seed {seed}: {metric} {value:.4f} "
+          f"({row['epochs']} epochs, {row['seconds']} s)", flush=True)
+    return row
 
 
 def summarise(rows: list[dict], settings: list[str]) -> list[dict]:
@@ -136,7 +236,7 @@ def summarise(rows: list[dict], settings: list[str]) -> list[dict]:
         by = {s: {r["seed"]: r["value"] for r in rows
                   if r["dataset"] == dataset and r["setting"] == s} for s in settings}
         base = by.get("marsbench", {})
-        for s in settings:
+        for s in (s for s in settings if by[s]):  # a run that stopped early leaves gaps
             vals = np.array(list(by[s].values()))
             row = dict(dataset=dataset, setting=s, n=len(vals), mean=float(vals.mean()),
                        std=float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
@@ -153,15 +253,16 @@ def summarise(rows: list[dict], settings: list[str]) -> list[dict]:
 def print_table(summary: list[dict], args) -> None:
     print(f"\nmodel {args.model}, regime {args.regime}, seeds {args.seeds}, "
           f"max_epochs {args.epochs}, patience {args.patience}, lr {args.lr}, "
-          f"batch {args.batch_size}, CPU threads {os.cpu_count()}")
-    head = f"{'dataset':<26} {'setting':<18} {'n':>2} {'mean':>7} {'sd':>7}   " \
+          f"batch {args.batch_size}, loss {args.loss}, CPU threads {os.cpu_count()}")
+    width = max([len("setting"), *(len(r["setting"]) for r in summary)])
+    head = f"{'dataset':<26} {'setting':<{width}} {'n':>2} {'mean':>7} {'sd':>7}   " \
            f"{'diff vs marsbench [95% CI]':<30}"
     print(head)
     print("-" * len(head))
     for r in summary:
         diff = ("" if r["diff"] is None else
                 f"{r['diff']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]")
-        print(f"{r['dataset']:<26} {r['setting']:<18} {r['n']:>2} {r['mean']:>7.4f} "
+        print(f"{r['dataset']:<26} {r['setting']:<{width}} {r['n']:>2} {r['mean']:>7.4f} "
               f"{r['std']:>7.4f}   {diff}")
 
 

@@ -95,17 +95,84 @@ def test_data_fingerprint_small(tmp_path):
 
 @pytest.mark.slow
 def test_profile_effects_synthetic(tmp_path):
-    """Both profiles (and the online feature path) train on the same seeds; the table prints a
-    paired difference with its interval for every setting but the baseline."""
+    """Every setting trains on the same seeds, on the profile and feature path it names; the
+    table prints a paired difference with its interval for every setting but the baseline."""
     out = tmp_path / "effects.json"
     stdout = run_script("profile_effects.py", "--synthetic", "--seeds", "0", "1", "--epochs", "2",
                         "--input-size", "64", "--json", str(out), tmp_path=tmp_path, timeout=600)
     data = json.loads(out.read_text())
+    one_row = ("marsbench+min_delta", "marsbench+last_epoch", "marsbench+resize",
+               "marsbench+imagenet_norm")
     assert {(r["setting"], r["seed"]) for r in data["rows"]} == {
-        (s, k) for s in ("marsbench", "paper", "marsbench+online") for k in (0, 1)}
+        (s, k) for s in ("marsbench", "paper", "marsbench+online", "paper_loop", *one_row)
+        for k in (0, 1)}
+    ran = {r["setting"]: (r["profile"], r["fe_path"]) for r in data["rows"]}
+    assert ran == {"marsbench": ("marsbench", "cached"), "paper": ("paper", "online"),
+                   "marsbench+online": ("marsbench", "online"), "paper_loop": ("paper", "cached"),
+                   **{s: ("marsbench", "cached") for s in one_row}}
+    for r in data["rows"]:  # each setting fed and tested the model as it says
+        paper_like = r["setting"] in ("paper", "paper_loop")
+        last = paper_like or r["setting"] == "marsbench+last_epoch"
+        assert r["tested_epoch"] == (r["epochs"] if last else r["best_epoch"]), r
+        prep = r["preprocessing"]
+        assert prep["antialias"] is not (paper_like or r["setting"] == "marsbench+resize"), r
+        imagenet = paper_like or r["setting"] == "marsbench+imagenet_norm"
+        assert (tuple(prep["mean"]) == (0.485, 0.456, 0.406)) is imagenet, r
     for row in data["summary"]:
         if row["setting"] == "marsbench":
             assert row["diff"] is None
         else:
             assert row["ci_low"] <= row["diff"] <= row["ci_high"]
             assert f"{row['diff']:+.4f}" in stdout
+
+
+def test_profile_effects_refuses_a_bad_dataset_in_one_line_before_any_run(tmp_path):
+    """A dataset that does not open stops the script before the first run trains, with the
+    loader's one line (naming the file and the fix) and no traceback."""
+    folder = tmp_path / "data" / "gappy_cls"
+    (folder / "data").mkdir(parents=True)
+    (folder / "mapping.json").write_text(json.dumps({"0": "ground", "2": "wheel"}))
+    (folder / "annotation.csv").write_text("file_id,label,split\na.png,0,train\n")
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "profile_effects.py"), "--root",
+                           str(tmp_path / "data"), "--datasets", "gappy_cls"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, MARSBENCH_OFFLINE="1"))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert "gappy_cls/mapping.json" in line and "missing 1 of 0..2" in line
+
+
+def test_profile_effects_one_row_settings_swap_one_field_and_restore_it():
+    import importlib.util
+
+    from marsbench.runs import profiles
+
+    spec = importlib.util.spec_from_file_location("profile_effects",
+                                                  BENCHMARKS / "profile_effects.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert set(module.ONE_ROW) == {"marsbench+min_delta", "marsbench+last_epoch",
+                                   "marsbench+resize", "marsbench+imagenet_norm",
+                                   "marsbench+dice_clamp"}
+    for setting, (table_name, field) in module.ONE_ROW.items():
+        table = getattr(profiles, table_name)
+        ours, paper = table["marsbench"], table["paper"]
+        with module.profile_of(setting):
+            inside = table["marsbench"]
+        assert getattr(inside, field) == getattr(paper, field) != getattr(ours, field)
+        assert {f for f in vars(ours) if getattr(inside, f) != getattr(ours, f)} == {field}
+        assert table["marsbench"] is ours
+
+
+def test_profile_effects_refuses_a_setting_that_changes_nothing_in_one_line():
+    """An explicitly named setting that cannot change the run (the Dice clamp on a CE run) is
+    refused before anything trains, never run as a second copy of the baseline."""
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "profile_effects.py"), "--synthetic",
+                           "--settings", "marsbench", "marsbench+dice_clamp", "marsbench+224"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, MARSBENCH_OFFLINE="1"))
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "marsbench+dice_clamp (it changes segmentation's Dice loss only" in line
+    assert "marsbench+224 (it changes segmentation and detection input only)" in line

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never a torn one.
+"""Atomic file writes (a reader sees the old file or the whole new one, never a torn one), a
+JSON memo file, and the SHA-256 of a file (the identity of weights and checkpoints).
 
 Every file marsbench writes for others to read (predictions, subset lists, cached features,
 reports, downloads, ...) goes through `atomic_path` or its two shorthands:
@@ -19,6 +20,7 @@ easy to spot if a process is killed between the write and the rename.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -28,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "json_memo"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "json_memo", "sha256_file"]
 
 
 @contextlib.contextmanager
@@ -145,3 +147,10 @@ def json_memo(path: str | Path, key: str, compute: Callable[[], Any]) -> tuple[A
         except OSError:
             pass  # a read-only cache
     return value, False
+
+
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file's bytes: the identity of a weights file or checkpoint
+    (the Hugging Face Hub names LFS blobs by it). Data files use `sources.content_hash`."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

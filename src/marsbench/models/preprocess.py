@@ -33,6 +33,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torch import nn
 
+from ..runs.profiles import input_settings
 from .bands import BandAdaptation
 
 try:  # batch-capable colour-space helpers; the same code TF.adjust_hue runs
@@ -82,12 +83,13 @@ def for_profile(prep: Preprocessing, profile: str) -> Preprocessing:
     ``INTER_LINEAR``) and ImageNet mean/std for every 3-channel model
     (``configs/transforms/default.yaml``), e.g. DPT's 0.5/0.5 encoder too. Multi-band
     Earth-observation models keep their own statistics (the reference has none)."""
-    if profile != "paper":
-        return prep
-    changes: dict = {"antialias": False}
-    if prep.in_channels == 3 and prep.bands is None:
+    settings = input_settings(profile)
+    changes: dict = {}
+    if not settings.antialias:
+        changes["antialias"] = False
+    if settings.imagenet_stats and prep.in_channels == 3 and prep.bands is None:
         changes.update(mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    return replace(prep, **changes)
+    return replace(prep, **changes) if changes else prep
 
 
 def to_uint8_tensor(images: ImageInput) -> torch.Tensor:

@@ -11,7 +11,6 @@ safetensors, so it can hold tensors only, never arbitrary pickled objects.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import MarsbenchError
+from ..io import sha256_file
 
 OFFLINE_ENV = "MARSBENCH_OFFLINE"
 CHECKPOINT_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "weights")
@@ -160,12 +160,7 @@ def _is_state_dict(obj: Mapping) -> bool:
 
 def file_sha256(path: str | Path) -> str:
     """The SHA-256 of a weights file (`WeightsLoadError` if it is a folder or missing)."""
-    path = check_weights_file(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(check_weights_file(path))
 
 
 @dataclass

@@ -17,7 +17,6 @@ a sweep resumable: re-planning after an interruption yields the same runs, minus
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 from collections.abc import Iterable, Mapping
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ..io import sha256_file
 from ..runs.fingerprint import code_fingerprint
 from ..runs.options import default_fe_path, option_names
 from ..runs.record import RunRecord
@@ -149,18 +149,13 @@ class Plan:
 
 # -- specs ----------------------------------------------------------------------------------------
 
-def file_sha256(path: str | Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _weights(model: ModelEntry, regime: str, hashes: dict[str, str]) -> tuple[str, str | None]:
     """(RunSpec.weights, checkpoint path): a checkpoint counts only where weights are loaded;
     the tag is its content hash, as `marsbench run --weights` writes it."""
     if model.weights is None or regime not in PRETRAINED_REGIMES:
         return "default", None
     if model.weights not in hashes:
-        hashes[model.weights] = file_sha256(model.weights)
+        hashes[model.weights] = sha256_file(model.weights)
     return f"sha256:{hashes[model.weights]}", model.weights
 
 

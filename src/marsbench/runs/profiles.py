@@ -3,8 +3,8 @@
 A profile is a recorded part of every run (`RunSpec.profile`). ``paper`` reproduces what the
 reference implementation (github.com/kerner-lab/Mars-Bench, the code behind the published
 numbers) does where that changes results; every difference is a row of docs/fidelity.md with the
-reference's file and line. Torch-free: the trainers read `LoopSettings`, the spec reads
-`paper_option_defaults`.
+reference's file and line. Torch-free: the trainers read `LoopSettings`, the preprocessing
+reads `InputSettings`, the spec reads `paper_option_defaults`.
 """
 
 from __future__ import annotations
@@ -24,24 +24,48 @@ class LoopSettings:
     restore_best: bool  # test the best validation checkpoint (else the last epoch's weights)
     cuda_auto_precision: str  # what precision=auto means on CUDA
     frozen_backbone_train_mode: bool  # frozen layers still use batch statistics / dropout
+    reference_dice: bool  # generalised Dice with the reference's clamp (docs/fidelity.md row 14)
 
 
 LOOP_SETTINGS = {
     "marsbench": LoopSettings(cosine_t_max=None, cosine_eta_min=0.0, plateau_patience=2,
                               step_size=None, min_delta=0.0, restore_best=True,
-                              cuda_auto_precision="bf16", frozen_backbone_train_mode=False),
+                              cuda_auto_precision="bf16", frozen_backbone_train_mode=False,
+                              reference_dice=False),
     # reference: configs/training/dev.yaml (t_max 100, eta_min 1e-6, plateau patience 5,
     # step 10 / 0.1, precision 16-mixed), configs/callbacks/default.yaml (min_delta 0.01),
     # training/execution.py (trainer.test without ckpt_path: the last epoch's weights), no
-    # .eval() on frozen backbones (BatchNorm batch statistics, dropout active)
+    # .eval() on frozen backbones (BatchNorm batch statistics, dropout active), class volumes
+    # clamped at 1e-5 in its generalised Dice (BaseSegmentationModel.py)
     "paper": LoopSettings(cosine_t_max=100, cosine_eta_min=1e-6, plateau_patience=5,
                           step_size=10, min_delta=0.01, restore_best=False,
-                          cuda_auto_precision="fp16", frozen_backbone_train_mode=True),
+                          cuda_auto_precision="fp16", frozen_backbone_train_mode=True,
+                          reference_dice=True),
 }
 
 
 def loop_settings(profile: str) -> LoopSettings:
     return LOOP_SETTINGS[profile]
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """How images are fed to a model under a profile (`models.preprocess.for_profile`)."""
+
+    antialias: bool  # antialiased bilinear resizing (else cv2 INTER_LINEAR's plain bilinear)
+    imagenet_stats: bool  # every 3-channel model normalised with ImageNet mean/std
+
+
+INPUT_SETTINGS = {
+    "marsbench": InputSettings(antialias=True, imagenet_stats=False),
+    # reference: cv2 resize without antialiasing, configs/transforms/default.yaml's ImageNet
+    # mean/std for every model (docs/fidelity.md rows 16-17)
+    "paper": InputSettings(antialias=False, imagenet_stats=True),
+}
+
+
+def input_settings(profile: str) -> InputSettings:
+    return INPUT_SETTINGS[profile]
 
 
 def paper_option_defaults(task: str, regime: str) -> dict:

@@ -51,6 +51,7 @@ from ..runs.options import SEGMENTATION_TILE_OVERLAP, SEGMENTATION_TILE_SIZE
 from ..vocab import DICE_WEIGHTINGS
 from ..sources import MarsDataset
 from ..models.preprocess import for_profile
+from ..runs.profiles import loop_settings
 from .engine import Precision, make_loader, to_device
 from .pixels import summarise
 from .task import Batch, EngineContext, TaskTrainer
@@ -347,7 +348,7 @@ class SegmentationTask(TaskTrainer):
         options = self.spec.options
         self.criterion = SegmentationLoss(self.spec.loss, self.num_classes,
                                           options.dice_weighting or "square",
-                                          reference_dice=self.spec.profile == "paper")
+                                          loop_settings(self.spec.profile).reference_dice)
         self.cached = self.spec.regime == "feature_extraction" and options.fe_path == "cached"
         self._write_error: OSError | None = None
 
