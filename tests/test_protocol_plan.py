@@ -240,6 +240,26 @@ def test_option_axes_are_arms_selected_and_retrained_apart(store):
     assert row["model"] == "efficientnet_lite0 imbalance=focal"
 
 
+@pytest.mark.parametrize("text", [
+    EXP,
+    AXES,
+    AXES.replace("datasets: [mb-frost_cls, mb-landmark_cls]",
+                 "datasets: [mb-landmark_cls]") + "splits: [official, observation_disjoint]\n",
+    # a multi-label dataset's episodes are not planned (`not_applicable`)
+    EXP.replace("datasets: [mb-frost_cls, mb-landmark_cls]",
+                "datasets: [mb-landmark_cls, mb-surface_multi_label_cls]").replace(
+        "regimes: [feature_extraction, scratch]", "regimes: [feature_extraction, "
+        "few_shot_episodes]").replace("grid:\n  lr: [1.0e-3, 1.0e-2, 1.0e-4]\n", ""),
+])
+def test_group_count_is_the_number_of_groups_the_planner_makes(text):
+    """`sweep --list` counts groups with `group_count`: the planner's own count, splits, option
+    arms and left-out pairs included."""
+    from marsbench.protocol.plan import group_count, space_runs
+
+    exp = parse_experiment(text)
+    assert group_count(exp) == len(space_runs(exp)) > 0
+
+
 @pytest.mark.parametrize("text, message", [
     ("option_axes: {imbalance: [none, none]}\n", "listed twice"),
     ("option_axes: {imbalance: []}\n", "must not be empty"),

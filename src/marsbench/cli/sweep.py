@@ -227,14 +227,14 @@ def _last_line(text: str | None) -> str:
 
 def _print_shipped(names: list[str]) -> None:
     from ..protocol import load_experiment
+    from ..protocol.plan import group_count
 
     table = Table(title="shipped experiments")
     for col in ("name", "groups x grid", "search", "seeds", "description"):
         table.add_column(col)
     for name in names:
         exp = load_experiment(f"paper:{name}")
-        groups = sum(len(d.variants) for d in exp.datasets) * sum(
-            len(exp.regimes_for(m)) for m in exp.models)
+        groups = group_count(exp)
         loss = " x loss" if "paper" in exp.grid_dict["loss"] else ""  # its axis per dataset
         table.add_row(f"paper:{name}", f"{groups} x {exp.grid_size}{loss}", exp.search,
                       str(len(exp.seeds)), exp.description)

@@ -300,6 +300,15 @@ def not_applicable(exp: Experiment) -> dict[tuple[str, str], str]:
     return out
 
 
+def group_count(exp: Experiment) -> int:
+    """How many groups `space_runs` plans (dataset variant x model regime x split scheme x
+    option arm, less the pairs `not_applicable` leaves out), without building a spec."""
+    skipped = set(not_applicable(exp))
+    return sum(len(ds.variants) * len(exp.splits) * len(exp.arms)
+               for ds in exp.datasets for model in exp.models
+               for regime in exp.regimes_for(model) if (ds.name, regime) not in skipped)
+
+
 def _group_of(exp: Experiment, spec: RunSpec) -> Group:
     """The group of ``spec``: its arm is read back from the spec's own (typed) options."""
     values = spec.options.to_dict()
