@@ -208,18 +208,30 @@ def train_task(task, progress: Callable | None = None) -> TrainResult:
                  optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay,
                  scheduler=spec.scheduler, max_epochs=spec.max_epochs, patience=spec.patience,
                  progress=progress, profile=spec.profile)
-    t2 = time.perf_counter()
+    return scored_result(task, meter, setup_s=setup_s, training_s=time.perf_counter() - t1,
+                         val_loss=lambda: result.best_val_loss, best_epoch=result.best_epoch,
+                         epochs_run=result.epochs_run, trainable=trained,
+                         history=result.history, tested_epoch=result.tested_epoch)
+
+
+def scored_result(task, meter, *, setup_s: float, training_s: float,
+                  val_loss: Callable[[], float], best_epoch: int, epochs_run: int, trainable,
+                  **info) -> TrainResult:
+    """The end of every run, trained by epochs or fitted as a probe: score val and test, then
+    ``val_loss()`` (a probe's is known only once scored), close the cost ``meter``, export the
+    predictions; ``info`` joins the record's ``extra``."""
+    import time
+
+    t0 = time.perf_counter()
     metrics = {split: task.evaluate(split) for split in ("val", "test")}
-    metrics["val"]["loss"] = result.best_val_loss
+    loss = metrics["val"]["loss"] = val_loss()
     meter.__exit__(None, None, None)
-    info = {**ctx.describe(), **task.info, "history": result.history,
-            "tested_epoch": result.tested_epoch,
-            "cost": meter.summary(model_cost=task.model_cost(), trainable=trained)}
+    info = {**task.ctx.describe(), **task.info, **info,
+            "cost": meter.summary(model_cost=task.model_cost(), trainable=trainable)}
     predictions_path = export_predictions(task, info)
-    timings = {"feature_extraction_s": 0.0, **task.timings,
-               "setup_s": setup_s, "training_s": t2 - t1,
-               "evaluation_s": time.perf_counter() - t2}
-    return TrainResult(metrics, result.best_epoch, result.epochs_run, result.best_val_loss, timings,
+    timings = {"feature_extraction_s": 0.0, **task.timings, "setup_s": setup_s,
+               "training_s": training_s, "evaluation_s": time.perf_counter() - t0}
+    return TrainResult(metrics, best_epoch, epochs_run, loss, timings,
                        predictions_path=predictions_path, info=info)
 
 

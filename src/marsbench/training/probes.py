@@ -36,7 +36,7 @@ from ..errors import OptionError
 from ..metrics.classification import classification_metrics
 from ..runs.options import FEW_SHOT_DEFAULTS
 from .classification import ClassificationTask
-from .engine import TrainResult, export_predictions
+from .engine import TrainResult, scored_result
 from .pixels import summarise
 
 KNN_KS = (1, 3, 5, 10, 20, 50)
@@ -254,19 +254,11 @@ def train_probe(task: ProbeTask, progress=None) -> TrainResult:
     task.setup()
     t1 = time.perf_counter()
     task.fit()
-    t2 = time.perf_counter()
-    metrics = {split: task.evaluate(split) for split in ("val", "test")}
-    val_loss = task.probe_val_loss()
-    metrics["val"]["loss"] = val_loss
-    meter.__exit__(None, None, None)
-    info = {**task.ctx.describe(), **task.info, "history": [],
-            "cost": meter.summary(model_cost=task.model_cost(), trainable=None)}
-    predictions_path = export_predictions(task, info)
-    timings = {"feature_extraction_s": 0.0, **task.timings, "setup_s": t1 - t0,
-               "training_s": t2 - t1, "evaluation_s": time.perf_counter() - t2}
+    result = scored_result(task, meter, setup_s=t1 - t0, training_s=time.perf_counter() - t1,
+                           val_loss=task.probe_val_loss, best_epoch=0, epochs_run=0,
+                           trainable=None, history=[])
     if progress is not None:
-        progress(1, math.nan, val_loss)
-    return TrainResult(metrics, best_epoch=0, epochs_run=0, val_loss=val_loss, timings=timings,
-                       predictions_path=predictions_path, info=info)
+        progress(1, math.nan, result.val_loss)
+    return result
 
 
