@@ -189,6 +189,31 @@ def test_planned_runs_are_the_plans(tmp_path):
         assert pf.planned_runs(head) == full + plan.pending_seed_runs(), name
 
 
+def test_store_coverage_plans_only_what_the_store_holds_and_counts_as_the_full_plan(
+        tmp_path, monkeypatch):
+    """With runs of one dataset x model stored (a search run done, a whole group's search done
+    so its seeds stage is planned), the coverage equals the full plan's own count, which
+    plans every dataset and model."""
+    exp = _reduced(load_experiment("paper:main_classification"))
+    exp = dataclasses.replace(exp, models=exp.models[:2])
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    full = pf._planned_coverage
+    assert pf.store_coverage(exp, store) == full(exp, store) == (0, pf.planned_runs(exp))
+    plan = make_plan(exp, store, check_data=False, check_models=False)
+    first = plan.grid[0].run.group
+    group = [s.run.spec for s in plan.grid if s.run.group == first]
+    other = next(s.run.spec for s in plan.grid if s.run.group.dataset != first.dataset)
+    for i, spec in enumerate([*group, other]):
+        store.put(RunRecord.success(spec, task="classification", val_loss=1.0 - 0.1 * i,
+                                    metrics={"val": {"loss": 1.0 - 0.1 * i}}))
+    asked = []
+    monkeypatch.setattr(pf, "_planned_coverage", lambda e, st: asked.append(e) or full(e, st))
+    restricted = pf.store_coverage(exp, store)
+    assert restricted == full(exp, store) and restricted[0] == len(group) + 1
+    (kept,) = asked  # the model with no stored run was not planned
+    assert len(kept.models) == 1 < len(exp.models)
+
+
 def test_paper_command_lists_every_item_with_its_run_count():
     result = runner.invoke(app, ["paper"])
     assert result.exit_code == 0, result.output
@@ -203,7 +228,7 @@ def test_paper_command_lists_every_item_with_its_run_count():
 def test_paper_command_shows_a_stores_coverage(tmp_path, monkeypatch):
     store = tmp_path / "runs.sqlite"
     ResultsStore(store)  # an empty store
-    asked = []  # planning the full paper grid takes long: the plan's count is tested above
+    asked = []  # the count itself is tested above; here, that the command asks and prints it
     monkeypatch.setattr(pf, "store_coverage", lambda exp, s: asked.append(exp.name) or (3, 10))
     result = runner.invoke(app, ["paper", "table:classification", "--store", str(store)])
     assert result.exit_code == 0, result.output

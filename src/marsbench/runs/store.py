@@ -391,6 +391,15 @@ class ResultsStore:
         with self._connect() as con:
             return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
+    def distinct(self, *columns: str) -> set[tuple]:
+        """The distinct value tuples of ``columns`` (of `_RUN_COLUMNS`) over the stored runs."""
+        unknown = [c for c in columns if c not in _RUN_COLUMNS or c == "record"]
+        if unknown or not columns:
+            raise ValueError(f"distinct: not a run column: {unknown or '(none given)'}")
+        with self._connect() as con:
+            rows = con.execute(f"SELECT DISTINCT {', '.join(columns)} FROM runs").fetchall()
+        return {tuple(r) for r in rows}
+
     def keys(self, **filters: Any) -> list[str]:
         """Spec keys, sorted; filters as in `records`."""
         where, args = _where(filters)
