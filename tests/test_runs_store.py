@@ -59,6 +59,19 @@ def test_put_get_round_trip(store):
     assert store.keys() == [r.spec_key] and len(store) == 1
 
 
+def test_distinct_values_of_run_columns(store):
+    assert store.distinct("dataset", "model") == set()
+    store.put_many([make_record(seed=1), make_record(seed=2),
+                    make_record(seed=1, model="resnet50")])
+    assert store.distinct("dataset", "model") == {("mb-domars16k", "efficientnet_lite0"),
+                                                  ("mb-domars16k", "resnet50")}
+    assert store.distinct("seed") == {(1,), (2,)}
+    for bad in (("record",), ("model; DROP TABLE runs",), ()):
+        with pytest.raises(ValueError, match="not a run column"):
+            store.distinct(*bad)
+    assert len(store) == 3
+
+
 def test_store_file_is_sqlite_in_wal_mode(store):
     store.put(make_record())
     con = sqlite3.connect(store.path)
