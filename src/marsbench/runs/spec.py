@@ -308,6 +308,12 @@ def split_dataset(dataset: str, data_root: str | None, source: str) -> tuple[str
     """(card name, data root, source): a folder path becomes its name and parent, a hub repo
     id (``Mirali33/<name>``) its name with source ``hf``."""
     folder = folder_name_and_root(dataset, must_exist=data_root is not None)
+    if folder is None and data_root is None and "/" not in dataset:
+        from ..sources.open import local_folder
+
+        here = local_folder(dataset, None)  # a folder in the working directory, as `datasets
+        if here is not None:  # check` reads it (a catalog name stays the catalog's)
+            folder = here.resolve().name, str(here.resolve().parent)
     if folder is not None:
         return folder[0], folder[1], source
     path = Path(dataset).expanduser()

@@ -87,14 +87,32 @@ def infer_card(path: Path) -> DatasetCard:
         notes=f"user dataset read from {path}")
 
 
+def local_folder(name_or_path: str | Path, root: str | Path | None) -> Path | None:
+    """The dataset folder ``name_or_path`` names, or None. A bare catalog name is never a
+    folder here (the catalog flow finds its copy under the data root); another relative path is
+    read under ``root`` when one is given, never from the working directory, which may hold
+    another folder of the same name (reading it would silently train on other data)."""
+    path = Path(name_or_path).expanduser()
+    if not path.is_absolute():
+        if str(name_or_path) == path.name:
+            try:
+                get_card(path.name)
+                return None
+            except UnknownDatasetError:
+                pass
+        if root is not None:
+            path = Path(root).expanduser() / path
+    return path if path.is_dir() else None
+
+
 def resolve(name_or_path: str | Path, *, root: str | Path | None = None,
             source: str = "auto") -> tuple[DatasetCard, str, str]:
     """(card, source, location) for a catalog name, a local folder, or a hub repo id."""
     if source not in DATA_SOURCES:
         raise OptionError("unknown data source", where="source", value=source,
                           fix=did_you_mean(source, DATA_SOURCES))
-    path = Path(name_or_path)
-    if path.is_dir():
+    path = local_folder(name_or_path, root)
+    if path is not None:
         layout = detect_layout(path)
         if layout is None:
             raise DataError("no Mars-Bench folder or Hugging Face layout found", path=path)
