@@ -192,6 +192,18 @@ CASES = [
     case("run-input-size-0", "run --dataset mb-frost_cls --model efficientnet_lite0 "
          "--regime scratch --input-size 0 --store {tmp}/s.sqlite", "input_size", "0",
          absent=["{tmp}/s.sqlite"]),
+    case("run-input-size-huge", "run --dataset {tmp}/mini --model efficientnet_lite0 "
+         "--regime scratch --input-size 1000000 --store {tmp}/s.sqlite", "input_size",
+         "1000000", "at most 8192", absent=["{tmp}/s.sqlite"]),
+    case("run-option-tile-size-huge", "run --dataset mb-crater_binary_seg --model "
+         "unet_efficientnet_lite0 --regime scratch -o input_policy=tile -o tile_size=99999 "
+         "--store {tmp}/s.sqlite", "tile_size", "99999", "at most 8192",
+         absent=["{tmp}/s.sqlite"]),
+    *[case(f"run-weights-{name.split('.')[0]}", "run --dataset {tmp}/mini --model "
+           f"efficientnet_lite0 --regime fine_tuning --weights {{tmp}}/{name} "
+           "--store {tmp}/s.sqlite", name, text, absent=["{tmp}/s.sqlite"])
+      for name, text in (("empty.pt", "is empty (0 bytes)"), ("text.pt", "re-save"),
+                         ("pickled.pkl", "re-save"), ("alist.pt", "no state dict"))],
     case("run-device-cuda", "run --dataset {tmp}/mini --model efficientnet_lite0 "
          "--regime scratch --device cuda --store {tmp}/s.sqlite", "--device", "cuda",
          absent=["{tmp}/s.sqlite"]),
@@ -228,6 +240,14 @@ def write_bad_inputs(tmp: Path) -> None:
     (tmp / "good.csv").write_text(
         "model,dataset,task,regime,variant,seed,metric,value\n"
         "m,mb-domars16k,classification,feature_extraction,full,0,f1_weighted,0.5\n")
+    (tmp / "empty.pt").write_bytes(b"")
+    (tmp / "text.pt").write_text("hello\n")
+    import pickle
+
+    import torch
+
+    (tmp / "pickled.pkl").write_bytes(pickle.dumps({"a": object}, protocol=4))
+    torch.save([torch.zeros(2)], tmp / "alist.pt")
     (tmp / "bad.json").write_text("{not json")
     (tmp / "bad.yaml").write_text("datasets: [mb-frost_cls\nmodels: [efficientnet_lite0]\n")
     (tmp / "typo.yaml").write_text("datasets: [mb-frost_cls]\nmodels: [efficientnet_lite0]\n"

@@ -112,6 +112,10 @@ def run_command(
         raise OptionError("checkpoint not found" if not weights.exists() else
                           "checkpoint is not a file", where="--weights", value=str(weights),
                           fix="pass the path of a checkpoint file (.pt, .pth, .safetensors)")
+    if weights is not None:
+        from ..models.weights import read_state_dict
+
+        read_state_dict(weights)  # empty, unreadable or not a state dict: before the store exists
     spec = RunSpec(dataset=dataset, model=model, regime=regime, variant=variant, seed=seed,
                    lr=lr, batch_size=batch_size, optimizer=optimizer,
                    weight_decay=weight_decay, scheduler=scheduler, max_epochs=max_epochs,

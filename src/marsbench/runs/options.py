@@ -38,10 +38,16 @@ from ..vocab import (
 )
 
 STRIDE = 32  # dense models need sides that are multiples of this
+# Largest image side (px) an option may ask for. Models here take 224-1024 px; 8192 leaves room
+# for full-resolution tiles while a batch still fits in memory, whereas a larger side is a typo
+# (1000000 px needs terabytes per image) that would otherwise fail only inside training.
+MAX_SIDE = 8192
 
 
-def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, low: float | None = None):
-    return field(default=default, metadata={"help": help, "choices": choices, "low": low})
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, low: float | None = None,
+         high: float | None = None):
+    return field(default=default,
+                 metadata={"help": help, "choices": choices, "low": low, "high": high})
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,8 @@ class ClassificationOptions(TaskOptions):
     fe_path: str | None = _opt(
         None, "feature_extraction only: cached (backbone once, no augmentation; default) | "
               "online (backbone every step, with augmentation)", FE_PATHS)
-    input_size: int | None = _opt(None, "override the model's input size in px", low=1)
+    input_size: int | None = _opt(None, "override the model's input size in px", low=1,
+                                  high=MAX_SIDE)
     band_strategy: str | None = _opt(
         None, "Earth-observation models only: replicate | visible | adapter", BAND_STRATEGIES)
     ways: int | None = _opt(None, "few_shot_episodes only: classes per episode (default 5, at "
@@ -98,9 +105,9 @@ class SegmentationOptions(TaskOptions):
                                        "sliding-window inference) | reference (resize)",
                              SEGMENTATION_INPUT_POLICIES)
     input_size: int | None = _opt(None, "input_policy=reference: resize side in px (multiple of "
-                                        "32; default the model's)", low=STRIDE)
+                                        "32; default the model's)", low=STRIDE, high=MAX_SIDE)
     tile_size: int | None = _opt(None, "input_policy=tile: tile side in px (multiple of 32; "
-                                       "default 512)", low=STRIDE)
+                                       "default 512)", low=STRIDE, high=MAX_SIDE)
     tile_overlap: float | None = _opt(None, "input_policy=tile: sliding-window overlap in [0, 1) "
                                             "(default 0.25)", low=0.0)
     dice_weighting: str | None = _opt(None, "Dice losses only: generalised Dice class weights "
@@ -116,10 +123,14 @@ class DetectionOptions(TaskOptions):
     task: ClassVar[str] = "detection"
     input_policy: str = _opt("native", "native (no resize) | tile (random crops) | reference "
                                        "(resize to input_size)", DETECTION_INPUT_POLICIES)
-    input_size: int | None = _opt(None, "input_policy=reference: side in px (default 224)", low=1)
-    tile_size: int | None = _opt(None, "input_policy=tile: crop side in px (default 256)", low=1)
-    min_size: int | None = _opt(None, "override the detector's evaluation min_size (px)", low=1)
-    max_size: int | None = _opt(None, "override the detector's evaluation max_size (px)", low=1)
+    input_size: int | None = _opt(None, "input_policy=reference: side in px (default 224)", low=1,
+                                  high=MAX_SIDE)
+    tile_size: int | None = _opt(None, "input_policy=tile: crop side in px (default 256)", low=1,
+                                 high=MAX_SIDE)
+    min_size: int | None = _opt(None, "override the detector's evaluation min_size (px)", low=1,
+                                high=MAX_SIDE)
+    max_size: int | None = _opt(None, "override the detector's evaluation max_size (px)", low=1,
+                                high=MAX_SIDE)
     annotation_format: str = _opt("voc", "which annotation files to read: voc (as the "
                                          "reference) | coco | yolo", ANNOTATION_FORMATS)
     drop_negatives: bool = _opt(False, "leave out training images without boxes (the "
@@ -138,7 +149,7 @@ class ZeroShotOptions(TaskOptions):
     max_tokens: int | None = _opt(None, "answer length limit", low=1)
     prompt_version: str = _opt("", "version of the prompt file")
     prompt_sha256: str = _opt("", "sha256 of the rendered prompt")
-    max_side: int | None = _opt(None, "longest image side sent (px)", low=1)
+    max_side: int | None = _opt(None, "longest image side sent (px)", low=1, high=MAX_SIDE)
     limit: int | None = _opt(None, "images scored (None: the whole split)", low=1)
     split: str = _opt("test", "the split scored", ("train", "val", "test"))
 
@@ -280,7 +291,8 @@ def options_from_legacy(task: str, extra: Mapping[str, str], regime: str
 # -- helpers ------------------------------------------------------------------------------------
 
 def _parse_value(f: dataclasses.Field, raw: Any, where: str) -> Any:
-    name, choices, low = f.name, f.metadata["choices"], f.metadata["low"]
+    name, choices, low, high = (f.name, f.metadata["choices"], f.metadata["low"],
+                                f.metadata.get("high"))
     kind = _kind(f)
     text = raw.strip() if isinstance(raw, str) else raw
     if kind is bool:
@@ -321,6 +333,9 @@ def _parse_value(f: dataclasses.Field, raw: Any, where: str) -> Any:
     if low is not None and value < low:
         raise OptionError(f"option {name} must be >= {low:g}", where=where, value=raw,
                           option=name)
+    if high is not None and value > high:
+        raise OptionError(f"option {name} must be at most {high:g} px", where=where, value=raw,
+                          fix=f"use a side <= {high:g}", option=name)
     return value
 
 
