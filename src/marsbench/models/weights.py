@@ -12,6 +12,7 @@ safetensors, so it can hold tensors only, never arbitrary pickled objects.
 from __future__ import annotations
 
 import os
+import warnings
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -116,6 +117,9 @@ def check_weights_file(path: str | Path) -> Path:
     if not os.access(path, os.R_OK):
         raise WeightsLoadError("the weights file cannot be read", where=path,
                                value="permission denied", fix="fix its permissions")
+    if path.stat().st_size == 0:
+        raise WeightsLoadError(f"weights file {path} is empty (0 bytes)",
+                               fix="the save or copy was cut short: save or copy it again")
     return path
 
 
@@ -128,7 +132,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
             obj: object = load_file(str(path), device="cpu")
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # the error below says it all: one line
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report every reader failure the same way
         raise WeightsLoadError(
             f"cannot read weights file {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}. "
