@@ -211,3 +211,21 @@ def test_imbalance_metrics_against_scikit_learn():
     multi = imbalance_metrics(tm, pm, [50, 5, 20], kind="multilabel")
     assert multi["recall_head"] == pytest.approx(recall_score(tm[:, 0], pm[:, 0]))
     assert multi["recall_tail"] == pytest.approx(recall_score(tm[:, 1], pm[:, 1]))
+
+
+def test_balanced_accuracy_of_a_prediction_of_a_class_absent_from_the_test_set_is_silent():
+    """A run predicting a class no test image has is ordinary (small test splits): the score is
+    scikit-learn's (the mean recall over the test set's classes), with no warning on stderr."""
+    import warnings
+
+    import numpy as np
+    from sklearn.metrics import recall_score
+
+    from marsbench.metrics.classification import imbalance_metrics
+
+    t, p = np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1])  # class 2 is in no test example
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = imbalance_metrics(t, p, [5, 5, 5], kind="multiclass")
+    assert out["balanced_accuracy"] == pytest.approx(
+        np.mean(recall_score(t, p, labels=[0, 1], average=None)))
