@@ -511,8 +511,28 @@ CASES = [
          stage="read"),
     Case("seg-image-int16-tiff", "mb-mmls", "folder",
          _replace(lambda r: first_file(r), lambda: _tiff(np.zeros((32, 32), np.int16))),
-         r"^unsupported image pixel type \(mb-mmls/<file>\): int16 with 1 band\(s\); convert",
+         r"^unsupported image pixel type int16 with 1 band \(mb-mmls/<file>\); convert",
          stage="read"),
+    Case("image-float-tiff", "mb-domars16k", "folder",
+         _replace(classification_file, lambda: _tiff(np.full((64, 64), np.nan, np.float32))),
+         r"^unsupported image pixel type float32 with 1 band \(mb-domars16k/<file>\); convert "
+         r"the file to 8-bit", stage="read"),
+    Case("image-complex-tiff", "mb-domars16k", "folder",
+         _replace(classification_file, lambda: _tiff(np.zeros((32, 32, 3), np.complex64))),
+         r"^unsupported image pixel type complex64 with 3 bands \(mb-domars16k/<file>\)",
+         stage="read"),
+    Case("image-int32-tiff", "mb-domars16k", "folder",
+         _replace(classification_file, lambda: _tiff(np.zeros((32, 32), np.int32))),
+         r"^unsupported image pixel type int32 with 1 band \(mb-domars16k/<file>\)",
+         stage="read"),
+    Case("seg-image-float-tiff", "mb-boulder_seg", "folder",
+         _replace(lambda r: first_file(r), lambda: _tiff(np.zeros((32, 32, 3), np.float64))),
+         r"^unsupported image pixel type float64 with 3 bands \(mb-boulder_seg/<file>\)",
+         stage="read"),
+    Case("image-multiband-classification", "mb-domars16k", "folder",
+         _replace(classification_file, lambda: _tiff(np.zeros((32, 32, 7), np.float32))),
+         r"^unsupported image pixel type float32 with 7 bands for classification "
+         r"\(mb-domars16k/<file>\); convert the file to 8-bit", stage="read"),
     Case("seg-mask-rgb", "mb-boulder_seg", "folder",
          _replace(lambda r: first_file(r, "train", "masks"),
                   lambda: png_bytes(np.dstack([np.zeros((32, 32), np.uint8),
@@ -834,6 +854,17 @@ def _palette_png(gray: bool) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_image_is_decoded_by_its_content_not_its_name(make):
+    """A TIFF saved under a .jpg name is read as a TIFF (Pillow failed with 'MPO')."""
+    root, name = _one_image_dataset(make, _tiff(np.full((16, 16), 7, np.uint8)))
+    assert open_dataset(root, "train")[0].image[0, 0].tolist() == [7]
+    path = classification_file(root)
+    path.write_bytes(_tiff(np.full((16, 16), 7, np.uint8))[:-100])
+    with pytest.raises(DataError, match=rf"^unreadable or truncated image \(TIFF content: .*\) "
+                                        rf"\(mb-domars16k/.*{name}\)"):
+        open_dataset(root, "train")[0]
 
 
 def test_palette_mask_keeps_its_indices(make):

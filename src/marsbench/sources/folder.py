@@ -13,7 +13,7 @@ from .content_hash import named_digests
 from .dataset import MarsDataset
 from .detection_formats import CocoIndex, parse_voc, parse_yolo
 from .errors import DataError, VariantUnavailableError
-from .images import decode_image, decode_mask, is_image_file
+from .images import classification_image, decode_image, decode_mask, is_image_file
 from .paths import Guard, contained, display, read_text, refuse_unsafe
 from .samples import ClassificationSample, DetectionSample, SegmentationSample
 from .validate import class_label, multilabel_from_ids, validate_boxes, validate_mask
@@ -160,8 +160,10 @@ def read_classification(card: DatasetCard, root: Path, split: str, variant: Vari
 
     def load(entry) -> ClassificationSample:
         sample_id, paths, target = entry
-        images = tuple(decode_image(guard(p, what="image"), notes=notes,
-                                    name=f"{card.name}/{p.relative_to(root)}") for p in paths)
+        shown = [f"{card.name}/{p.relative_to(root)}" for p in paths]
+        images = tuple(classification_image(decode_image(guard(p, what="image"), notes=notes,
+                                                         name=n), n)
+                       for p, n in zip(paths, shown))
         return ClassificationSample(sample_id, images, target)
 
     def content() -> list[str]:  # every file this split reads, by its bytes

@@ -20,7 +20,8 @@ from .classnames import load_json, names_from_mapping, parse_mapping, reconcile
 from .content_hash import named_digests
 from .dataset import MarsDataset
 from .errors import DataError, VariantUnavailableError
-from .images import MIN_IMAGE_SIDE, decode_image, decode_mask, max_image_pixels
+from .images import (MIN_IMAGE_SIDE, classification_image, decode_image, decode_mask,
+                     max_image_pixels)
 from .paths import Guard, contained, decode_text, display, read_text
 from .samples import ClassificationSample, DetectionSample, SegmentationSample
 from .validate import (box_numbers, class_label, multihot, parse_class_id, validate_boxes,
@@ -557,7 +558,8 @@ def _classification(card, ds, split, variant, names, location, where, fingerprin
     def load(i: int) -> ClassificationSample:
         row = ds[i]
         rid = f"{where} row {i}"
-        images = tuple(_decode_cell(row[c], rid, location, notes, c) for c in image_cols)
+        images = tuple(classification_image(_decode_cell(row[c], rid, location, notes, c), rid)
+                       for c in image_cols)
         return ClassificationSample(ids[i], images, targets[i])
 
     out = MarsDataset(card, split, variant, names, ids, list(range(len(ds))), load, "hf",

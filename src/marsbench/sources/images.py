@@ -13,10 +13,11 @@ CMYK, YCbCr, LAB, HSV     converted to RGB (``255 - min(255, C + K)`` for CMYK),
 white-is-zero TIFF        inverted to black-is-zero, **noted**
 16-bit, up to 4 bands     scaled to ``uint8`` as ``round(value / 257)`` (65535 -> 255), **noted**;
                           16-bit RGB PNGs are reduced to their high byte by Pillow itself
-more than 4 TIFF bands    kept in the file's dtype (multi-band science layers such as MMLS)
-float TIFF                kept as ``float32`` (MMLS layers)
-other (32-bit int, float  refused: ``DataError`` naming the file and the mode, with the fix
-PNG, 5-D TIFF, ...)       (convert it to 8-bit)
+more than 4 TIFF bands    kept in the file's dtype, float as ``float32`` (multi-band science
+                          layers such as MMLS)
+other (float, complex or  refused: ``DataError`` naming the file and the pixel type, with the
+32-bit int with up to 4   fix (convert it to 8-bit): nothing downstream can turn them into 8-bit
+bands, 5-D TIFF, ...)     pixels without inventing a scaling
 ========================  ==================================================================
 
 Always refused, with a `DataError` naming the file: unreadable, truncated or empty files, formats
@@ -167,15 +168,18 @@ def _canonical_tiff(tiff: _Tiff, label: str, notes: list[str] | None) -> np.ndar
         return array
     if array.dtype == np.bool_:
         return array.astype(np.uint8) * 255
-    if np.issubdtype(array.dtype, np.floating):
-        return array.astype(np.float32)
-    if bands > 4:
-        return array  # multi-band science layers keep their values
+    real = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    if bands > 4 and real:  # multi-band science layers (MMLS) keep their values
+        return array.astype(np.float32) if np.issubdtype(array.dtype, np.floating) else array
     if array.dtype == np.uint16:
         _note(notes, "16-bit images:", "scaled to 8-bit as round(value / 257)", label)
         return _scale16(array)
-    raise DataError("unsupported image pixel type", path=label,
-                    value=f"{array.dtype} with {bands} band(s)", fix=_FIX_CONVERT)
+    raise _unsupported(f"{array.dtype} with {bands} band{'s' if bands > 1 else ''}", label)
+
+
+def _unsupported(what: str, label: str) -> DataError:
+    """Pixels the pipeline cannot turn into 8-bit (float, complex, 32-bit int, ...)."""
+    return DataError(f"unsupported image pixel type {what}", path=label, fix=_FIX_CONVERT)
 
 
 def _gray_palette(img: Image.Image) -> bool:
@@ -205,14 +209,32 @@ def _canonical_pil(img: Image.Image, label: str, notes: list[str] | None) -> np.
     elif mode.startswith("I;16") or mode == "I":
         array = np.asarray(img)
         if mode == "I" and array.size and (array.min() < 0 or array.max() > 65535):
-            raise DataError("unsupported image pixel type", path=label,
-                            value=f"32-bit integer values {array.min()}..{array.max()}",
-                            fix=_FIX_CONVERT)
+            raise _unsupported(f"32-bit integer (values {array.min()}..{array.max()})", label)
         _note(notes, "16-bit images:", "scaled to 8-bit as round(value / 257)", label)
         return _scale16(array)[:, :, None]
     else:
-        raise DataError("unsupported image mode", path=label, value=mode, fix=_FIX_CONVERT)
+        raise _unsupported(f"mode {mode!r}", label)
     return _to_hwc(np.asarray(img))
+
+
+_MAGIC = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\0", "TIFF"),
+          (b"MM\0*", "TIFF"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"RIFF", "WEBP"),
+          (b"\0\0\0\x0cjP", "JPEG 2000"))
+
+
+def _sniff(data: bytes | Path, label: str) -> str | None:
+    """The format the file's first bytes show (decoded by content: a PNG or TIFF saved under
+    a .jpg name is read as what it is); a `DataError` for a format no decoder here reads."""
+    if isinstance(data, Path):
+        with open(data, "rb") as f:
+            head = f.read(16)
+    else:
+        head = bytes(data[:16])
+    kind = next((k for magic, k in _MAGIC if head.startswith(magic)), None)
+    if kind is not None and kind not in PIL_FORMATS:
+        raise DataError(f"unreadable or truncated image (content is {kind}, not PNG, JPEG or "
+                        "TIFF)", path=label, fix=_FIX_CONVERT)
+    return kind
 
 
 def _open(data: bytes | Path, label: str):
@@ -222,12 +244,15 @@ def _open(data: bytes | Path, label: str):
     if isinstance(data, Path) and data.is_file() and data.stat().st_size == 0:
         raise DataError("image file is empty (0 bytes)", path=label, fix=_FIX_REREAD)
     source = data if isinstance(data, Path) else io.BytesIO(bytes(data))
+    kind = None
     try:
-        if label.lower().endswith((".tif", ".tiff")):
+        kind = _sniff(data, label)
+        if kind == "TIFF" or (kind is None and label.lower().endswith((".tif", ".tiff"))):
             return "tiff", _read_tiff(source, label)
+        formats = ("JPEG", "MPO") if kind == "JPEG" else (kind,) if kind else PIL_FORMATS
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit below
-            img = Image.open(source, formats=PIL_FORMATS)
+            img = Image.open(source, formats=formats)
         with img:
             _check_size(*img.size, label)
             img.load()
@@ -248,6 +273,7 @@ def _open(data: bytes | Path, label: str):
                         fix=_FIX_REREAD) from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is bad
         detail = str(exc) or type(exc).__name__
+        detail = f"{kind} content: {detail}" if kind else detail
         raise DataError(f"unreadable or truncated image ({detail})", path=label,
                         fix=_FIX_REREAD) from None
 
@@ -256,7 +282,8 @@ def image_size(path: Path, *, name: str = "") -> tuple[int, int]:
     """(width, height) from the file's header only; a `DataError` like `decode_image`'s."""
     label = name or str(path)
     try:
-        if label.lower().endswith((".tif", ".tiff")):
+        kind = _sniff(path, label)
+        if kind == "TIFF" or (kind is None and label.lower().endswith((".tif", ".tiff"))):
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
@@ -289,6 +316,17 @@ def decode_image(data: bytes | Path, *, name: str = "",
     else:
         image = _canonical_pil(obj, label, notes)
     return np.ascontiguousarray(image)
+
+
+def classification_image(image: np.ndarray, label: str) -> np.ndarray:
+    """``image`` if classification models can take it (8-bit), else a `DataError` naming it:
+    a multi-band or float layer is kept by `decode_image` for dense tasks only."""
+    if image.dtype != np.uint8:
+        bands = image.shape[2] if image.ndim == 3 else 1
+        raise DataError(f"unsupported image pixel type {image.dtype} with {bands} bands for "
+                        "classification", path=label,
+                        fix="convert the file to 8-bit gray or RGB (select 1 or 3 bands)")
+    return image
 
 
 def decode_mask(data: bytes | Path, *, name: str = "") -> np.ndarray:
