@@ -257,3 +257,22 @@ def test_file_model_names_are_refused_clearly(tmp_path):
     lone.write_bytes(b"x")
     with pytest.raises(UnknownModelError, match="pretrain.json"):
         get_spec(f"file:{lone}")
+
+
+@pytest.mark.parametrize("flags, expect", [
+    (["--img-size", "30", "--patch-size", "8"],
+     "--img-size 30 must be a multiple of --patch-size 8"),
+    (["--img-size", "30"], "--img-size 30 must be a multiple of --patch-size 16"),
+    (["--embed-dim", "30", "--num-heads", "4"],
+     "--embed-dim 30 must be a multiple of --num-heads 4"),
+])
+def test_cli_refuses_sizes_that_do_not_divide(images, tmp_path, flags, expect):
+    """Refused in one line before training, not as a reshape error inside the first step."""
+    result = CliRunner().invoke(app, ["pretrain", str(images), "--model",
+                                      "timm:vit_tiny_patch16_224", "--from", "scratch", *flags,
+                                      "--steps", "1", "--workers", "0", "--device", "cpu",
+                                      "--out", str(tmp_path / "o")])
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output
+    assert lines[0].startswith("error: " + expect), lines
+    assert "e.g. --" in lines[0]

@@ -125,6 +125,16 @@ class PretrainConfig:
             raise OptionError("architecture flags change the model, so its published weights "
                               "no longer fit", where="--" + next(iter(self.arch)).replace("_", "-"),
                               fix="add --from scratch, or drop the architecture flags")
+        img, patch = self.arch.get("img_size"), self.arch.get("patch_size")
+        if img is not None and patch is not None and img % patch:
+            raise OptionError(f"--img-size {img} must be a multiple of --patch-size {patch}",
+                              where="--img-size",
+                              fix=f"e.g. --img-size {max(1, img // patch) * patch}")
+        dim, heads = self.arch.get("embed_dim"), self.arch.get("num_heads")
+        if dim is not None and heads is not None and dim % heads:
+            raise OptionError(f"--embed-dim {dim} must be a multiple of --num-heads {heads}",
+                              where="--embed-dim",
+                              fix=f"e.g. --embed-dim {max(1, dim // heads) * heads}")
         if self.decoder_dim % self.decoder_heads:
             raise OptionError("--decoder-dim must be a multiple of --decoder-heads",
                               where="--decoder-dim", value=self.decoder_dim)
@@ -227,6 +237,12 @@ class MAE(nn.Module):
         self.patch_size = int(embed.patch_size[0])
         if embed.patch_size[0] != embed.patch_size[1]:
             raise PretrainError("MAE pretraining needs square patches", value=embed.patch_size)
+        side = int(embed.img_size[0])
+        if any(int(s) % self.patch_size for s in embed.img_size):
+            raise OptionError(f"--img-size {side} must be a multiple of --patch-size "
+                              f"{self.patch_size}", where="--img-size",
+                              fix=f"e.g. --img-size "
+                                  f"{max(1, side // self.patch_size) * self.patch_size}")
         self.grid = tuple(int(g) for g in embed.grid_size)
         self.num_patches = self.grid[0] * self.grid[1]
         self.img_size = tuple(int(s) for s in embed.img_size)
