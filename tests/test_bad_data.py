@@ -204,6 +204,17 @@ def _symlink_out(target: Callable[[Path], Path]):
     return breaks
 
 
+def _csv_lines(edit: Callable[[dict[int, str]], dict[int, str]], csv: str = "annotation.csv"):
+    """Replace lines of a CSV (numbered from 1, the header) by ``edit(lines)``'s."""
+    def breaks(root, out):
+        path = root / csv
+        lines = dict(enumerate(path.read_text().splitlines(), start=1))
+        lines.update(edit(lines))
+        path.write_text("\r\n".join(lines[i] for i in sorted(lines)) + "\r\n")
+        return {}
+    return breaks
+
+
 def _yolo(line: str):
     def breaks(root, out):
         path = first_file(root, "train", "labels")
@@ -456,6 +467,35 @@ CASES = [
          _write("annotation.csv", "file_id,feature_name,label,split\nx\xe9.jpg,a,0,train\n"
                 .encode("latin-1")),
          r"^CSV file is not UTF-8 text \(bad byte at offset 34\) \(mb-domars16k .*annotation\.csv\)"),
+    Case("csv-extra-field", "mb-domars16k", "folder", _csv_lines(lambda ls: {3: ls[3] + ",x"}),
+         r"^row has 5 fields, more than the header's 4 \(mb-domars16k annotation\.csv row 3\): "
+         r".*,x; quote values that contain commas, or fix the row to match the header "
+         r"file_id,feature_name,label,split"),
+    Case("csv-extra-field-every-row", "mb-domars16k", "folder",
+         _csv_lines(lambda ls: {i: line + ",x" for i, line in ls.items() if i > 1}),
+         r"^row has 5 fields, more than the header's 4 \(mb-domars16k annotation\.csv row 2\)"),
+    Case("csv-missing-field", "mb-domars16k", "folder",
+         _csv_lines(lambda ls: {4: ls[4].rsplit(",", 1)[0]}),
+         r"^row has 3 fields, fewer than the header's 4 \(mb-domars16k annotation\.csv row 4\)"),
+    Case("csv-label-twice", "mb-domars16k", "folder",
+         _csv_lines(lambda ls: {i: line + ("," + line.split(",")[2] if i > 1 else ",label")
+                                for i, line in ls.items()}),
+         r"^column 'label' appears twice in the header \(mb-domars16k annotation\.csv row 1\); "
+         r"keep one"),
+    Case("csv-split-twice", "mb-domars16k", "folder",
+         _csv_lines(lambda ls: {i: line + ("," + line.split(",")[3] if i > 1 else ",split")
+                                for i, line in ls.items()}),
+         r"^column 'split' appears twice in the header \(mb-domars16k annotation\.csv"),
+    Case("csv-variant-column-twice", "mb-domars16k", "folder",
+         _csv_lines(lambda ls: {i: line + "," + line.split(",")[0] if i > 1 else line + ",file_id"
+                                for i, line in ls.items()}, csv="few_shot/1_shot.csv"),
+         r"^column 'file_id' appears twice in the header \(mb-domars16k few_shot/1_shot\.csv",
+         options={"variant": "few_shot:1"}, check=r"train\[few_shot:1\].*appears twice"),
+    Case("csv-partition-column-twice", "mb-boulder_seg", "folder",
+         _csv_lines(lambda ls: {1: ls[1] + ",file_id"}, csv="partitions/0.50x_partition.csv"),
+         r"^column 'file_id' appears twice in the header \(mb-boulder_seg "
+         r"partitions/0\.50x_partition\.csv", options={"variant": "partition:0.5"},
+         check=r"train\[partition:0\.50\].*appears twice"),
     Case("csv-no-label-column", "mb-domars16k", "folder",
          _write("annotation.csv", b"file_id,feature_name,split\nx.jpg,a,train\n"),
          r"^CSV lacks columns \['label'\] \(mb-domars16k annotation\.csv\)"),

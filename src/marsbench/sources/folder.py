@@ -52,8 +52,9 @@ def _read_csv(path: Path, required: set[str], dataset: str,
     text = read_text(root or path.parent, path, dataset=dataset, what="CSV file",
                      allow_empty=False)
     shown = path.relative_to(root) if root is not None and path.is_relative_to(root) else path
+    _check_csv_shape(text, shown, dataset)
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, index_col=False)
     except Exception as exc:  # noqa: BLE001 - pandas raises several types for a bad CSV
         raise DataError(f"unreadable CSV ({type(exc).__name__}: {exc})", dataset=dataset,
                         path=shown) from None
@@ -73,6 +74,34 @@ def _read_csv(path: Path, required: set[str], dataset: str,
                                 + (f" ({did_you_mean(value, SPLITS)})" if value else "")
                                 + (f"; {len(bad)} rows affected" if len(bad) > 1 else ""))
     return df
+
+
+def _check_csv_shape(text: str, shown: Path, dataset: str) -> None:
+    """Every row as many fields as the header, and no column named twice (pandas would shift
+    the columns into the index, or rename a second ``label`` to ``label.1``)."""
+    import csv
+    import io
+
+    try:
+        rows = csv.reader(io.StringIO(text, newline=""))
+        header = next(rows, [])
+        seen: set[str] = set()
+        for name in header:
+            if name.strip() in seen:
+                raise DataError(f"column {name.strip()!r} appears twice in the header",
+                                dataset=dataset, path=shown, row=1, fix="keep one")
+            seen.add(name.strip())
+        for row in rows:
+            if row and len(row) != len(header):
+                more = "more" if len(row) > len(header) else "fewer"
+                raise DataError(f"row has {len(row)} fields, {more} than the header's "
+                                f"{len(header)}", dataset=dataset, path=shown, row=rows.line_num,
+                                value=",".join(row),
+                                fix="quote values that contain commas, or fix the row to "
+                                    f"match the header {','.join(header)}")
+    except csv.Error as exc:
+        raise DataError(f"unreadable CSV ({exc})", dataset=dataset, path=shown,
+                        row=rows.line_num) from None
 
 
 def _split_rows(card: DatasetCard, root: Path, split: str, variant: Variant,
