@@ -171,6 +171,13 @@ CASES = [
            f"--store {{tmp}}/{name}", name.rsplit("/", 1)[0] if "/" in name else name, text,
            env={"OPENAI_API_KEY": "sk-test"})
       for name, text in STORES],
+    *[case(f"vlm-{flag}-{value}", f"vlm --dataset {{tmp}}/mini --provider openai --model m "
+           f"--cache {{tmp}}/c.sqlite --store {{tmp}}/s.sqlite --{flag} {value}", f"--{flag}",
+           value, fix, env={"OPENAI_API_KEY": "sk-test"}, absent=["{tmp}/s.sqlite"])
+      for flag, value, fix in (("temperature", "nan", ">= 0"), ("temperature", "-1", ">= 0"),
+                               ("temperature", "warm", ">= 0"), ("timeout", "-5", "positive"),
+                               ("timeout", "nan", "positive"), ("timeout", "0", "positive"),
+                               ("base-url", "notaurl", "http(s) URL"))],
     case("vlm-split", "vlm --dataset mb-frost_cls --provider openai --model m --split tset",
          "tset", "did you mean 'test'"),
     # -- run (its options belong to cli/run.py; the handler makes each one line) ------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from pathlib import Path
 from typing import Optional
@@ -23,12 +24,31 @@ def default_cache() -> Path:
 
 
 def _temperature(text: str) -> float | None:
+    """The sampling temperature: a finite number >= 0, or None (left out of the request)."""
     if text.strip().lower() in ("none", "default", "omit"):
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise typer.BadParameter(f"{text!r}: give a number, or 'none' to leave it out") from None
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise OptionError("--temperature must be a finite number >= 0", where="--temperature",
+                          value=text, fix="e.g. --temperature 0, or 'none' to leave it out")
+    return value
+
+
+def _check_request_options(timeout: float, base_url: str | None) -> None:
+    """Refuse a bad --timeout or --base-url before any request (not once per request)."""
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise OptionError("--timeout must be a positive number of seconds", where="--timeout",
+                          value=timeout, fix="e.g. --timeout 60")
+    if base_url is not None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(base_url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise OptionError("--base-url must be an http(s) URL", where="--base-url",
+                              value=base_url, fix="e.g. --base-url http://localhost:8000/v1")
 
 
 EPILOG = ("Examples:\n\n"
@@ -80,6 +100,8 @@ def vlm_command(
 
     # Every input is checked before the first (paid) request: a bad one is one line, exit 2.
     common.choice(provider, PROVIDERS, "--provider")
+    temperature_value = _temperature(temperature)
+    _check_request_options(timeout, base_url)
     common.choice(split, SPLITS, "--split")
     common.choice(source, SOURCES, "--source")
     root = common.data_root(root)
@@ -93,7 +115,7 @@ def vlm_command(
         common.output_file(predictions, "--predictions", create=False)
     results = ResultsStore(store)  # a folder, foreign or read-only store: refused now
     client = make_client(provider, model, base_url=base_url, timeout=timeout,
-                         max_retries=max_retries, temperature=_temperature(temperature),
+                         max_retries=max_retries, temperature=temperature_value,
                          max_tokens=max_tokens)  # MissingAPIKeyError: one line
     data = open_dataset(dataset, split, root=root, source=source)
     try:
