@@ -215,6 +215,25 @@ def _csv_lines(edit: Callable[[dict[int, str]], dict[int, str]], csv: str = "ann
     return breaks
 
 
+def _repeat_row(split: str, *, same_label: bool):
+    """Append a copy of ``split``'s first row (with another label unless ``same_label``)."""
+    def breaks(root, out):
+        df = pd.read_csv(root / "annotation.csv", dtype=str, keep_default_na=False)
+        first = df.index[df["split"] == split][0]
+        row = df.loc[[first]].copy()
+        if not same_label:
+            row["label"] = str((int(row["label"].iloc[0]) + 1) % 15)
+        pd.concat([df, row], ignore_index=True).to_csv(root / "annotation.csv", index=False)
+        return {"first": first + 2, "last": len(df) + 2, "file_id": row["file_id"].iloc[0]}
+    return breaks
+
+
+def _copy_as(path: Path, suffix: str) -> Path:
+    copy = path.with_suffix(suffix)
+    copy.write_bytes(path.read_bytes())
+    return copy
+
+
 def _yolo(line: str):
     def breaks(root, out):
         path = first_file(root, "train", "labels")
@@ -496,6 +515,18 @@ CASES = [
          r"^column 'file_id' appears twice in the header \(mb-boulder_seg "
          r"partitions/0\.50x_partition\.csv", options={"variant": "partition:0.5"},
          check=r"train\[partition:0\.50\].*appears twice"),
+    Case("csv-repeated-id", "mb-domars16k", "folder", _repeat_row("test", same_label=True),
+         r"^sample id repeated within the split \(rows <first>, <last>\) \(mb-domars16k test "
+         r"annotation\.csv\): '<file_id>'; remove one of the rows$", split="test"),
+    Case("csv-repeated-id-other-label", "mb-domars16k", "folder",
+         _repeat_row("val", same_label=False),
+         r"^sample id repeated within the split \(rows <first>, <last>\) \(mb-domars16k val "
+         r"annotation\.csv\): '<file_id>'; remove one of the rows \(their labels differ: ",
+         split="val"),
+    Case("seg-repeated-stem", "mb-boulder_seg", "folder",
+         lambda root, out: {"stem": _copy_as(first_file(root), ".tif").stem},
+         r"^two images share a stem \(one sample id\) \(mb-boulder_seg .*data/train/images\): "
+         r"<stem>\.\w+, <stem>\.\w+; remove one of them"),
     Case("csv-no-label-column", "mb-domars16k", "folder",
          _write("annotation.csv", b"file_id,feature_name,split\nx.jpg,a,train\n"),
          r"^CSV lacks columns \['label'\] \(mb-domars16k annotation\.csv\)"),
@@ -894,6 +925,15 @@ def _palette_png(gray: bool) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_check_names_the_rows_of_a_repeated_hf_image(make):
+    root = make("mb-domars16k", "hf")
+    hf_rows(root, lambda rows: rows.append(dict(rows[0])))
+    report = check_dataset(root)
+    messages = [p.message for p in report.problems if p.split == "train"]
+    assert any(re.match(r"rows 0 and \d+ hold identical image bytes \(1 duplicate in the split\); "
+                        r"remove one$", m) for m in messages), messages
 
 
 def test_image_is_decoded_by_its_content_not_its_name(make):

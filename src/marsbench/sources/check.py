@@ -94,8 +94,7 @@ def check_dataset(name_or_path: str | Path, *, root: str | Path | None = None,
             keys = list(ds.sample_ids)
         ids_by_split[split] = set(keys)
         if len(ids_by_split[split]) != len(keys):
-            report.add(split, location, "sample ids repeated within the split"
-                       + (" (identical image bytes)" if src == "hf" else ""))
+            report.add(split, location, _repeated(keys, ds.sample_ids, src))
         for i in range(len(ds)):
             try:
                 ds[i]
@@ -128,6 +127,20 @@ def _identity(ds, src: str) -> list[str]:
 
         return content_hashes(ds)
     return list(ds.sample_ids)
+
+
+def _repeated(keys: list[str], ids: list[str], src: str) -> str:
+    """Which samples of a split are the same sample, and the fix."""
+    seen: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key in seen:
+            j = seen[key]
+            same = (f"rows {j} and {i} hold identical image bytes" if src == "hf"
+                    else f"sample id {ids[i]!r} appears twice")
+            extra = len(keys) - len(set(keys))
+            return f"{same} ({extra} duplicate{'s' * (extra > 1)} in the split); remove one"
+        seen[key] = i
+    return "sample ids repeated within the split"
 
 
 def _entry_path(entry) -> str:

@@ -117,6 +117,7 @@ def _split_rows(card: DatasetCard, root: Path, split: str, variant: Variant,
         df = df[df["split"] == split]
     if subset_ids is not None:
         df = df[df["file_id"].isin(set(subset_ids))]
+    _refuse_repeated_ids(df, card.name, split, path.relative_to(root))
     if df.empty:
         counts = (all_rows["split"].value_counts().to_dict() if "split" in all_rows.columns
                   else {})
@@ -125,6 +126,24 @@ def _split_rows(card: DatasetCard, root: Path, split: str, variant: Variant,
                         value=", ".join(f"{k} {counts.get(k, 0)}" for k in SPLITS) or "no rows",
                         fix="add rows for this split to the CSV")
     return df, path
+
+
+def _refuse_repeated_ids(df: pd.DataFrame, dataset: str, split: str, shown: Path) -> None:
+    """One row per sample id in a split: a repeated id would be trained on or scored twice."""
+    repeated = df[df.duplicated("file_id", keep=False)]
+    if repeated.empty:
+        return
+    first = repeated["file_id"].iloc[0]
+    rows = repeated[repeated["file_id"] == first]
+    labels = sorted(set(rows["label"])) if "label" in rows.columns else []
+    others = repeated["file_id"].nunique() - 1
+    raise DataError(f"sample id repeated within the split (rows "
+                    f"{', '.join(str(i + 2) for i in rows.index)})", dataset=dataset,
+                    split=split, path=shown, value=repr(first),
+                    fix="remove one of the rows"
+                        + (f" (their labels differ: {', '.join(labels)})" if len(labels) > 1
+                           else "")
+                        + (f"; {others} more ids are repeated" if others else ""))
 
 
 # ---- classification ----------------------------------------------------------------------------
@@ -224,6 +243,13 @@ def _list_images(folder: Path, dataset: str, guard: Guard | None = None) -> list
         raise DataError("folder missing", dataset=dataset, path=folder,
                         fix="check --root points at the extracted dataset folder")
     images = sorted(p for p in folder.iterdir() if is_image_file(p) and p.is_file())
+    stems: dict[str, Path] = {}
+    for p in images:  # the stem is the sample id (and pairs the mask / annotation file)
+        if p.stem in stems:
+            raise DataError("two images share a stem (one sample id)", dataset=dataset,
+                            path=folder, value=f"{stems[p.stem].name}, {p.name}",
+                            fix="remove one of them")
+        stems[p.stem] = p
     if guard is not None:
         for p in images:
             guard(p, what="image")
