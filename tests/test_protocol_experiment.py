@@ -97,6 +97,7 @@ selection: {{metric: val.f1_weighted}}
     (MINIMAL + "regime: [scratch]\n", ":4: regime: unknown key; did you mean 'regimes'?"),
     (MINIMAL + "regimes: [scrach]\n", "did you mean 'scratch'"),
     (MINIMAL + "seeds: [0, 1, 0]\n", "seeds: lists a seed twice"),
+    (MINIMAL + "seeds: 3\n", ":4: seeds: expected a list such as [0, 1, 2], got 3"),
     (MINIMAL + "grid:\n  optimizer: [adam, lamb]\n", "grid.optimizer[1]: 'lamb' is not one of"),
     (MINIMAL + "grid:\n  batch_size: [0]\n", "grid.batch_size[0]: must be >= 1"),
     (MINIMAL + "grid:\n  lr: [0.1, 0.1]\n", "value 0.1 is listed twice"),
@@ -125,6 +126,24 @@ def test_errors_name_file_line_and_key(tmp_path, text, where):
     message = str(info.value)
     assert message.startswith(str(path)), message
     assert where in message, message
+
+
+def test_task_is_checked_against_a_dataset_folder(tmp_path):
+    """A folder's task is read off the folder, as a catalog name's is off its card."""
+    mini = tmp_path / "mine"
+    for split in ("train", "val", "test"):
+        (mini / "data" / split / "a").mkdir(parents=True)
+    (mini / "annotation.csv").write_text("file_id,label,feature_name,split\n"
+                                         "x.png,0,a,train\n")
+    (mini / "mapping.json").write_text('{"0": "a", "1": "b"}')
+    path = tmp_path / "exp.yaml"
+    path.write_text("task: segmentation\ndatasets: [./mine]\nmodels: [unet]\n")
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(path)
+    assert "mine is a classification dataset but the experiment's task is segmentation" in str(
+        info.value)
+    path.write_text("task: classification\ndatasets: [./mine]\nmodels: [efficientnet_lite0]\n")
+    assert load_experiment(path).task == "classification"
 
 
 def test_unknown_experiment_name_suggests_shipped():

@@ -405,6 +405,8 @@ class _Parser:
         data_opts = self.mapping(d.get("data", {}) or {}, ("data",),
                                  ("root", "source", "subset_seed"))
         root = data_opts.get("root")
+        if "seeds" in d and not isinstance(d["seeds"], list):  # `seeds: 3` is not three seeds
+            raise self.error(("seeds",), f"expected a list such as [0, 1, 2], got {d['seeds']!r}")
         seeds = [self.integer(s, ("seeds", i), 0) for i, s in
                  enumerate(self.listing(d.get("seeds", list(PAPER_SEEDS)), ("seeds",)))]
         if len(set(seeds)) != len(seeds):
@@ -527,8 +529,19 @@ class _Parser:
         try:
             card = get_card(name)
         except UnknownDatasetError:
-            if root is not None:
-                return  # a user's own dataset folder: its card is read off the folder
+            if root is not None:  # a user's own dataset folder: its card is read off the folder
+                from ..errors import MarsbenchError
+                from ..runs.spec import dataset_card
+
+                try:
+                    card = dataset_card(name, root, required=False)
+                except MarsbenchError:
+                    return  # a broken folder: the data check names what is wrong with it
+                if card is None:
+                    return
+            else:
+                card = None
+        if card is None:
             names = [c.name for c in list_cards()]
             raise self.error(at, f"unknown dataset {name!r}: {did_you_mean(name, names)} "
                                  "(a catalog name from `marsbench datasets list`, or the path "
