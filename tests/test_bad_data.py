@@ -228,6 +228,11 @@ def _repeat_row(split: str, *, same_label: bool):
     return breaks
 
 
+def _unlink(path: Path) -> Path:
+    path.unlink()
+    return path
+
+
 def _copy_as(path: Path, suffix: str) -> Path:
     copy = path.with_suffix(suffix)
     copy.write_bytes(path.read_bytes())
@@ -527,6 +532,16 @@ CASES = [
          lambda root, out: {"stem": _copy_as(first_file(root), ".tif").stem},
          r"^two images share a stem \(one sample id\) \(mb-boulder_seg .*data/train/images\): "
          r"<stem>\.\w+, <stem>\.\w+; remove one of them"),
+    Case("seg-mask-missing", "mb-boulder_seg", "folder",
+         lambda root, out: {"stem": _unlink(first_file(root, "train", "masks")).stem},
+         r"^image <stem>\.\w+ has no mask \(mb-boulder_seg train mb-boulder_seg/data/train/"
+         r"images/<stem>\.\w+\): expected mb-boulder_seg/data/train/masks/<stem>\.png \(or "
+         r"\.tif\); add the mask, or remove the image$"),
+    Case("seg-mask-jpg", "mb-boulder_seg", "folder",
+         lambda root, out: {"stem": _unlink(_copy_as(first_file(root, "train", "masks"),
+                                                     ".jpg").with_suffix(".png")).stem},
+         r"^image <stem>\.\w+ has no mask \(.*\): expected .*/masks/<stem>\.png \(or \.tif\); "
+         r"found masks/<stem>\.jpg, but masks must be PNG or TIFF: save it as <stem>\.png$"),
     Case("csv-no-label-column", "mb-domars16k", "folder",
          _write("annotation.csv", b"file_id,feature_name,split\nx.jpg,a,train\n"),
          r"^CSV lacks columns \['label'\] \(mb-domars16k annotation\.csv\)"),
@@ -558,6 +573,14 @@ CASES = [
          r"^mapping\.json is empty \(0 bytes\) \(.*mapping\.json\)"),
     Case("mapping-not-json", "mb-frost_cls", "folder", _mapping("{0: 'a'}"),
          r"^mapping\.json is not valid JSON \(.*line 1 column 2\) \(.*mapping\.json\)"),
+    Case("mapping-no-classes", "mb-frost_cls", "folder", _mapping("{}"),
+         r"^mapping\.json: has no classes \(mb-frost_cls .*mapping\.json\): \{\}; write"),
+    Case("mapping-only-ignore", "mb-frost_cls", "folder", _mapping('{"255": "ignore"}'),
+         r"^mapping\.json: has no classes \(only the ignore entry 255\) \(.*mapping\.json\)"),
+    Case("mapping-folder", "mb-frost_cls", "folder",
+         lambda root, out: (root / "mapping.json").unlink() or (root / "mapping.json").mkdir(),
+         r"^mapping\.json is a folder, not a file \(mb-frost_cls mb-frost_cls/mapping\.json\); "
+         r"write mapping\.json as"),
     Case("hf-mapping-gap", "mb-mars_seg_mer", "hf",
          _mapping('{"0": "a", "1": "b", "2": "c", "5": "f", "6": "g"}'),
          r"^mapping\.json: class ids have gaps .*: missing 3, 4 of 0\.\.6"),

@@ -168,7 +168,8 @@ def _check_folder_files(task: Task, root: Path, split: str, ds, report: CheckRep
     if task is Task.SEGMENTATION:
         for note in ds.notes:
             if note.startswith(f"{split}/images/"):
-                report.add(split, root / "data" / note.split(":")[0], "image has no mask")
+                where, error = note.split(": ", 1)
+                report.add(split, root / "data" / where, error)
         for mask in sorted((base / "masks").glob("*")):
             stem = mask.stem
             if stem not in images and "Image" + stem.removeprefix("Mask") not in images:

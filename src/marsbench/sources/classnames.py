@@ -79,6 +79,9 @@ def parse_mapping(data: object, *, path: str | Path = "mapping.json",
             ignore = idx
             continue
         mapping[idx] = aliases
+    if not mapping:
+        raise bad("has no classes" + (f" (only the ignore entry {ignore})" if data else ""),
+                  json.dumps(data)[:80])
     names: dict[str, int] = {}
     for idx in sorted(mapping):
         norm = _norm(mapping[idx][0])
@@ -93,6 +96,9 @@ def read_mapping_file(path: Path, *, root: Path | None = None,
     """The parsed ``mapping.json`` (None when absent); read only inside ``root``."""
     from .paths import display, read_text
 
+    if path.is_dir() and not path.is_symlink():
+        raise DataError("mapping.json is a folder, not a file", dataset=dataset,
+                        path=display(root or path.parent, path), fix=_MAPPING_FIX)
     if not path.is_file() and not path.is_symlink():
         return None
     text = read_text(root or path.parent, path, dataset=dataset, what="mapping.json",

@@ -237,6 +237,21 @@ def mask_for(image: Path, masks_dir: Path) -> Path | None:
     return None
 
 
+def _no_mask(dataset: str, split: str, root: Path, img: Path, masks: Path) -> DataError:
+    """The error for an image without a mask: the mask expected, and a same-stem file in
+    another format (e.g. ``x.jpg``) if there is one."""
+    import glob
+
+    expected = display(root, masks / f"{img.stem}.png")
+    stems = (img.stem, "Mask" + img.stem.removeprefix("Image"))
+    near = sorted(p.name for stem in stems for p in masks.glob(f"{glob.escape(stem)}.*")
+                  if p.is_file()) if masks.is_dir() else []
+    fix = (f"found masks/{near[0]}, but masks must be PNG or TIFF: save it as {img.stem}.png"
+           if near else "add the mask, or remove the image")
+    return DataError(f"image {img.name} has no mask", dataset=dataset, split=split,
+                     path=display(root, img), value=f"expected {expected} (or .tif)", fix=fix)
+
+
 def _list_images(folder: Path, dataset: str, guard: Guard | None = None) -> list[Path]:
     """The image files of ``folder`` (each checked to resolve inside the dataset)."""
     if not folder.is_dir():
@@ -322,11 +337,11 @@ def read_segmentation(card: DatasetCard, root: Path, split: str, variant: Varian
     for img in images:
         mask = mask_for(img, base / "masks")
         if mask is None:
+            error = _no_mask(card.name, split, root, img, base / "masks")
             if skip_unpaired:
-                notes.append(f"{split}/images/{img.name}: no mask")
+                notes.append(f"{split}/images/{img.name}: {error}")
                 continue
-            raise DataError(f"image {img.name} has no mask (expected masks/{img.stem}.png)",
-                            dataset=card.name, split=split, path=img)
+            raise error
         entries.append((img.stem, img, guard(mask, what="mask")))
         ids.append(img.stem)
     if not entries:
