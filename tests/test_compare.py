@@ -165,3 +165,28 @@ def test_a_dataset_folder_path_is_compared_by_its_name_and_runs_from_its_parent(
     with pytest.raises(OptionError, match="two data roots"):
         _dataset_names([str(tmp_path / "root" / "mine_a"), str(tmp_path / "other" / "mine_c")],
                        None)
+
+
+@pytest.mark.parametrize("flags, expect", [
+    (["--seeds", "-1"], "error: seeds must be from 0 to 4294967295 (--seeds): -1"),
+    (["--seeds", "0,99999999999"], "99999999999 is out of range"),
+    (["--seeds", "0,0"], "error: seed 0 is listed twice (--seeds): 0,0"),
+    (["--regime", "scrach"], "error: unknown regime 'scrach' (--regime); did you mean 'scratch'"),
+    (["--variant", "few_shot:-2"], "error: bad variant (--variant): few_shot:-2; use 'full'"),
+    (["--dataset", "mb-frost_clss"], "error: the store has no runs of this dataset (--dataset): "
+                                     "mb-frost_clss; did you mean 'mb-frost_cls'"),
+])
+def test_cli_refuses_bad_options_up_front(tmp_path, flags, expect):
+    """One line naming the flag, before anything is read (and no `--run` command built
+    from a bad value)."""
+    store = ResultsStore(tmp_path / "s.sqlite")
+    for model in ("efficientnet_lite0", "squeezenet1_1"):
+        spec = RunSpec(dataset="mb-frost_cls", model=model, regime="feature_extraction")
+        store.put(RunRecord.success(spec, task="classification", val_loss=0.5,
+                                    metrics={"test": {"f1_weighted": 0.5}}))
+    result = CliRunner().invoke(app, ["compare", "efficientnet_lite0", "squeezenet1_1",
+                                      "--store", str(store.path), *flags])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith("error: ") and expect in lines[0], lines[0]
+    assert "--run" not in lines[0]

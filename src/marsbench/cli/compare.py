@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import OptionError
+from ..errors import OptionError, did_you_mean
 
 EPILOG = ("Examples:\n\n"
           "marsbench compare momo_vit_b16 timm:vit_base_patch16_224.augreg_in21k_ft_in1k "
@@ -81,9 +81,17 @@ def compare_command(
         raise OptionError("data root not found", where="--data-root", value=str(data_root),
                           fix="pass the folder holding the dataset folders")
     seed_list = _seeds(seeds)
+    variant = _variant(variant)
+    if regime is not None:
+        from ..vocab import REGIMES
+
+        if regime not in REGIMES:
+            raise OptionError(f"unknown regime {regime!r}", where="--regime",
+                              fix=did_you_mean(regime, REGIMES))
     datasets, data_root = _dataset_names(list(datasets or []), data_root)
     experiments = list(experiment or [])
     table = _table(store, experiments, run)
+    _check_datasets(datasets, table, data_root, run)
     try:
         scope = comparison_scope(table, (model_a, model_b), regime=regime, variant=variant,
                                  datasets=list(datasets or []) or None, seeds=seed_list,
@@ -113,7 +121,11 @@ def compare_command(
     typer.echo(markdown(result))
 
 
+MAX_SEED = 2**32 - 1  # numpy's seed range: `run` seeds numpy with seed % 2**32
+
+
 def _seeds(text: str | None) -> list[int] | None:
+    """Distinct seeds in [0, MAX_SEED]; a negative, huge or repeated one is refused."""
     if text is None:
         return None
     try:
@@ -122,7 +134,43 @@ def _seeds(text: str | None) -> list[int] | None:
         values = []
     if not values:
         raise OptionError("not a list of seeds", where="--seeds", value=text, fix="e.g. 0,1,2")
-    return sorted(set(values))
+    bad = [v for v in values if not 0 <= v <= MAX_SEED]
+    if bad:
+        raise OptionError(f"seeds must be from 0 to {MAX_SEED}", where="--seeds", value=text,
+                          fix=f"{bad[0]} is out of range; e.g. 0,1,2")
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise OptionError(f"seed {twice[0]} is listed twice", where="--seeds", value=text,
+                          fix="name each seed once, e.g. 0,1,2")
+    return sorted(values)
+
+
+def _variant(text: str) -> str:
+    from ..catalog.variant import Variant
+
+    try:
+        return str(Variant.parse(text))
+    except ValueError as exc:
+        raise OptionError("bad variant", where="--variant", value=text,
+                          fix=str(exc).split(": ", 1)[-1]) from None
+
+
+def _check_datasets(names: list[str], table, data_root: Path | None, run: bool) -> None:
+    """Each --dataset must have runs in the store, or (--run) be a catalog name or a folder
+    under the data root: a typo gets a "did you mean", not "no seeds to compare"."""
+    known = set(table["dataset"].astype(str)) if "dataset" in table else set()
+    for name in names:
+        if name in known:
+            continue
+        if run:
+            if data_root is None or not (data_root / name).is_dir():
+                from . import common
+
+                common.dataset_name(name, "--dataset")
+            continue
+        raise OptionError("the store has no runs of this dataset", where="--dataset",
+                          value=name, fix=did_you_mean(name, known) if known else
+                          "the store holds no runs; add --run to run them")
 
 
 def _dataset_names(datasets: list[str], data_root: Path | None
