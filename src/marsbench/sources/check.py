@@ -197,10 +197,11 @@ def _check_detection_formats(root: Path, split: str, ds, report: CheckReport) ->
         except DataError as exc:
             report.add(split, coco_path, str(exc))
     class_ids = {n.lower(): i + 1 for i, n in enumerate(ds.class_names)}
+    has_yolo, has_voc = (base / "labels").is_dir(), (base / "pascal_voc").is_dir()
     for img in ds.entries:
         txt, xml = base / "labels" / f"{img.stem}.txt", base / "pascal_voc" / f"{img.stem}.xml"
-        if not (txt.is_file() and xml.is_file()):
-            continue
+        if not has_yolo and not (has_voc and coco is not None):
+            continue  # one format only: reading the sample has checked it
         try:
             w, h = image_size(guard(img, what="image"))
         except Exception:  # noqa: BLE001 - reading the sample has reported it already
@@ -209,9 +210,12 @@ def _check_detection_formats(root: Path, split: str, ds, report: CheckReport) ->
         readers = {
             "voc": lambda: parse_voc(Path(rel), class_ids, text=read_text(
                 root, xml, what="Pascal VOC file", allow_empty=False)),
-            "yolo": lambda: parse_yolo(read_text(root, txt, what="YOLO label file"), w, h,
-                                       path=f"{ds.card.name}/{txt.relative_to(root).as_posix()}"),
         }
+        if has_yolo:  # a label folder: every image needs its .txt, as a YOLO run reads it
+            readers["yolo"] = lambda: parse_yolo(
+                read_text(root, txt, dataset=ds.card.name, split=split, what="YOLO label file"),
+                w, h, path=f"{ds.card.name}/{txt.relative_to(root).as_posix()}",
+                num_classes=len(ds.class_names))
         if coco is not None:
             readers["coco"] = lambda: coco.boxes(img.name)
         formats = {}

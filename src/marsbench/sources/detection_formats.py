@@ -28,11 +28,13 @@ def _pack(boxes: list[list[float]], labels: list[int]) -> tuple[np.ndarray, np.n
     return np.asarray(boxes, dtype=np.float32), np.asarray(labels, dtype=np.int64)
 
 
-def parse_yolo(text: str, width: int, height: int, *, path: str = "") -> tuple[np.ndarray, np.ndarray]:
+def parse_yolo(text: str, width: int, height: int, *, path: str = "",
+               num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``cls cx cy w h`` lines (normalised, class 0-based) -> xyxy pixels, ids 1..K.
 
-    An empty file is a negative image. A class that is not a whole number, a value that is not a
-    finite number, or a non-positive width or height is a `DataError` naming the line."""
+    An empty file is a negative image. A class that is not a whole number (or, given
+    ``num_classes`` K, not in 0..K-1), a value that is not a finite number, or a non-positive
+    width or height is a `DataError` naming the file and line."""
     boxes, labels = [], []
     for row, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
@@ -45,6 +47,11 @@ def parse_yolo(text: str, width: int, height: int, *, path: str = "") -> tuple[n
         except ValueError as exc:
             raise DataError(f"YOLO class is not an integer id ({exc})", path=path, row=row,
                             value=line) from None
+        if num_classes is not None and not 0 <= cls < num_classes:
+            raise DataError(f"YOLO class {cls} out of range 0..{num_classes - 1}", path=path,
+                            row=row, value=line,
+                            fix=f"YOLO class ids are 0-based: 0..{num_classes - 1} for the "
+                                f"{num_classes} class{'es' * (num_classes > 1)}")
         cx, cy, w, h = box_numbers(parts[1:], 4, "YOLO box 'cx cy w h'", path=path, row=row)
         if w <= 0 or h <= 0:
             raise DataError("YOLO box has zero or negative width/height", path=path, row=row,

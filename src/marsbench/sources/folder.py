@@ -406,7 +406,8 @@ def read_detection(card: DatasetCard, root: Path, split: str, variant: Variant, 
         if annotation_format == "yolo":
             txt = base / "labels" / f"{img.stem}.txt"
             text = read_text(root, txt, dataset=card.name, split=split, what="YOLO label file")
-            return parse_yolo(text, width, height, path=_rel(root, txt, card.name))
+            return parse_yolo(text, width, height, path=_rel(root, txt, card.name),
+                              num_classes=len(names))
         xml = base / "pascal_voc" / f"{img.stem}.xml"
         text = read_text(root, xml, dataset=card.name, split=split, what="Pascal VOC file",
                          allow_empty=False)

@@ -133,7 +133,12 @@ def read_bytes(root: str | Path, path: str | Path, *, dataset: str | None = None
         return path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{what} missing", dataset=dataset, split=split,
-                        path=display(root, path)) from None
+                        path=display(root, path),
+                        fix="restore the file (re-download the dataset)") from None
+    except IsADirectoryError:
+        raise DataError(f"{what} is a folder, not a file", dataset=dataset, split=split,
+                        path=display(root, path),
+                        fix="replace it with the file (re-download the dataset)") from None
     except OSError as exc:
         raise DataError(f"{what} unreadable ({exc.strerror or exc})", dataset=dataset,
                         split=split, path=display(root, path)) from None
