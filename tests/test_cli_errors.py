@@ -121,6 +121,17 @@ CASES = [
          "papr", "paper"),
     case("report-metric", "report --csv {tmp}/good.csv --out {tmp}/r --metric f1", "'f1'",
          "DATASET=METRIC"),
+    case("report-metric-dataset-typo", "report --csv {tmp}/good.csv --out {tmp}/r --metric "
+         "mb-domars16x=f1_weighted", "mb-domars16x=f1_weighted", "did you mean 'mb-domars16k'",
+         absent=["{tmp}/r"]),
+    case("report-csv-score-over-1", "report --csv {tmp}/over1.csv --out {tmp}/r",
+         "{tmp}/over1.csv line 3", "'value'", "f1_weighted", "1.7", "outside [0, 1]",
+         absent=["{tmp}/r"]),
+    *[case(f"{cmd}-confidence-{v}", f"{cmd} {args} --confidence {v}", "--confidence", v,
+           "from 0.5 to 0.999")
+      for cmd, args in (("report", "--csv {tmp}/good.csv --out {tmp}/r"),
+                        ("compare", "a b --store {tmp}/empty.sqlite"))
+      for v in ("nan", "1.5", "0.1")],
     case("report-out-file", "report --csv {tmp}/good.csv --out {tmp}/afile", "{tmp}/afile",
          "--out"),
     case("report-rounds-0", "report --csv {tmp}/good.csv --out {tmp}/r --rounds 0", "--rounds",
@@ -255,6 +266,10 @@ def write_bad_inputs(tmp: Path) -> None:
 
     (tmp / "pickled.pkl").write_bytes(pickle.dumps({"a": object}, protocol=4))
     torch.save([torch.zeros(2)], tmp / "alist.pt")
+    (tmp / "over1.csv").write_text(
+        "model,dataset,task,regime,variant,seed,metric,value\n"
+        "m,mb-domars16k,classification,feature_extraction,full,0,f1_weighted,0.5\n"
+        "m,mb-domars16k,classification,feature_extraction,full,1,f1_weighted,1.7\n")
     (tmp / "bad.json").write_text("{not json")
     (tmp / "bad.yaml").write_text("datasets: [mb-frost_cls\nmodels: [efficientnet_lite0]\n")
     (tmp / "typo.yaml").write_text("datasets: [mb-frost_cls]\nmodels: [efficientnet_lite0]\n"

@@ -25,7 +25,7 @@ import pandas as pd
 
 from marsbench.catalog import UnknownDatasetError, Variant, get_card
 
-from .table import COLUMNS, ResultsTableError, read_results_csv, results_table
+from .table import COLUMNS, ResultsTableError, check_bounded, read_results_csv, results_table
 
 PUBLISHED_METRIC = {"classification": "f1_weighted", "segmentation": "iou_reference"}
 PAPER_BASELINES_FILE = "paper_baselines_v1.csv"
@@ -71,6 +71,7 @@ def read_published_csv(path: str | Path, *,
         "value": raw["test metric"],
     })
     tidy["metric"] = tidy["task"].map(PUBLISHED_METRIC)
+    check_bounded(tidy["metric"], tidy["value"], raw["line"], path)
     tidy = _handle_duplicate_seeds(tidy, raw["line"], path, duplicate_seeds)
     return results_table(tidy.loc[:, list(COLUMNS)], source=str(path))
 

@@ -20,6 +20,7 @@ the same key and different values are an error.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -177,11 +178,31 @@ def concat_tables(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return results_table(pd.concat(list(tables), ignore_index=True), source="combined tables")
 
 
+# Scores that are fractions in [0, 1] (F1, accuracy, IoU, Dice, mAP, AUROC, ...); losses, counts
+# and errors are not bounded and are not checked.
+BOUNDED_METRIC = re.compile(r"(f1|accuracy|pixel_accuracy|balanced_accuracy|precision|recall|"
+                            r"iou|miou|dice|map|mar|auroc|auc|ap)(_.*)?")
+
+
+def check_bounded(metrics: Iterable[Any], values: Iterable[Any], lines: Iterable[int],
+                  source: str | Path) -> None:
+    """Refuse a bounded metric's value outside [0, 1], naming the file, line, column, value."""
+    for metric, value, line in zip(metrics, values, lines):
+        number = pd.to_numeric(value, errors="coerce")
+        if (BOUNDED_METRIC.fullmatch(str(metric).strip()) and np.isfinite(number)
+                and not 0 <= number <= 1):
+            raise ResultsTableError(
+                f"{source} line {line}: column 'value' of metric {str(metric).strip()!r} is "
+                f"{value!r}, outside [0, 1]; scores are fractions (a percentage? divide by 100)")
+
+
 def read_results_csv(path: str | Path) -> pd.DataFrame:
     """Read a CSV written in the tidy schema (e.g. by `write_results_csv`)."""
     path = Path(path)
     frame = pd.read_csv(path, dtype={c: str for c in _STRING_COLUMNS}, keep_default_na=False,
                         na_values={"value": ["", "nan", "NaN"], "seed": [""]})
+    if {"metric", "value"} <= set(frame.columns):
+        check_bounded(frame["metric"], frame["value"], frame.index + 2, path)
     return results_table(frame, source=str(path))
 
 

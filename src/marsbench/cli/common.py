@@ -29,6 +29,14 @@ def choice(value: str, choices: Iterable[str], option: str) -> str:
     return value
 
 
+def confidence(value: float, option: str = "--confidence") -> float:
+    """An interval level from 0.5 to 0.999 (nan and inf refused by name, as out of range)."""
+    if not 0.5 <= value <= 0.999:  # false for nan too
+        raise OptionError(f"{option} must be a number from 0.5 to 0.999", where=option,
+                          value=str(value), fix="e.g. 0.95")
+    return value
+
+
 def data_root(root: Path | None, option: str = "--root") -> Path | None:
     """An explicit data root must be an existing folder (None: the default root)."""
     if root is None:

@@ -45,7 +45,7 @@ def compare_command(
         "--dataset", help="restrict to these datasets; repeatable")] = None,
     rounds: Annotated[int, typer.Option(min=100, help="bootstrap rounds")] = 2000,
     seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
-    confidence: Annotated[float, typer.Option(min=0.5, max=0.999)] = 0.95,
+    confidence: Annotated[float, typer.Option(help="interval level, from 0.5 to 0.999")] = 0.95,
     resample_datasets: Annotated[bool, typer.Option(
         "--resample-datasets", help="also resample datasets in the bootstrap")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
@@ -80,6 +80,9 @@ def compare_command(
     if data_root is not None and not data_root.is_dir():
         raise OptionError("data root not found", where="--data-root", value=str(data_root),
                           fix="pass the folder holding the dataset folders")
+    from . import common
+
+    common.confidence(confidence)
     seed_list = _seeds(seeds)
     variant = _variant(variant)
     if regime is not None:

@@ -125,6 +125,18 @@ def _read_csv(path: Path, renumber_seeds: bool):
                           ) from None
 
 
+def _check_metric_datasets(metrics: dict[str, str], table) -> None:
+    """Each --metric DATASET=METRIC must name a dataset of the results (a typo is refused)."""
+    from ..errors import did_you_mean
+
+    known = set(table["dataset"].astype(str))
+    for dataset, metric in metrics.items():
+        if dataset not in known:
+            raise OptionError("--metric names a dataset the results do not hold",
+                              where="--metric", value=f"{dataset}={metric}",
+                              fix=did_you_mean(dataset, known))
+
+
 def _read_inputs(store: Path | None, csvs: list[Path], renumber_seeds: bool,
                  experiments: list[str], all_runs: bool):
     from marsbench.aggregate.table import concat_tables
@@ -182,7 +194,8 @@ def report_command(
         "--metric", help="DATASET=METRIC: the metric to aggregate for a dataset; repeatable.")] = None,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Bootstrap rounds.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
-    confidence: Annotated[float, typer.Option("--confidence", min=0.5, max=0.999)] = 0.95,
+    confidence: Annotated[float, typer.Option(
+        "--confidence", help="interval level, from 0.5 to 0.999")] = 0.95,
     resample_datasets: Annotated[bool, typer.Option(
         "--resample-datasets", help="Also resample datasets in the bootstrap.")] = False,
     partial: Annotated[bool, typer.Option(
@@ -199,6 +212,7 @@ def report_command(
                             "marsbench instead of --store/--csv.")] = False,
 ) -> None:
     """Write a self-contained HTML report, a Markdown summary and CSV tables (incl. leaderboard.csv)."""
+    common.confidence(confidence)
     if figure is not None or published:
         ignored = {"--baselines": baselines is not Baselines.paper, "--normaliser": normaliser
                    != "paper", "--metric": bool(metric), "--resample-datasets": resample_datasets,
@@ -228,6 +242,7 @@ def report_command(
     metrics = parse_metric_overrides(metric or [])
     common.output_folder(out, "--out", create=False)
     table = _read_inputs(store, csvs, renumber_seeds, experiments, all_runs)
+    _check_metric_datasets(metrics, table)
     data = build_report_data(
         table, normaliser=_normaliser(normaliser, table),
         baselines=paper_baselines() if baselines is Baselines.paper else None,
