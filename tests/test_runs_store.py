@@ -326,3 +326,18 @@ def test_put_many_is_all_or_nothing(store):
     # a duplicate inside the batch itself follows the policy too
     assert store.put_many([make_record(seed=8), make_record(seed=8, f1=0.1)], on_duplicate="replace") == 2
     assert store.get(make_spec(8)).metric("f1_weighted") == 0.1 and len(store.history(make_spec(8))) == 1
+
+
+@pytest.mark.parametrize("policy", ["replace", "replace_failed"])
+def test_a_failed_rerun_never_displaces_a_successful_record(store, policy):
+    """`run --force` and a sweep's rerun write with a replace policy: a failure goes to the
+    history, the good result stays live (in put and put_many alike)."""
+    store.put(make_record(f1=0.8))
+    key = make_spec().key
+    assert store.put(RunRecord.failure(make_spec(), "out of memory"), on_duplicate=policy) is False
+    assert store.get(key).ok and store.get(key).metric("f1_weighted") == 0.8
+    assert [r.error for r in store.history(key)] == ["out of memory"]
+    assert store.put_many([RunRecord.failure(make_spec(), "again")], on_duplicate=policy) == 0
+    assert store.get(key).ok and len(store.history(key)) == 2 and len(store) == 1
+    assert store.put(make_record(f1=0.9), on_duplicate="replace") is True  # a success still does
+    assert store.get(key).metric("f1_weighted") == 0.9

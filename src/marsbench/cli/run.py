@@ -159,6 +159,9 @@ def run_command(
         raise  # bad input or environment (data, weights): one line, exit 2, not recorded
     except Exception as exc:  # recorded as failed in the store by run_experiment
         console.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        if existing is not None and existing.ok:  # the store never lets a failure displace it
+            console.print(f"the earlier successful record {spec.short_key} stays in {store}; "
+                          "this failure is kept in its history only", highlight=False)
         raise typer.Exit(1)
     _print_record(record)
     console.print(f"record {spec.short_key} written to {store}; predictions: "

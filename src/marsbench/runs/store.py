@@ -250,7 +250,9 @@ class ResultsStore:
         On a spec key already stored: ``"error"`` (default) raises `DuplicateRunError`;
         ``"skip"`` keeps the stored record; ``"replace"`` overwrites it; ``"replace_failed"``
         overwrites a stored failed run and keeps a stored successful one. A replaced record is
-        moved to the ``superseded`` table in the same transaction.
+        moved to the ``superseded`` table in the same transaction. Under either replace policy a
+        failed record never displaces a successful one: the failure goes to the ``superseded``
+        table (`history`) and False is returned.
         """
         return self.put_many([record], on_duplicate=on_duplicate) == 1
 
@@ -286,17 +288,25 @@ class ResultsStore:
             existing = self._decode(old[0], key)
             if on_duplicate == "error":
                 raise DuplicateRunError(self, existing)
-            if on_duplicate == "skip" or (on_duplicate == "replace_failed" and existing.ok):
+            failed = row[_RUN_COLUMNS.index("status")] != "ok"
+            if on_duplicate == "skip" or (on_duplicate == "replace_failed" and existing.ok
+                                          and not failed):
+                return False
+            if existing.ok and failed:
+                # a failed re-run never displaces a good result: it goes to the history only
+                self._supersede(con, key, row[_RUN_COLUMNS.index("record")], keep_live=True)
                 return False
             self._supersede(con, key, old[0])
         self._insert(con, row)
         return True
 
     # Separate steps of one transaction (tests inject crashes between them).
-    def _supersede(self, con: sqlite3.Connection, spec_key: str, record_json: str) -> None:
+    def _supersede(self, con: sqlite3.Connection, spec_key: str, record_json: str, *,
+                   keep_live: bool = False) -> None:
         con.execute("INSERT INTO superseded (spec_key, superseded_at, record) VALUES (?, ?, ?)",
                     (spec_key, utc_now(), record_json))
-        con.execute("DELETE FROM runs WHERE spec_key = ?", (spec_key,))
+        if not keep_live:
+            con.execute("DELETE FROM runs WHERE spec_key = ?", (spec_key,))
 
     def _insert(self, con: sqlite3.Connection, row: tuple[Any, ...]) -> None:
         marks = ", ".join("?" * len(_RUN_COLUMNS))
@@ -434,7 +444,8 @@ class ResultsStore:
         return [self._decode(text, key) for key, text in rows]
 
     def history(self, key: str | RunSpec) -> list[RunRecord]:
-        """Records replaced under this key, oldest first."""
+        """Records replaced under this key, and failed re-runs that left a successful record
+        live, oldest first."""
         key = key.key if isinstance(key, RunSpec) else key
         with self._connect() as con:
             rows = con.execute("SELECT record FROM superseded WHERE spec_key = ? ORDER BY id",

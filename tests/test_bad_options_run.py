@@ -1,0 +1,46 @@
+"""`marsbench run --force` whose re-run fails keeps the earlier successful record live."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from marsbench.cli.main import app
+from marsbench.runs import ResultsStore, RunRecord, RunSpec
+
+
+def test_force_rerun_that_fails_keeps_the_ok_record(tmp_path, monkeypatch):
+    import marsbench.training.run as training_run
+
+    monkeypatch.setenv("MARSBENCH_OFFLINE", "1")
+    from PIL import Image
+
+    mini = tmp_path / "mini"  # a classification folder in the Mars-Bench layout
+    for split in ("train", "val", "test"):
+        (mini / "data" / split / "a").mkdir(parents=True)
+        Image.new("L", (8, 8)).save(mini / "data" / split / "a" / "x.png")
+    (mini / "annotation.csv").write_text(
+        "file_id,label,feature_name,split\n"
+        + "".join(f"x.png,0,a,{s}\n" for s in ("train", "val", "test")))
+    (mini / "mapping.json").write_text('{"0": "a", "1": "b"}')
+    spec = RunSpec(dataset="mini", model="efficientnet_lite0", regime="feature_extraction",
+                   max_epochs=1, data_root=str(tmp_path))
+    store = ResultsStore(tmp_path / "s.sqlite")
+    store.put(RunRecord.success(spec, task="classification", val_loss=0.4,
+                                metrics={"test": {"f1_weighted": 0.7}}))
+
+    def boom(spec):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(training_run, "open_splits", boom)
+    result = CliRunner().invoke(app, [
+        "run", "--dataset", str(tmp_path / "mini"), "--model", "efficientnet_lite0",
+        "--regime", "feature_extraction", "--max-epochs", "1", "--device", "cpu", "--force",
+        "--store", str(store.path), "--out", str(tmp_path / "out"), "--quiet"],
+        env={"COLUMNS": "300"})
+    assert result.exit_code == 1, result.output
+    assert "run failed: RuntimeError: out of memory" in result.output
+    assert f"earlier successful record {spec.short_key} stays in" in result.output
+    live = store.get(spec.key)
+    assert live.ok and live.metric("f1_weighted") == 0.7
+    assert [r.error.splitlines()[-1] for r in store.history(spec.key)] == [
+        "RuntimeError: out of memory"]
