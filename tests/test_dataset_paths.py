@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
 from marsbench.runs.data import open_splits
 from marsbench.runs.spec import RunSpec
+from marsbench.sources.errors import DataError
 from marsbench.sources.open import local_folder, open_dataset
 from marsbench.sources.synth import generate
 
@@ -45,13 +47,23 @@ def test_a_bare_folder_name_in_the_working_directory_is_read_by_run_as_by_check(
     assert len(open_splits(spec)["test"]) == here_tests
 
 
-def test_a_catalog_name_is_never_a_working_directory_folder(tmp_path, monkeypatch):
-    shutil.copytree(generate("mb-landmark_cls", tmp_path / "gen", scale=0.05),
-                    tmp_path / "here" / "mb-landmark_cls")
+def test_a_catalog_name_in_the_working_directory_is_read_there_unless_the_root_has_it_too(
+        tmp_path, monkeypatch):
+    """A bare catalog name is the working directory's folder when only it exists; with a copy
+    in the data root too, nothing says which is meant: refused in one line naming both."""
+    made = generate("mb-landmark_cls", tmp_path / "gen", scale=0.05)
+    shutil.copytree(made, tmp_path / "here" / "mb-landmark_cls")
+    monkeypatch.setenv("MARSBENCH_DATA", str(tmp_path / "root"))
     monkeypatch.chdir(tmp_path / "here")
-    assert local_folder("mb-landmark_cls", None) is None
-    here = local_folder("./mb-landmark_cls", None)  # a path, not a bare name
-    assert here.resolve() == tmp_path / "here" / "mb-landmark_cls"
+    assert local_folder("mb-landmark_cls", None) == Path("mb-landmark_cls")
     spec = RunSpec(dataset="mb-landmark_cls", model="efficientnet_lite0",
                    regime="feature_extraction")
-    assert spec.data_root is None
+    assert spec.data_root == str(tmp_path / "here")
+    shutil.copytree(made, tmp_path / "root" / "mb-landmark_cls")
+    with pytest.raises(DataError, match=r"^two copies answer to this name \(mb-landmark_cls\): "
+                       rf"{tmp_path / 'here' / 'mb-landmark_cls'} \(the working directory\) "
+                       rf"and {tmp_path / 'root' / 'mb-landmark_cls'}; name the one you mean"):
+        local_folder("mb-landmark_cls", None)
+    assert local_folder("./mb-landmark_cls", None) is not None  # a path says which
+    assert local_folder("mb-landmark_cls", tmp_path / "root") == (
+        tmp_path / "root" / "mb-landmark_cls")

@@ -312,7 +312,7 @@ def split_dataset(dataset: str, data_root: str | None, source: str) -> tuple[str
         from ..sources.open import local_folder
 
         here = local_folder(dataset, None)  # a folder in the working directory, as `datasets
-        if here is not None:  # check` reads it (a catalog name stays the catalog's)
+        if here is not None:  # check` and every reader read it
             folder = here.resolve().name, str(here.resolve().parent)
     if folder is not None:
         return folder[0], folder[1], source

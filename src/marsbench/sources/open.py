@@ -88,21 +88,31 @@ def infer_card(path: Path) -> DatasetCard:
 
 
 def local_folder(name_or_path: str | Path, root: str | Path | None) -> Path | None:
-    """The dataset folder ``name_or_path`` names, or None. A bare catalog name is never a
-    folder here (the catalog flow finds its copy under the data root); another relative path is
-    read under ``root`` when one is given, never from the working directory, which may hold
-    another folder of the same name (reading it would silently train on other data)."""
+    """The dataset folder ``name_or_path`` names, or None (a catalog name whose copy the data
+    root holds, a hub id, nothing there). A relative path is read under ``root`` when one is
+    given, never from the working directory, which may hold another folder of the same name
+    (reading it would silently train on other data). Without ``root`` it is relative to the
+    working directory; a bare catalog name there is refused where the data root holds a copy
+    too, since nothing says which one is meant."""
     path = Path(name_or_path).expanduser()
-    if not path.is_absolute():
-        if str(name_or_path) == path.name:
-            try:
-                get_card(path.name)
-                return None
-            except UnknownDatasetError:
-                pass
-        if root is not None:
-            path = Path(root).expanduser() / path
-    return path if path.is_dir() else None
+    if root is not None and not path.is_absolute():
+        path = Path(root).expanduser() / path
+    if not path.is_dir():
+        return None
+    if root is None and str(name_or_path) == path.name:  # a bare name: maybe a catalog name
+        from .cache import find_copies
+
+        try:
+            copies = find_copies(get_card(path.name).name)
+        except UnknownDatasetError:
+            copies = {}
+        others = [c for c in copies.values() if c.resolve() != path.resolve()]
+        if others:
+            raise DataError("two copies answer to this name", dataset=path.name,
+                            value=f"{path.resolve()} (the working directory) and {others[0]}",
+                            fix=f"name the one you mean: ./{path.name}, or --root with the "
+                                "data root")
+    return path
 
 
 def resolve(name_or_path: str | Path, *, root: str | Path | None = None,
