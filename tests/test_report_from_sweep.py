@@ -39,7 +39,8 @@ class Scripted(Executor):
         task = self.pending.pop(0)
         s = task.spec
         loss = (0.3 if s.lr == 1e-2 else 0.5) + 0.01 * s.seed
-        score = 0.6 + 0.05 * s.seed + (0.1 if s.regime == "fine_tuning" else 0.0)
+        # a fraction whatever the seed (the paper's reach 1234): a score over 1 is refused
+        score = 0.6 + 0.2 * (s.seed % 101) / 100 + (0.1 if s.regime == "fine_tuning" else 0.0)
         record = RunRecord.success(
             s, task="classification", val_loss=loss,
             metrics={"val": {"loss": loss}, "test": {"f1_weighted": score, "accuracy": score}})
