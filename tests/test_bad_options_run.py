@@ -6,22 +6,14 @@ from typer.testing import CliRunner
 
 from marsbench.cli.main import app
 from marsbench.runs import ResultsStore, RunRecord, RunSpec
+from test_cli_errors import tiny_classification_folder
 
 
 def test_force_rerun_that_fails_keeps_the_ok_record(tmp_path, monkeypatch):
     import marsbench.training.run as training_run
 
     monkeypatch.setenv("MARSBENCH_OFFLINE", "1")
-    from PIL import Image
-
-    mini = tmp_path / "mini"  # a classification folder in the Mars-Bench layout
-    for split in ("train", "val", "test"):
-        (mini / "data" / split / "a").mkdir(parents=True)
-        Image.new("L", (8, 8)).save(mini / "data" / split / "a" / "x.png")
-    (mini / "annotation.csv").write_text(
-        "file_id,label,feature_name,split\n"
-        + "".join(f"x.png,0,a,{s}\n" for s in ("train", "val", "test")))
-    (mini / "mapping.json").write_text('{"0": "a", "1": "b"}')
+    tiny_classification_folder(tmp_path / "mini")
     spec = RunSpec(dataset="mini", model="efficientnet_lite0", regime="feature_extraction",
                    max_epochs=1, data_root=str(tmp_path))
     store = ResultsStore(tmp_path / "s.sqlite")

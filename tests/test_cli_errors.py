@@ -228,10 +228,23 @@ CASES = [
     case("run-store-folder", "run --dataset {tmp}/mini --model efficientnet_lite0 "
          "--regime scratch --store {tmp}/afolder", "{tmp}/afolder", "is a folder"),
 ]
-# rows whose option checks live in cli/run.py, which another session is rewriting
 
 
 # -- the broken inputs ---------------------------------------------------------------------------
+
+def tiny_classification_folder(mini: Path) -> Path:
+    """A classification folder in the Mars-Bench layout: one 8-px image in each split."""
+    from PIL import Image
+
+    for split in ("train", "val", "test"):
+        (mini / "data" / split / "a").mkdir(parents=True)
+        Image.new("L", (8, 8)).save(mini / "data" / split / "a" / "x.png")
+    (mini / "annotation.csv").write_text(
+        "file_id,label,feature_name,split\n"
+        + "".join(f"x.png,0,a,{s}\n" for s in ("train", "val", "test")))
+    (mini / "mapping.json").write_text('{"0": "a", "1": "b"}')
+    return mini
+
 
 def write_bad_inputs(tmp: Path) -> None:
     from marsbench.runs import ResultsStore, RunRecord, RunSpec
@@ -276,16 +289,7 @@ def write_bad_inputs(tmp: Path) -> None:
                                    "regime: [scratch]\n")
     (tmp / "exp.yaml").write_text("datasets: [mb-frost_cls]\nmodels: [efficientnet_lite0]\n"
                                   "regimes: [scratch]\ngrid_defaults: single\nseeds: [0]\n")
-    mini = tmp / "mini"  # a classification folder in the Mars-Bench layout, two images
-    from PIL import Image
-
-    for split in ("train", "val", "test"):
-        (mini / "data" / split / "a").mkdir(parents=True)
-        Image.new("L", (8, 8)).save(mini / "data" / split / "a" / "x.png")
-    (mini / "annotation.csv").write_text(
-        "file_id,label,feature_name,split\n"
-        + "".join(f"x.png,0,a,{s}\n" for s in ("train", "val", "test")))
-    (mini / "mapping.json").write_text('{"0": "a", "1": "b"}')
+    tiny_classification_folder(tmp / "mini")
 
 
 @pytest.fixture
