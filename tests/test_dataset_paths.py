@@ -10,7 +10,7 @@ import pytest
 from marsbench.runs.data import open_splits
 from marsbench.runs.spec import RunSpec
 from marsbench.sources.errors import DataError
-from marsbench.sources.open import local_folder, open_dataset
+from marsbench.sources.open import local_folder, open_dataset, resolve
 from marsbench.sources.synth import generate
 
 
@@ -65,5 +65,7 @@ def test_a_catalog_name_in_the_working_directory_is_read_there_unless_the_root_h
                        rf"and {tmp_path / 'root' / 'mb-landmark_cls'}; name the one you mean"):
         local_folder("mb-landmark_cls", None)
     assert local_folder("./mb-landmark_cls", None) is not None  # a path says which
-    assert local_folder("mb-landmark_cls", tmp_path / "root") == (
-        tmp_path / "root" / "mb-landmark_cls")
+    # with a root, a catalog name is the root's copy, found by the catalog flow
+    assert local_folder("mb-landmark_cls", tmp_path / "root") is None
+    _, _, location = resolve("mb-landmark_cls", root=tmp_path / "root")
+    assert Path(location) == tmp_path / "root" / "mb-landmark_cls"

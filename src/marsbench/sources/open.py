@@ -91,22 +91,27 @@ def local_folder(name_or_path: str | Path, root: str | Path | None) -> Path | No
     """The dataset folder ``name_or_path`` names, or None (a catalog name whose copy the data
     root holds, a hub id, nothing there). A relative path is read under ``root`` when one is
     given, never from the working directory, which may hold another folder of the same name
-    (reading it would silently train on other data). Without ``root`` it is relative to the
-    working directory; a bare catalog name there is refused where the data root holds a copy
-    too, since nothing says which one is meant."""
+    (reading it would silently train on other data); a bare catalog name with ``root`` is left
+    to the catalog flow, which finds its copy there by layout. Without ``root`` a relative path
+    is the working directory's; a bare catalog name there is refused where the data root holds
+    a copy too, since nothing says which one is meant."""
     path = Path(name_or_path).expanduser()
+    catalog = None
+    if not path.is_absolute() and str(name_or_path) == path.name:
+        try:
+            catalog = get_card(path.name).name
+        except UnknownDatasetError:
+            pass
     if root is not None and not path.is_absolute():
+        if catalog is not None:
+            return None
         path = Path(root).expanduser() / path
     if not path.is_dir():
         return None
-    if root is None and str(name_or_path) == path.name:  # a bare name: maybe a catalog name
+    if catalog is not None:
         from .cache import find_copies
 
-        try:
-            copies = find_copies(get_card(path.name).name)
-        except UnknownDatasetError:
-            copies = {}
-        others = [c for c in copies.values() if c.resolve() != path.resolve()]
+        others = [c for c in find_copies(catalog).values() if c.resolve() != path.resolve()]
         if others:
             raise DataError("two copies answer to this name", dataset=path.name,
                             value=f"{path.resolve()} (the working directory) and {others[0]}",
