@@ -110,22 +110,24 @@ def _replace_class_head(net: nn.Module, outputs: int) -> None:
 TORCHVISION_SCORE_THRESH = {FasterRCNN: 0.05, RetinaNet: 0.05, SSD: 0.01}
 
 
+def _threshold_holder(net: nn.Module) -> nn.Module | None:
+    """The module whose ``score_thresh`` filters ``net``'s detections (None: not torchvision's)."""
+    if isinstance(net, FasterRCNN):
+        return net.roi_heads
+    return net if isinstance(net, (RetinaNet, SSD)) else None
+
+
 def score_threshold(net: nn.Module) -> float | None:
     """The lowest score a detection of ``net`` may have to be kept (None: not a torchvision one)."""
-    if isinstance(net, FasterRCNN):
-        return float(net.roi_heads.score_thresh)
-    if isinstance(net, (RetinaNet, SSD)):
-        return float(net.score_thresh)
-    return None
+    holder = _threshold_holder(net)
+    return None if holder is None else float(holder.score_thresh)
 
 
 def _set_score_threshold(net: nn.Module, value: float | None = None) -> None:
     """Keep detections of ``net`` down to ``value`` (default `SCORE_THRESH`)."""
-    value = SCORE_THRESH if value is None else value
-    if isinstance(net, FasterRCNN):
-        net.roi_heads.score_thresh = value
-    elif isinstance(net, (RetinaNet, SSD)):
-        net.score_thresh = value
+    holder = _threshold_holder(net)
+    if holder is not None:
+        holder.score_thresh = SCORE_THRESH if value is None else value
 
 
 # -- trunks with a feature pyramid --------------------------------------------------------------

@@ -12,8 +12,8 @@ safetensors, so it can hold tensors only, never arbitrary pickled objects.
 from __future__ import annotations
 
 import os
-import warnings
 import socket
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
