@@ -125,16 +125,9 @@ class PretrainConfig:
             raise OptionError("architecture flags change the model, so its published weights "
                               "no longer fit", where="--" + next(iter(self.arch)).replace("_", "-"),
                               fix="add --from scratch, or drop the architecture flags")
-        img, patch = self.arch.get("img_size"), self.arch.get("patch_size")
-        if img is not None and patch is not None and img % patch:
-            raise OptionError(f"--img-size {img} must be a multiple of --patch-size {patch}",
-                              where="--img-size",
-                              fix=f"e.g. --img-size {max(1, img // patch) * patch}")
-        dim, heads = self.arch.get("embed_dim"), self.arch.get("num_heads")
-        if dim is not None and heads is not None and dim % heads:
-            raise OptionError(f"--embed-dim {dim} must be a multiple of --num-heads {heads}",
-                              where="--embed-dim",
-                              fix=f"e.g. --embed-dim {max(1, dim // heads) * heads}")
+        for flag, of in (("img_size", "patch_size"), ("embed_dim", "num_heads")):
+            if flag in self.arch and of in self.arch:
+                check_multiple(self.arch[flag], flag, self.arch[of], of)
         if self.decoder_dim % self.decoder_heads:
             raise OptionError("--decoder-dim must be a multiple of --decoder-heads",
                               where="--decoder-dim", value=self.decoder_dim)
@@ -219,6 +212,15 @@ def patchify(images: torch.Tensor, p: int) -> torch.Tensor:
     return torch.einsum("nchpwq->nhwpqc", x).reshape(b, (h // p) * (w // p), p * p * c)
 
 
+def check_multiple(value: int, flag: str, of: int, of_flag: str) -> None:
+    """``--flag value`` must be a multiple of ``--of-flag of`` (one line naming both, with the
+    nearest smaller multiple)."""
+    if value % of:
+        name, other = "--" + flag.replace("_", "-"), "--" + of_flag.replace("_", "-")
+        raise OptionError(f"{name} {value} must be a multiple of {other} {of}", where=name,
+                          fix=f"e.g. {name} {max(1, value // of) * of}")
+
+
 class MAE(nn.Module):
     """A timm ``VisionTransformer`` encoder (``.encoder``) with an MAE decoder (``.decoder``)."""
 
@@ -237,12 +239,8 @@ class MAE(nn.Module):
         self.patch_size = int(embed.patch_size[0])
         if embed.patch_size[0] != embed.patch_size[1]:
             raise PretrainError("MAE pretraining needs square patches", value=embed.patch_size)
-        side = int(embed.img_size[0])
-        if any(int(s) % self.patch_size for s in embed.img_size):
-            raise OptionError(f"--img-size {side} must be a multiple of --patch-size "
-                              f"{self.patch_size}", where="--img-size",
-                              fix=f"e.g. --img-size "
-                                  f"{max(1, side // self.patch_size) * self.patch_size}")
+        for side in embed.img_size:  # the model's own patch size, where no flag gave one
+            check_multiple(int(side), "img_size", self.patch_size, "patch_size")
         self.grid = tuple(int(g) for g in embed.grid_size)
         self.num_patches = self.grid[0] * self.grid[1]
         self.img_size = tuple(int(s) for s in embed.img_size)
