@@ -311,6 +311,8 @@ def test_one_regime_freezes_every_task_model_alike():
         model.frozen_in_train_mode = True
         model.train()
         assert frozen.training
+        # its BatchNorm statistics now move: a best-epoch snapshot must hold them
+        assert model.trained().state_dict().keys() == model.state_dict().keys()
     tuned = build_classifier("efficientnet_lite0", 3, "fine_tuning")
     assert tuned.trained() is tuned and not tuned.frozen_names
     with pytest.raises(ValueError, match="scratch"):

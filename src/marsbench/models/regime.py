@@ -106,8 +106,10 @@ class RegimeModel(nn.Module):
     def trained(self) -> nn.Module:
         """What this run trains: the whole model, or (a backbone frozen) the modules holding
         trainable parameters of their own, with their buffers -- the state a best-epoch
-        snapshot needs, without copying a frozen ViT-L every time validation improves."""
-        if not self._frozen:
+        snapshot needs, without copying a frozen ViT-L every time validation improves.
+        Frozen parts in train mode (`frozen_in_train_mode`) update their BatchNorm statistics,
+        so then the whole model is what changes."""
+        if not self._frozen or self.frozen_in_train_mode:
             return self
         return nn.ModuleList(m for m in self.modules()
                              if any(p.requires_grad for p in m.parameters(recurse=False)))
