@@ -1179,3 +1179,15 @@ def test_multiband_float_tiff_keeps_its_values_and_a_tiff_bomb_is_refused():
     with pytest.raises(DataError, match=r"^image too large \(decompression-bomb guard\) "
                                         r"\(bomb\.tif\): 20000x20000 = 400000000 pixels"):
         decode_image(buf.getvalue(), name="bomb.tif")
+
+
+def test_run_refuses_a_repeated_hf_id_naming_both_rows(make):
+    """A row whose id column repeats another's would be trained on or scored twice: the reader
+    (every run, not only `marsbench check`) refuses it, naming the column, both rows and value."""
+    root = make("mb-boulder_det", "hf")
+    hf_rows(root, lambda rows: rows.append(dict(rows[0])))
+    with pytest.raises(DataError, match=r"^image_id repeated within the split \(rows 0 and \d+\) "
+                                        r"\(mb-boulder_det train .*\): 1; remove the repeated"):
+        open_dataset(root, "train")
+    report = check_dataset(root)
+    assert any("image_id repeated" in p.message for p in report.problems if p.split == "train")

@@ -437,7 +437,7 @@ def read_hf(card: DatasetCard, location: str, split: str, variant: Variant, *,
             validate_mask(image, mask, num, ignore, rid)
             return SegmentationSample(ids[i], image, mask)
 
-        ids = _row_ids(ds, split, skip=("mask",))
+        ids = _row_ids(ds, split, skip=("mask",), dataset=card.name, where=where)
         out = MarsDataset(card, split, variant, names, ids, list(range(len(ds))), load_seg,
                           "hf", location, ignore_index=ignore, fingerprint_parts=fingerprint,
                           content=content, notes=notes)
@@ -495,8 +495,12 @@ def _row_id(row: dict, i: int, split: str) -> str:
     return f"{split}-{i}"
 
 
-def _row_ids(ds, split: str, skip: tuple[str, ...] = ()) -> list[str]:
-    """Ids of every row, read column-wise from Arrow without touching image bytes."""
+def _row_ids(ds, split: str, skip: tuple[str, ...] = (), *, dataset: str = "",
+             where: str = "") -> list[str]:
+    """Ids of every row, read column-wise from Arrow without touching image bytes. A value of
+    an id column (``file_id``, ``file_name``, ``image_id``) repeated within the split is
+    refused: that sample would be trained on or scored twice. (Ids taken from image file names
+    may repeat across folders of the original upload and are not refused.)"""
     import datasets
 
     image_cols = [c for c, f in ds.features.items() if isinstance(f, datasets.Image)]
@@ -505,8 +509,26 @@ def _row_ids(ds, split: str, skip: tuple[str, ...] = ()) -> list[str]:
     columns = ds.select_columns(light).to_dict() if light else {}
     for c in image_cols[:1]:
         columns[c] = [{"path": p} for p in ds.data.column(c).combine_chunks().field("path").to_pylist()]
+    for key in ("file_id", "file_name", "image_id"):
+        if key in columns:
+            _refuse_repeated(columns[key], key, dataset, split, where)
     rows = [{k: v[i] for k, v in columns.items()} for i in range(len(ds))]
     return [_row_id(row, i, split) for i, row in enumerate(rows)]
+
+
+def _refuse_repeated(values: list, column: str, dataset: str, split: str, where: str) -> None:
+    first: dict = {}
+    for i, value in enumerate(values):
+        if value in (None, ""):
+            continue
+        if value in first:
+            extra = len(values) - len(set(values))
+            raise DataError(f"{column} repeated within the split (rows {first[value]} and {i}"
+                            f"{f'; {extra - 1} more repeats' if extra > 1 else ''})",
+                            dataset=dataset or None, split=split, path=where or None,
+                            value=repr(value), fix="remove the repeated rows from the parquet "
+                            "shards (`marsbench check` lists the split's duplicates)")
+        first[value] = i
 
 
 def content_hashes(data: MarsDataset) -> list[str]:
@@ -553,7 +575,7 @@ def _classification(card, ds, split, variant, names, location, where, fingerprin
             targets.append(multihot(value, num, **at))
         else:
             targets.append(class_label(value, num, **at))
-    ids = _row_ids(ds, split, skip=(label_col,))
+    ids = _row_ids(ds, split, skip=(label_col,), dataset=card.name, where=where)
 
     def load(i: int) -> ClassificationSample:
         row = ds[i]
@@ -626,7 +648,7 @@ def _detection(card, ds, split, variant, location, where, fingerprint, fmt, drop
         if not indices:
             raise DataError("split has no samples (every image is a negative and "
                             "drop_negatives is set)", dataset=card.name, split=split, path=where)
-    all_ids = _row_ids(ds, split)
+    all_ids = _row_ids(ds, split, dataset=card.name, where=where)
     ids = [all_ids[i] for i in indices]
 
     def load(i: int) -> DetectionSample:
