@@ -119,10 +119,13 @@ def test_dict_and_json_round_trip():
 @pytest.mark.parametrize("changes, error, match", [
     (dict(regime="linear_prob"), ValueError, "linear_probe"),
     (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(batch_size=10**23), ValueError, "batch_size must be <= 16777216"),
     (dict(lr=0), ValueError, "lr"),
     (dict(lr=True), ValueError, "lr"),
     (dict(lr=float("nan")), ValueError, "lr"),
     (dict(seed=1.5), ValueError, "seed"),
+    (dict(seed=-1), ValueError, "seed must be >= 0"),
+    (dict(seed=2**32), ValueError, "seed must be <= 4294967295"),
     (dict(augment="yes"), ValueError, "augment"),
     (dict(variant="few_shot"), ValueError, "variant"),
     (dict(model=" "), ValueError, "model"),

@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import OptionError, did_you_mean
+from ..runs.spec import MAX_SEED
 
 EPILOG = ("Examples:\n\n"
           "marsbench compare momo_vit_b16 timm:vit_base_patch16_224.augreg_in21k_ft_in1k "
@@ -44,7 +45,7 @@ def compare_command(
     datasets: Annotated[Optional[list[str]], typer.Option(
         "--dataset", help="restrict to these datasets; repeatable")] = None,
     rounds: Annotated[int, typer.Option(min=100, help="bootstrap rounds")] = 2000,
-    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="bootstrap seed")] = 0,
     confidence: Annotated[float, typer.Option(help="interval level, from 0.5 to 0.999")] = 0.95,
     resample_datasets: Annotated[bool, typer.Option(
         "--resample-datasets", help="also resample datasets in the bootstrap")] = False,
@@ -124,7 +125,6 @@ def compare_command(
     typer.echo(markdown(result))
 
 
-MAX_SEED = 2**32 - 1  # numpy's seed range: `run` seeds numpy with seed % 2**32
 
 
 def _seeds(text: str | None) -> list[int] | None:

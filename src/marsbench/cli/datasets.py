@@ -119,6 +119,7 @@ def check_command(
     from ..vocab import DATA_SOURCES as SOURCES
 
     common.choice(source, SOURCES, "--source")
+    common.in_range(ignore_index, "--ignore-index", 0, 65535, example="255")  # 8/16-bit masks
     root = common.data_root(root)
     common.dataset_name(name)
     _require_hub_for(name, root, source)
@@ -232,9 +233,11 @@ def synth_command(
     seed: int = 0,
 ) -> None:
     """Write a small SYNTHETIC dataset mirroring a card, in its exact public format."""
+    from ..runs.spec import MAX_SEED
     from ..sources.synth import generate, generate_suite
 
     common.choice(fmt, ("folder", "hf"), "--format")
+    common.in_range(seed, "--seed", 0, MAX_SEED, example="0")
     cards = None if name == "all" else [get_card(name)]  # a typo is refused before writing
     out = common.output_folder(out, "--out")
     paths = (generate_suite(out, fmt, seed=seed) if cards is None

@@ -24,6 +24,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import common
+
 console = Console()
 REAL_SUBSETS = ("mb-landmark_cls-mini",)
 SYNTHETIC_DATASETS = ("mb-frost_cls", "mb-landmark_cls")
@@ -49,7 +51,9 @@ def demo_command(
 ) -> None:
     """Write the SYNTHETIC suite, run a small comparison through the protocol, write a report."""
     from ..sources.synth import generate_suite
+    from .sweep import MAX_WORKERS
 
+    common.in_range(workers, "--workers", 1, MAX_WORKERS, example="1")
     data = out / "data"
     note = real_data_note(real_data)
     if note:

@@ -193,7 +193,7 @@ def report_command(
     metric: Annotated[list[str] | None, typer.Option(
         "--metric", help="DATASET=METRIC: the metric to aggregate for a dataset; repeatable.")] = None,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Bootstrap rounds.")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Bootstrap seed.")] = 0,
     confidence: Annotated[float, typer.Option(
         "--confidence", help="interval level, from 0.5 to 0.999")] = 0.95,
     resample_datasets: Annotated[bool, typer.Option(

@@ -15,6 +15,7 @@ from . import common
 console = Console(highlight=False)
 DEFAULT_STORE = Path("runs/results.sqlite")
 SHOW = 10  # failed / stale runs listed by name before "... and N more"
+MAX_WORKERS = 65536  # workers, threads, CPUs and GPUs per run: beyond any machine or cluster
 EPILOG = ("Examples:\n\n"
           "marsbench sweep paper:demo_synthetic --root marsbench-demo/data --dry-run\n\n"
           "marsbench sweep paper:main_classification --search tpe:30 --dry-run    # runs, cost\n\n"
@@ -85,6 +86,10 @@ def sweep_command(
     # Everything is checked before the store is opened or anything runs: a bad option is one
     # line and exit code 2, never a sweep of failed runs.
     common.choice(executor, ("local", "process", "ray"), "--executor")
+    common.in_range(workers, "--workers", 1, MAX_WORKERS, example="4")
+    common.in_range(threads, "--threads", 1, MAX_WORKERS, example="2")
+    common.in_range(gpus_per_run, "--gpus-per-run", 0, MAX_WORKERS, example="1")
+    common.in_range(cpus_per_run, "--cpus-per-run", 0, MAX_WORKERS, low_open=True, example="1")
     if search is not None:
         from ..protocol.search import parse_search
 

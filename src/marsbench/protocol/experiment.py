@@ -27,6 +27,7 @@ import yaml
 from ..catalog import UnknownDatasetError, Variant, get_card, list_cards
 from ..errors import MarsbenchError, did_you_mean
 from ..runs.fingerprint import normalise_float
+from ..runs.spec import MAX_BATCH_SIZE, MAX_SEED
 from ..vocab import (
     DATA_SOURCES,
     FE_PATHS,
@@ -330,11 +331,14 @@ class _Parser:
             raise self.error(at, f"expected true or false, got {value!r}")
         return value
 
-    def integer(self, value: Any, at: tuple, low: int | None = None) -> int:
+    def integer(self, value: Any, at: tuple, low: int | None = None,
+                high: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(at, f"expected an integer, got {value!r}")
         if low is not None and value < low:
             raise self.error(at, f"must be >= {low}, got {value}")
+        if high is not None and value > high:
+            raise self.error(at, f"must be <= {high}, got {value}")
         return value
 
     def number(self, value: Any, at: tuple, *, positive: bool) -> float:
@@ -407,7 +411,7 @@ class _Parser:
         root = data_opts.get("root")
         if "seeds" in d and not isinstance(d["seeds"], list):  # `seeds: 3` is not three seeds
             raise self.error(("seeds",), f"expected a list such as [0, 1, 2], got {d['seeds']!r}")
-        seeds = [self.integer(s, ("seeds", i), 0) for i, s in
+        seeds = [self.integer(s, ("seeds", i), 0, MAX_SEED) for i, s in
                  enumerate(self.listing(d.get("seeds", list(PAPER_SEEDS)), ("seeds",)))]
         if len(set(seeds)) != len(seeds):
             raise self.error(("seeds",), f"lists a seed twice: {seeds}")
@@ -421,7 +425,7 @@ class _Parser:
             datasets=datasets, models=models, regimes=regimes,
             grid=self.grid(d.get("grid", {}) or {}, d.get("grid_defaults", "paper")),
             seeds=tuple(seeds),
-            grid_seed=self.integer(d.get("grid_seed", GRID_SEED), ("grid_seed",), 0),
+            grid_seed=self.integer(d.get("grid_seed", GRID_SEED), ("grid_seed",), 0, MAX_SEED),
             selection=self.selection(d.get("selection", {}) or {}),
             stages=tuple(s for s in STAGES if s in stages),
             options=self.options(d.get("options", {}) or {}, ("options",)),
@@ -604,7 +608,7 @@ class _Parser:
         if name in ("lr", "weight_decay"):
             return self.number(v, at, positive=name == "lr")
         if name in ("batch_size", "max_epochs"):
-            return self.integer(v, at, 1)
+            return self.integer(v, at, 1, MAX_BATCH_SIZE if name == "batch_size" else None)
         if name == "patience":
             return self.integer(v, at, 0)
         if name == "optimizer":

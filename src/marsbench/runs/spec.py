@@ -50,6 +50,8 @@ LEGACY_SCHEMAS = ("marsbench.RunSpec/1",)
 NON_IDENTITY_FIELDS = ("data_root", "source", "legacy_extra")
 # Fields added after schema 2: left out of the key at their default, so adding them never
 # re-keyed a run (the default is the behaviour from before they existed).
+MAX_SEED = 2**32 - 1  # numpy's seed range: a run seeds numpy with its seed (`training.run`)
+MAX_BATCH_SIZE = 2**24  # beyond any memory; a larger number overflows the data loader's slicing
 DEFAULT_FREE_FIELDS = {"subset_seed": None, "precision": "auto", "compile": False,
                        "profile": "marsbench", "split": "official"}
 
@@ -133,7 +135,8 @@ class RunSpec:
         set_("scheduler", _choice("scheduler", self.scheduler, SCHEDULERS))
         set_("weights", str(self.weights).strip())
         for name, low in (("seed", 0), ("batch_size", 1), ("max_epochs", 1), ("patience", 0)):
-            set_(name, _as_int(name, getattr(self, name), low))
+            set_(name, _as_int(name, getattr(self, name), low,
+                               {"seed": MAX_SEED, "batch_size": MAX_BATCH_SIZE}.get(name)))
         if self.subset_seed is not None:
             set_("subset_seed", _as_int("subset_seed", self.subset_seed, 0))
         for name in ("lr", "weight_decay"):
@@ -393,7 +396,7 @@ def _choice(name: str, value: Any, choices: tuple[str, ...], what: str | None = 
     return text
 
 
-def _as_int(name: str, value: Any, low: int | None) -> int:
+def _as_int(name: str, value: Any, low: int | None, high: int | None = None) -> int:
     try:
         ok = not isinstance(value, bool) and float(value).is_integer()
     except (TypeError, ValueError, OverflowError):
@@ -403,6 +406,8 @@ def _as_int(name: str, value: Any, low: int | None) -> int:
     value = int(value) if hasattr(value, "__index__") else int(float(value))
     if low is not None and value < low:
         raise OptionError(f"RunSpec.{name} must be >= {low}", where=name, value=value)
+    if high is not None and value > high:
+        raise OptionError(f"RunSpec.{name} must be <= {high}", where=name, value=value)
     return value
 
 
