@@ -265,6 +265,13 @@ def test_file_model_names_are_refused_clearly(tmp_path):
     (["--img-size", "30"], "--img-size 30 must be a multiple of --patch-size 16"),
     (["--embed-dim", "30", "--num-heads", "4"],
      "--embed-dim 30 must be a multiple of --num-heads 4"),
+    # numbers out of range: refused by name, never an overflow or a failed loader later
+    (["--depth", "99999999999999999999999"], "--depth must be at least 1 and at most 1024"),
+    (["--img-size", "0"], "--img-size must be at least 1 and at most 8192"),
+    (["--seed", "-1"], "--seed must be at least 0 and at most 4294967295"),
+    (["--warmup-steps", "2"], "--warmup-steps must be at least 0 and at most 1 (--warmup-steps)"),
+    (["--lr", "nan"], "--lr must be greater than 0 and at most 1"),
+    (["--batch-size", "99999999999999999999999"], "--batch-size must be at least 1"),
 ])
 def test_cli_refuses_sizes_that_do_not_divide(images, tmp_path, flags, expect):
     """Refused in one line before training, not as a reshape error inside the first step."""

@@ -66,3 +66,23 @@ def did_you_mean(name: str, choices, *, n: int = 3) -> str:
         return "did you mean " + " or ".join(repr(c) for c in close) + "?"
     shown = ", ".join(choices[:30]) + (", ..." if len(choices) > 30 else "")
     return f"choose from {shown}"
+
+
+def in_range(value: float | None, option: str, low: float, high: float, *,
+             low_open: bool = False, example: str) -> float | None:
+    """``value`` (None passes) if finite and within [low, high] (``low_open``: above low);
+    else one line naming the option, the range and an example. Checked by hand because
+    typer's ``min``/``max`` let nan through and overflow on huge integers later, deep in a
+    process pool or ``torch.set_num_threads``."""
+    if value is None:
+        return None
+    above = value > low if low_open else value >= low
+    if not (above and value <= high):  # false for nan too
+        lowest = "greater than" if low_open else "at least"
+        raise OptionError(f"{option} must be {lowest} {_plain(low)} and at most {_plain(high)}",
+                          where=option, value=str(value), fix=f"e.g. {option} {example}")
+    return value
+
+
+def _plain(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"

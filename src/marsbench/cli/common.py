@@ -37,26 +37,6 @@ def confidence(value: float, option: str = "--confidence") -> float:
     return value
 
 
-def in_range(value: float | None, option: str, low: float, high: float, *,
-             low_open: bool = False, example: str) -> float | None:
-    """``value`` (None passes) if finite and within [low, high] (``low_open``: above low);
-    else one line naming the option, the range and an example. Checked by hand because
-    typer's ``min``/``max`` let nan through and overflow on huge integers later, deep in a
-    process pool or ``torch.set_num_threads``."""
-    if value is None:
-        return None
-    above = value > low if low_open else value >= low
-    if not (above and value <= high):  # false for nan too
-        lowest = "greater than" if low_open else "at least"
-        raise OptionError(f"{option} must be {lowest} {_plain(low)} and at most {_plain(high)}",
-                          where=option, value=str(value), fix=f"e.g. {option} {example}")
-    return value
-
-
-def _plain(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
 def data_root(root: Path | None, option: str = "--root") -> Path | None:
     """An explicit data root must be an existing folder (None: the default root)."""
     if root is None:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..catalog import Task, get_card, list_cards
+from ..errors import in_range
 from . import common
 
 app = typer.Typer(no_args_is_help=True, help="The 20 Mars-Bench datasets: list, inspect, "
@@ -119,7 +120,7 @@ def check_command(
     from ..vocab import DATA_SOURCES as SOURCES
 
     common.choice(source, SOURCES, "--source")
-    common.in_range(ignore_index, "--ignore-index", 0, 65535, example="255")  # 8/16-bit masks
+    in_range(ignore_index, "--ignore-index", 0, 65535, example="255")  # 8/16-bit masks
     root = common.data_root(root)
     common.dataset_name(name)
     _require_hub_for(name, root, source)
@@ -237,7 +238,7 @@ def synth_command(
     from ..sources.synth import generate, generate_suite
 
     common.choice(fmt, ("folder", "hf"), "--format")
-    common.in_range(seed, "--seed", 0, MAX_SEED, example="0")
+    in_range(seed, "--seed", 0, MAX_SEED, example="0")
     cards = None if name == "all" else [get_card(name)]  # a typo is refused before writing
     out = common.output_folder(out, "--out")
     paths = (generate_suite(out, fmt, seed=seed) if cards is None

@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import common
+from ..errors import in_range
 
 console = Console()
 REAL_SUBSETS = ("mb-landmark_cls-mini",)
@@ -53,7 +53,7 @@ def demo_command(
     from ..sources.synth import generate_suite
     from .sweep import MAX_WORKERS
 
-    common.in_range(workers, "--workers", 1, MAX_WORKERS, example="1")
+    in_range(workers, "--workers", 1, MAX_WORKERS, example="1")
     data = out / "data"
     note = real_data_note(real_data)
     if note:

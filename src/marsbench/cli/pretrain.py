@@ -117,12 +117,11 @@ def pretrain_command(
     --weights OUT/encoder.safetensors` loads it) and OUT/pretrain.json (start point, data
     fingerprint, settings, losses, versions); checkpoints in OUT/checkpoint/ resume with
     --resume."""
-    from ..errors import OptionError
+    from ..errors import in_range
     from ..training.pretrain import PretrainConfig, contamination, open_data, pretrain
     from . import common
 
-    if log_every <= 0:
-        raise OptionError("--log-every must be positive", where="--log-every", value=log_every)
+    in_range(log_every, "--log-every", 1, 2**31 - 1, example="50")
     arch = {k: v for k, v in dict(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim,
                                   depth=depth, num_heads=num_heads).items() if v is not None}
     cfg = PretrainConfig(

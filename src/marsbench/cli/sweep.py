@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import OptionError
+from ..errors import OptionError, in_range
 from . import common
 
 console = Console(highlight=False)
@@ -86,10 +86,10 @@ def sweep_command(
     # Everything is checked before the store is opened or anything runs: a bad option is one
     # line and exit code 2, never a sweep of failed runs.
     common.choice(executor, ("local", "process", "ray"), "--executor")
-    common.in_range(workers, "--workers", 1, MAX_WORKERS, example="4")
-    common.in_range(threads, "--threads", 1, MAX_WORKERS, example="2")
-    common.in_range(gpus_per_run, "--gpus-per-run", 0, MAX_WORKERS, example="1")
-    common.in_range(cpus_per_run, "--cpus-per-run", 0, MAX_WORKERS, low_open=True, example="1")
+    in_range(workers, "--workers", 1, MAX_WORKERS, example="4")
+    in_range(threads, "--threads", 1, MAX_WORKERS, example="2")
+    in_range(gpus_per_run, "--gpus-per-run", 0, MAX_WORKERS, example="1")
+    in_range(cpus_per_run, "--cpus-per-run", 0, MAX_WORKERS, low_open=True, example="1")
     if search is not None:
         from ..protocol.search import parse_search
 

@@ -56,7 +56,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-from ..errors import MarsbenchError, OptionError
+from ..errors import MarsbenchError, OptionError, in_range
 
 ENCODER_FILE = "encoder.safetensors"
 RECORD_FILE = "pretrain.json"
@@ -65,6 +65,9 @@ STARTS = ("pretrained", "scratch")
 ARCH_KEYS = ("img_size", "patch_size", "embed_dim", "depth", "num_heads")
 CROP_SCALE = (0.2, 1.0)  # MAE's RandomResizedCrop scale
 HISTORY_POINTS = 2000  # the record keeps at most about this many (step, loss) points
+MAX_STEPS = 2**31 - 1  # step counts, checkpoint intervals
+MAX_WIDTH = 65536  # embedding and decoder widths
+MAX_DEPTH = 1024  # layers, heads, loader workers
 
 
 class PretrainError(MarsbenchError, RuntimeError):
@@ -103,16 +106,27 @@ class PretrainConfig:
     resume: bool = False
 
     def check(self) -> None:
-        def positive(name: str, value: int | float) -> None:
-            if value <= 0:
-                raise OptionError(f"--{name.replace('_', '-')} must be positive",
-                                  where=f"--{name.replace('_', '-')}", value=value)
+        from ..runs.options import MAX_SIDE
+        from ..runs.spec import MAX_BATCH_SIZE, MAX_SEED
 
-        for name in ("steps", "batch_size", "lr", "decoder_dim", "decoder_depth",
-                     "decoder_heads", "checkpoint_every"):
-            positive(name, getattr(self, name))
+        def flag(name: str) -> str:
+            return "--" + name.replace("_", "-")
+
+        for name, low, high, example in (
+                ("steps", 1, MAX_STEPS, "1000"), ("batch_size", 1, MAX_BATCH_SIZE, "64"),
+                ("decoder_dim", 1, MAX_WIDTH, "256"), ("decoder_depth", 1, MAX_DEPTH, "4"),
+                ("decoder_heads", 1, MAX_DEPTH, "8"), ("checkpoint_every", 1, MAX_STEPS, "500"),
+                ("seed", 0, MAX_SEED, "0"), ("workers", 0, MAX_DEPTH, "4"),
+                ("warmup_steps", 0, self.steps, f"{self.steps // 20} (5 % of --steps)")):
+            in_range(getattr(self, name), flag(name), low, high, example=example)
+        in_range(self.lr, "--lr", 0, 1, low_open=True, example="1.5e-4")
+        in_range(self.weight_decay, "--weight-decay", 0, 1e3, example="0.05")
+        arch_range = {"img_size": (MAX_SIDE, "224"), "patch_size": (MAX_SIDE, "16"),
+                      "embed_dim": (MAX_WIDTH, "768"), "depth": (MAX_DEPTH, "12"),
+                      "num_heads": (MAX_DEPTH, "12")}
         for name, value in self.arch.items():
-            positive(name, value)
+            high, example = arch_range[name]
+            in_range(value, flag(name), 1, high, example=example)
         if not 0.0 < self.mask_ratio < 1.0:
             raise OptionError("--mask-ratio must be between 0 and 1 (exclusive)",
                               where="--mask-ratio", value=self.mask_ratio, fix="MAE uses 0.75")
