@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import re
+
 import pytest
 import torch
 
@@ -46,6 +48,21 @@ def test_worker_and_batch_defaults(monkeypatch):
     monkeypatch.delenv("MARSBENCH_WORKERS")
     assert eval_batch_size(torch.device("cuda"), 32) == 256  # no-gradient passes: large
     assert eval_batch_size(torch.device("cpu"), 128) == 128
+    monkeypatch.setenv("MARSBENCH_EVAL_BATCH", "64")
+    assert eval_batch_size(torch.device("cuda"), 32) == 64
+
+
+@pytest.mark.parametrize("variable", ["MARSBENCH_WORKERS", "MARSBENCH_EVAL_BATCH"])
+@pytest.mark.parametrize("text", ["-1", "inf", "nan", "x", "2.5", "99999999999999999999"])
+def test_a_bad_loader_setting_in_the_environment_is_refused_never_ignored(monkeypatch, variable,
+                                                                         text):
+    """A negative worker count was clamped to 0 and a bad eval batch silently replaced by the
+    default: the user's setting must be used or refused, naming the variable."""
+    monkeypatch.setenv(variable, text)
+    read = default_workers if variable == "MARSBENCH_WORKERS" else eval_batch_size
+    with pytest.raises(ValueError, match=rf"^{variable} must be an integer from \d+ to \d+ "
+                                         rf"\(environment\): {re.escape(text)}; e\.g\."):
+        read(torch.device("cpu"))
 
 
 def _cls(synth_suite, **kw) -> RunSpec:

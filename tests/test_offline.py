@@ -275,3 +275,15 @@ def test_nothing_local_names_both_places(tmp_path):
     message = str(err.value)
     assert str(tmp_path / NAME) in message and str(tmp_path / "hf" / NAME) in message
     assert f"marsbench datasets download {NAME}" in message
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "soon", "99999"])
+def test_a_bad_hub_probe_timeout_is_refused_naming_the_variable(monkeypatch, text):
+    """It was silently replaced by the default: a setting is used or refused, never ignored."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv(hf.HUB_PROBE_TIMEOUT_ENV, text)
+    hf.reset_hub_probe()
+    with pytest.raises(ValueError, match=rf"^{hf.HUB_PROBE_TIMEOUT_ENV} must be a number of "
+                                         rf"seconds above 0 and at most 3600 \(environment\)"):
+        hf.hub_unreachable()
+    hf.reset_hub_probe()

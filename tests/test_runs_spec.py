@@ -160,3 +160,21 @@ def test_describe_and_replace():
     for part in ("mb-domars16k[few_shot:5]", "efficientnet_lite0", "feature_extraction", "seed=42",
                  "lr=0.0001", "input_size=224", "fe_path=cached"):
         assert part in text
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("99999999999999999999", 99999999999999999999), ("1e3", 1000), ("256.0", 256), (" 7 ", 7),
+    (3.0, 3), (True, None), ("5.5", None), (1e20, None), ("x", None), (None, None)])
+def test_integers_are_read_exactly_never_through_a_float(raw, expected):
+    """Text of digits keeps every digit (through a float, 99999999999999999999 became 1e20 and a
+    run silently used another number); floats beyond 2**53 are not taken as integers."""
+    from marsbench.runs.fingerprint import exact_int
+
+    assert exact_int(raw) == expected
+
+
+def test_an_integer_option_or_seed_given_as_text_keeps_its_value():
+    s = spec(seed="4294967295", regime="few_shot_episodes", options={"episodes": "999999"})
+    assert s.seed == 4294967295 and s.options.episodes == 999999
+    with pytest.raises(ValueError, match="option episodes must be at most 1000000 "):
+        spec(regime="few_shot_episodes", options={"episodes": "99999999999999999999"})

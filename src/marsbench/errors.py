@@ -86,3 +86,21 @@ def in_range(value: float | None, option: str, low: float, high: float, *,
 
 def _plain(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def env_int(name: str, low: int, high: int, *, example: str) -> int | None:
+    """The integer in environment variable ``name`` (None if unset or empty); anything else,
+    or a number outside [low, high], is one line naming the variable (never silently
+    ignored or clamped)."""
+    import os
+
+    from .runs.fingerprint import exact_int
+
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    value = exact_int(text)
+    if value is None or not low <= value <= high:
+        raise OptionError(f"{name} must be an integer from {low} to {high}",
+                          where="environment", value=text, fix=f"e.g. {name}={example}")
+    return value

@@ -50,6 +50,27 @@ def normalise_float(x: float) -> float:
     return float(f"{x:.12g}") + 0.0
 
 
+def exact_int(value: Any) -> int | None:
+    """The integer ``value`` denotes exactly: an int, an integral float, or text such as
+    ``"42"``, ``"1e3"`` or ``"256.0"``; None where it is not one. Digits are read by ``int``,
+    never through a float (``"99999999999999999999"`` stays itself; through a float it became
+    1e20), and a float beyond 2**53, where floats skip integers, is not taken as one."""
+    if isinstance(value, bool):
+        return None
+    if hasattr(value, "__index__"):
+        return int(value.__index__())
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return int(x) if x.is_integer() and abs(x) < 2**53 else None
+
+
 def _canonical(obj: Any) -> Any:
     if isinstance(obj, bool) or obj is None or isinstance(obj, str):
         return obj

@@ -36,12 +36,14 @@ from ..vocab import (
     SEGMENTATION_INPUT_POLICIES,
     TASKS,
 )
+from .fingerprint import exact_int
 
 STRIDE = 32  # dense models need sides that are multiples of this
 # Largest image side (px) an option may ask for. Models here take 224-1024 px; 8192 leaves room
 # for full-resolution tiles while a batch still fits in memory, whereas a larger side is a typo
 # (1000000 px needs terabytes per image) that would otherwise fail only inside training.
 MAX_SIDE = 8192
+MAX_COUNT = 10**6  # few-shot ways, shots, queries and episodes: beyond any dataset or budget
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, low: float | None = None,
@@ -79,13 +81,13 @@ class ClassificationOptions(TaskOptions):
     band_strategy: str | None = _opt(
         None, "Earth-observation models only: replicate | visible | adapter", BAND_STRATEGIES)
     ways: int | None = _opt(None, "few_shot_episodes only: classes per episode (default 5, at "
-                                  "most the dataset's)", low=2)
+                                  "most the dataset's)", low=2, high=MAX_COUNT)
     shots: int | None = _opt(None, "few_shot_episodes only: support images per class, from the "
-                                   "train split (default 5)", low=1)
+                                   "train split (default 5)", low=1, high=MAX_COUNT)
     queries: int | None = _opt(None, "few_shot_episodes only: query images per class, from the "
-                                     "scored split (default 15)", low=1)
+                                     "scored split (default 15)", low=1, high=MAX_COUNT)
     episodes: int | None = _opt(None, "few_shot_episodes only: episodes drawn (default 600)",
-                                low=1)
+                                low=1, high=MAX_COUNT)
     imbalance: str = _opt(
         "none", "class-imbalance strategy, from the train split's frequencies "
                 "(docs/imbalance.md): none | inverse_frequency | effective_number (loss "
@@ -306,14 +308,10 @@ def _parse_value(f: dataclasses.Field, raw: Any, where: str) -> Any:
         raise OptionError(f"option {name} must be true or false", where=where, value=raw,
                           option=name)
     if kind is int:
-        try:
-            ok = not isinstance(text, bool) and float(text).is_integer()
-        except (TypeError, ValueError, OverflowError):
-            ok = False
-        if not ok:
+        value = exact_int(text)
+        if value is None:
             raise OptionError(f"option {name} must be an integer", where=where, value=raw,
                               fix=f"e.g. {name}=256", option=name)
-        value = int(float(text))
     elif kind is float:
         try:
             value = float(text)
@@ -334,8 +332,11 @@ def _parse_value(f: dataclasses.Field, raw: Any, where: str) -> Any:
         raise OptionError(f"option {name} must be >= {low:g}", where=where, value=raw,
                           option=name)
     if high is not None and value > high:
-        raise OptionError(f"option {name} must be at most {high:g} px", where=where, value=raw,
-                          fix=f"use a side <= {high:g}", option=name)
+        side = high == MAX_SIDE
+        raise OptionError(f"option {name} must be at most {high:.10g}{' px' * side}",
+                          where=where, value=raw,
+                          fix=f"use a {'side' if side else 'value'} <= {high:.10g}",
+                          option=name)
     return value
 
 

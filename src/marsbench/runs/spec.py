@@ -40,7 +40,7 @@ from ..vocab import (
     SCHEDULERS,
     TASKS,
 )
-from .fingerprint import normalise_float, sha256_json
+from .fingerprint import exact_int, normalise_float, sha256_json
 from .options import TaskOptions, build_options, options_from_legacy
 from .profiles import paper_option_defaults
 
@@ -397,13 +397,10 @@ def _choice(name: str, value: Any, choices: tuple[str, ...], what: str | None = 
 
 
 def _as_int(name: str, value: Any, low: int | None, high: int | None = None) -> int:
-    try:
-        ok = not isinstance(value, bool) and float(value).is_integer()
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
+    number = exact_int(value)
+    if number is None:
         raise OptionError(f"RunSpec.{name} must be an integer", where=name, value=value)
-    value = int(value) if hasattr(value, "__index__") else int(float(value))
+    value = number
     if low is not None and value < low:
         raise OptionError(f"RunSpec.{name} must be >= {low}", where=name, value=value)
     if high is not None and value > high:

@@ -34,6 +34,7 @@ from rich.progress import Progress
 from ..catalog import DatasetCard, Task, get_card
 from ..catalog.card import ZENODO_COMMUNITY
 from ..errors import MarsbenchError
+from ..runs.fingerprint import exact_int
 from .cache import data_root, downloads_dir, is_present, local_path, normalize_source
 
 ZENODO_URL_ENV = "MARSBENCH_ZENODO_URL"
@@ -462,10 +463,7 @@ def unsafe_member_problem(info: zipfile.ZipInfo) -> str | None:
 
 def _limit(kind: str, default: int) -> int:
     text = os.environ.get(ARCHIVE_LIMIT_ENV[kind], "").strip()
-    try:
-        value = int(float(text)) if text else default
-    except ValueError:
-        value = -1
+    value = (exact_int(text) or -1) if text else default  # "inf", "nan", "x": refused below
     if value < 1:
         raise DownloadError(f"{ARCHIVE_LIMIT_ENV[kind]} must be a positive number, not {text!r}")
     return value

@@ -8,6 +8,7 @@ directory holding the same files. Rows are decoded on access from the memory-map
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog import DatasetCard, Task, TaskKind, Variant
+from ..errors import OptionError
 from .classnames import load_json, names_from_mapping, parse_mapping, reconcile
 from .content_hash import named_digests
 from .dataset import MarsDataset
@@ -70,11 +72,17 @@ def hub_offline_setting() -> str | None:
 
 def _probe_timeout() -> float:
     text = os.environ.get(HUB_PROBE_TIMEOUT_ENV, "").strip()
+    if not text:
+        return HUB_PROBE_TIMEOUT_S
     try:
-        value = float(text) if text else HUB_PROBE_TIMEOUT_S
+        value = float(text)
     except ValueError:
-        value = HUB_PROBE_TIMEOUT_S
-    return value if value > 0 else HUB_PROBE_TIMEOUT_S
+        value = math.nan
+    if not 0 < value <= 3600:  # false for nan too; a bad setting is never silently replaced
+        raise OptionError(f"{HUB_PROBE_TIMEOUT_ENV} must be a number of seconds above 0 and at "
+                          "most 3600", where="environment", value=text,
+                          fix=f"e.g. {HUB_PROBE_TIMEOUT_ENV}={HUB_PROBE_TIMEOUT_S:g}")
+    return value
 
 
 def probe_hub(endpoint: str, timeout: float) -> str | None:

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..runs.fingerprint import exact_int
 from .errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -62,10 +63,7 @@ def max_image_pixels() -> int:
     text = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
     if not text:
         return DEFAULT_MAX_IMAGE_PIXELS
-    try:
-        value = int(float(text))
-    except ValueError:
-        value = 0
+    value = exact_int(text) or 0  # "inf", "nan", "12.5", "x": refused below
     if value < 1:
         raise DataError(f"{MAX_IMAGE_PIXELS_ENV} must be a positive pixel count",
                         value=text, fix=f"unset it or set e.g. {DEFAULT_MAX_IMAGE_PIXELS}")

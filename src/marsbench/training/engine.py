@@ -24,6 +24,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
+from ..errors import env_int
+from ..runs.spec import MAX_BATCH_SIZE
+
+
 @dataclass
 class TrainResult:
     """What every trainer returns to `run_experiment` (one type for all tasks).
@@ -102,17 +106,9 @@ class Stepper:
 def default_workers(device: torch.device) -> int:
     """Loader worker processes: ``$MARSBENCH_WORKERS``, else from the CPU count (all but one,
     at most 12, on CUDA; half the cores on the CPU, where the model needs them too)."""
-    env = os.environ.get("MARSBENCH_WORKERS")
-    if env is not None and env.strip() != "":
-        try:
-            value = int(env)
-        except ValueError:
-            from ..errors import OptionError
-
-            raise OptionError("MARSBENCH_WORKERS must be an integer", where="environment",
-                              value=env, fix="e.g. MARSBENCH_WORKERS=4 (0: load in-process)"
-                              ) from None
-        return max(0, value)
+    value = env_int("MARSBENCH_WORKERS", 0, 1024, example="4 (0: load in-process)")
+    if value is not None:
+        return value
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
     if device.type == "cuda":
@@ -122,9 +118,9 @@ def default_workers(device: torch.device) -> int:
 
 def eval_batch_size(device: torch.device, train_batch_size: int = 1) -> int:
     """Batch for no-gradient passes: ``$MARSBENCH_EVAL_BATCH``, else large (256 on CUDA)."""
-    env = os.environ.get("MARSBENCH_EVAL_BATCH")
-    if env and env.strip().isdigit() and int(env) > 0:
-        return int(env)
+    value = env_int("MARSBENCH_EVAL_BATCH", 1, MAX_BATCH_SIZE, example="64")
+    if value is not None:
+        return value
     return max(train_batch_size, EVAL_BATCH_CUDA if device.type == "cuda" else EVAL_BATCH_CPU)
 
 
