@@ -1191,3 +1191,19 @@ def test_run_refuses_a_repeated_hf_id_naming_both_rows(make):
         open_dataset(root, "train")
     report = check_dataset(root)
     assert any("image_id repeated" in p.message for p in report.problems if p.split == "train")
+
+
+def test_a_drawn_subset_that_is_the_whole_training_split_is_refused(make):
+    """few_shot:k at or above every class's size (or a partition rounding up to everything)
+    would record full-data runs under a variant's name: refused, naming the largest class."""
+    root = make("mb-frost_cls")
+    full = open_dataset(root, "train")
+    largest = int(np.bincount(full.targets).max())
+    with pytest.raises(DataError, match=rf"^few_shot:{largest + 1} takes every one of the "
+                                        rf"{len(full)} training images.*use k below the largest "
+                                        rf"class's {largest} images$"):  # few_shot:5 is published
+        open_dataset(root, "train", variant=f"few_shot:{largest + 1}", subset_seed=0)
+    with pytest.raises(DataError, match="^partition:0.99 takes every one"):
+        open_dataset(root, "train", variant="partition:0.99", subset_seed=0)
+    assert not (root / "marsbench_subsets").exists()  # nothing recorded
+    assert len(open_dataset(root, "train", variant="few_shot:3", subset_seed=0)) < len(full)

@@ -76,6 +76,20 @@ def subset_ids(card: DatasetCard, location: Path, variant: Variant, seed: int,
 
     full = read_folder(card, location, "train", Variant(), **options)
     ids = draw(full.targets or [], full.sample_ids, variant, seed, card.multilabel)
+    if len(ids) == len(full.sample_ids):  # a subset that is the whole split is not a variant
+        fix = (f"use k below the largest class's {max(_class_sizes(full))} images"
+               if variant.kind == "few_shot" and full.targets else "use a smaller variant")
+        raise DataError(f"{variant} takes every one of the {len(ids)} training images, so its "
+                        f"runs would be full-data runs under another name", dataset=card.name,
+                        fix=fix)
     with atomic_path(path) as tmp:  # unique temporary name: concurrent runs draw it at once
         pd.DataFrame({"file_id": ids, "split": "train"}).to_csv(tmp, index=False)
     return ids
+
+
+def _class_sizes(data) -> list[int]:
+    """Training images per class (per label for multi-label targets)."""
+    targets = np.asarray(data.targets)
+    if targets.ndim == 2:
+        return [int(n) for n in targets.sum(0)]
+    return [int(n) for n in np.unique(targets, return_counts=True)[1]]
