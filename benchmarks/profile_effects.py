@@ -21,13 +21,22 @@ For each dataset and seed, the same run is trained under several settings:
   model) or row 14 (the reference's generalised Dice; segmentation with ``--loss dice`` or
   ``combined`` only). No run option reaches these (a profile is all or nothing); the script
   swaps the one field of the ``marsbench`` profile's settings for the run and keeps each
-  setting's runs in their own folder, so no record is mistaken for another's.
+  setting's runs in their own folder, so no record is mistaken for another's;
+- ``marsbench+online+train_mode``: ``marsbench+online`` with row 7 (the frozen backbone left in
+  train mode: BatchNorm on batch statistics, its running statistics drifting, dropout on);
+  compare it with ``--baseline marsbench+online`` to isolate row 7;
+- ``marsbench+torchvision_threshold`` (detection, derived, nothing more is trained): each
+  ``marsbench`` run's test detections scored again keeping only those at or above torchvision's
+  default score threshold (Faster R-CNN and RetinaNet 0.05, SSD 0.01) instead of our 0.01:
+  row 20 alone. Exact, not an approximation: the threshold is applied before per-class NMS and
+  the 100-box cap, and dropping boxes below it never changes which boxes above it survive
+  either, so these are the detections the model would output under the higher threshold.
 
 Without ``--settings`` every setting that applies to the task, regime and loss runs; a setting
 named that does not apply is refused in one line.
 
 It prints, per dataset and setting, the test headline (mean and standard deviation over seeds)
-and the paired difference from ``marsbench`` (mean over seeds, 95 % percentile bootstrap CI of
+and the paired difference from ``marsbench`` (or ``--baseline``; mean over seeds, 95 % percentile bootstrap CI of
 that mean over the seeds, by `scipy.stats.bootstrap`). Seeds are paired: the same seed draws the
 same head initialisation and batch order in every setting where the setting allows it.
 
@@ -66,8 +75,10 @@ ONE_ROW = {  # setting -> (the profile table, the field it takes from the paper 
     "marsbench+resize": ("INPUT_SETTINGS", "antialias"),
     "marsbench+imagenet_norm": ("INPUT_SETTINGS", "imagenet_stats"),
     "marsbench+dice_clamp": ("LOOP_SETTINGS", "reference_dice"),
+    "marsbench+online+train_mode": ("LOOP_SETTINGS", "frozen_backbone_train_mode"),
 }
 SETTINGS |= {name: ("marsbench", {}) for name in ONE_ROW}
+SETTINGS["marsbench+online+train_mode"] = ("marsbench", {"fe_path": "online"})
 
 
 @contextlib.contextmanager
@@ -90,7 +101,8 @@ def profile_of(setting: str):
 
 def not_applicable(setting: str, task: str, regime: str, loss: str) -> str | None:
     """Why `setting` changes nothing in a run of `task`, `regime` and `loss`; None if it does."""
-    if setting == "marsbench+online" and regime != "feature_extraction":
+    if setting in ("marsbench+online", "marsbench+online+train_mode") \
+            and regime != "feature_extraction":
         return "it changes feature_extraction runs only"
     if setting == "marsbench+224" and task == "classification":
         return "it changes segmentation and detection input only"
@@ -98,6 +110,40 @@ def not_applicable(setting: str, task: str, regime: str, loss: str) -> str | Non
                                                   and loss in ("dice", "combined")):
         return "it changes segmentation's Dice loss only (--loss dice or combined)"
     return None
+
+
+DERIVED = "marsbench+torchvision_threshold"  # scored from the marsbench runs, not trained
+
+
+@contextlib.contextmanager
+def rescored_at_torchvision_threshold():
+    """While a detection run trains: its test detections are also scored at torchvision's
+    default threshold for the detector, into ``extra["test_at_torchvision_threshold"]``."""
+    from marsbench.metrics.detection import detection_metrics
+    from marsbench.models.detection import TORCHVISION_SCORE_THRESH
+    from marsbench.training.detection import DetectionTask
+
+    original = DetectionTask.evaluate
+
+    def evaluate(self, split: str) -> dict:
+        metrics = original(self, split)
+        threshold = next((v for kind, v in TORCHVISION_SCORE_THRESH.items()
+                          if isinstance(self.model.net, kind)), None)
+        if split == "test" and threshold is not None:
+            kept = [dataclasses.replace(d, boxes=d.boxes[d.scores >= threshold],
+                                        labels=d.labels[d.scores >= threshold],
+                                        scores=d.scores[d.scores >= threshold])
+                    for d in self.detections[split]]
+            self.info["test_at_torchvision_threshold"] = {
+                "threshold": threshold,
+                **detection_metrics(kept, self.splits["train"].class_names)}
+        return metrics
+
+    DetectionTask.evaluate = evaluate
+    try:
+        yield
+    finally:
+        DetectionTask.evaluate = original
 
 
 def setting_options(setting: str, task: str, regime: str) -> tuple[str, dict]:
@@ -139,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regime", default="feature_extraction")
     ap.add_argument("--settings", nargs="+", default=None, choices=list(SETTINGS),
                     help="default: every setting that applies to the datasets' task")
+    ap.add_argument("--baseline", default="marsbench", choices=list(SETTINGS),
+                    help="the setting every other one is paired against (one of --settings)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 10, 42, 123])
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--patience", type=int, default=5)
@@ -183,17 +231,24 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     settings = args.settings or [s for s in SETTINGS if not why_not[s]]
+    if task == "detection" and "marsbench" in settings:
+        settings.append(DERIVED)
+    if args.baseline not in settings:
+        print(f"profile_effects: --baseline {args.baseline} is not among the settings run "
+              f"({', '.join(settings)}); add it to --settings", file=sys.stderr)
+        return 2
     rows: list[dict] = []
     status = 0
     try:
         for dataset in datasets:
             for setting in settings:
                 for seed in args.seeds:
-                    rows.append(train_one(args, root, dataset, task, setting, seed, work))
+                    if setting != DERIVED:
+                        rows += train_one(args, root, dataset, task, setting, seed, work)
     except MarsbenchError as exc:  # one line; the runs already done are still summarised
         print(f"profile_effects: error: {exc}", file=sys.stderr)
         status = 2
-    summary = summarise(rows, settings)
+    summary = summarise(rows, settings, args.baseline)
     print_table(summary, args)
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
@@ -202,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train_one(args, root: Path, dataset: str, task: str, setting: str, seed: int,
-              work: Path) -> dict:
-    """Train one run of `setting` at `seed`; its row of the table."""
+              work: Path) -> list[dict]:
+    """Train one run of `setting` at `seed`; its row of the table (and a detection
+    ``marsbench`` run's `DERIVED` row)."""
+    from marsbench.runs.profiles import loop_settings
     from marsbench.runs.spec import RunSpec
     from marsbench.training.run import run_experiment
 
@@ -215,7 +272,10 @@ def train_one(args, root: Path, dataset: str, task: str, setting: str, seed: int
                    patience=args.patience, seed=seed, profile=profile, loss=args.loss,
                    options=options)
     t0 = time.perf_counter()
-    with profile_of(setting):
+    rescore = (rescored_at_torchvision_threshold() if task == "detection"
+               and setting == "marsbench" else contextlib.nullcontext())
+    with profile_of(setting), rescore:
+        frozen_train_mode = loop_settings(profile).frozen_backbone_train_mode
         record = run_experiment(spec, out_dir=work / "out" / setting)
     metric, value = headline(record)
     row = dict(dataset=dataset, setting=setting, seed=seed, metric=metric, value=value,
@@ -223,26 +283,36 @@ def train_one(args, root: Path, dataset: str, task: str, setting: str, seed: int
                fe_path=getattr(record.spec.options, "fe_path", None),
                epochs=record.epochs_run, best_epoch=record.best_epoch,
                tested_epoch=record.extra.get("tested_epoch"),
+               # the cached path never runs the backbone while training
+               frozen_train_mode=frozen_train_mode and getattr(record.spec.options, "fe_path",
+                                                               None) != "cached",
                preprocessing=record.extra.get("preprocessing"),
                seconds=round(time.perf_counter() - t0, 1))
     print(f"  {dataset} {setting} seed {seed}: {metric} {value:.4f} "
           f"({row['epochs']} epochs, {row['seconds']} s)", flush=True)
-    return row
+    rescored = record.extra.get("test_at_torchvision_threshold")
+    if rescored is None:
+        return [row]
+    derived = dict(row, setting=DERIVED, value=float(rescored[metric]),
+                   score_threshold=rescored["threshold"], seconds=0.0)
+    print(f"  {dataset} {DERIVED} seed {seed}: {metric} {derived['value']:.4f} "
+          f"(score threshold {rescored['threshold']})", flush=True)
+    return [dict(row, score_threshold=record.extra.get("score_threshold")), derived]
 
 
-def summarise(rows: list[dict], settings: list[str]) -> list[dict]:
+def summarise(rows: list[dict], settings: list[str], baseline: str = "marsbench") -> list[dict]:
     out = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         by = {s: {r["seed"]: r["value"] for r in rows
                   if r["dataset"] == dataset and r["setting"] == s} for s in settings}
-        base = by.get("marsbench", {})
+        base = by.get(baseline, {})
         for s in (s for s in settings if by[s]):  # a run that stopped early leaves gaps
             vals = np.array(list(by[s].values()))
             row = dict(dataset=dataset, setting=s, n=len(vals), mean=float(vals.mean()),
                        std=float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
                        diff=None, ci_low=None, ci_high=None)
             seeds = sorted(set(by[s]) & set(base))
-            if s != "marsbench" and seeds:
+            if s != baseline and seeds:
                 diffs = np.array([by[s][k] - base[k] for k in seeds])
                 row["diff"] = float(diffs.mean())
                 row["ci_low"], row["ci_high"] = paired_ci(diffs)
@@ -256,7 +326,7 @@ def print_table(summary: list[dict], args) -> None:
           f"batch {args.batch_size}, loss {args.loss}, CPU threads {os.cpu_count()}")
     width = max([len("setting"), *(len(r["setting"]) for r in summary)])
     head = f"{'dataset':<26} {'setting':<{width}} {'n':>2} {'mean':>7} {'sd':>7}   " \
-           f"{'diff vs marsbench [95% CI]':<30}"
+           f"{'diff vs ' + args.baseline + ' [95% CI]':<30}"
     print(head)
     print("-" * len(head))
     for r in summary:

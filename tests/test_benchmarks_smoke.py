@@ -104,12 +104,17 @@ def test_profile_effects_synthetic(tmp_path):
     one_row = ("marsbench+min_delta", "marsbench+last_epoch", "marsbench+resize",
                "marsbench+imagenet_norm")
     assert {(r["setting"], r["seed"]) for r in data["rows"]} == {
-        (s, k) for s in ("marsbench", "paper", "marsbench+online", "paper_loop", *one_row)
+        (s, k) for s in ("marsbench", "paper", "marsbench+online", "marsbench+online+train_mode",
+                         "paper_loop", *one_row)
         for k in (0, 1)}
-    ran = {r["setting"]: (r["profile"], r["fe_path"]) for r in data["rows"]}
-    assert ran == {"marsbench": ("marsbench", "cached"), "paper": ("paper", "online"),
-                   "marsbench+online": ("marsbench", "online"), "paper_loop": ("paper", "cached"),
-                   **{s: ("marsbench", "cached") for s in one_row}}
+    ran = {r["setting"]: (r["profile"], r["fe_path"], r["frozen_train_mode"])
+           for r in data["rows"]}
+    assert ran == {"marsbench": ("marsbench", "cached", False),
+                   "paper": ("paper", "online", True),
+                   "marsbench+online": ("marsbench", "online", False),
+                   "marsbench+online+train_mode": ("marsbench", "online", True),
+                   "paper_loop": ("paper", "cached", False),
+                   **{s: ("marsbench", "cached", False) for s in one_row}}
     for r in data["rows"]:  # each setting fed and tested the model as it says
         paper_like = r["setting"] in ("paper", "paper_loop")
         last = paper_like or r["setting"] == "marsbench+last_epoch"
@@ -154,7 +159,7 @@ def test_profile_effects_one_row_settings_swap_one_field_and_restore_it():
     spec.loader.exec_module(module)
     assert set(module.ONE_ROW) == {"marsbench+min_delta", "marsbench+last_epoch",
                                    "marsbench+resize", "marsbench+imagenet_norm",
-                                   "marsbench+dice_clamp"}
+                                   "marsbench+dice_clamp", "marsbench+online+train_mode"}
     for setting, (table_name, field) in module.ONE_ROW.items():
         table = getattr(profiles, table_name)
         ours, paper = table["marsbench"], table["paper"]
@@ -176,3 +181,56 @@ def test_profile_effects_refuses_a_setting_that_changes_nothing_in_one_line():
     (line,) = proc.stderr.strip().splitlines()
     assert "marsbench+dice_clamp (it changes segmentation's Dice loss only" in line
     assert "marsbench+224 (it changes segmentation and detection input only)" in line
+
+
+def test_profile_effects_refuses_a_baseline_it_does_not_run_in_one_line():
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "profile_effects.py"), "--synthetic",
+                           "--settings", "marsbench", "marsbench+online+train_mode",
+                           "--baseline", "marsbench+online"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, MARSBENCH_OFFLINE="1"))
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "--baseline marsbench+online is not among the settings run" in line
+
+
+def test_profile_effects_rescores_detections_at_torchvision_threshold(monkeypatch):
+    """Row 20's derived setting scores the same test detections keeping those >= 0.05 (Faster
+    R-CNN's default): equal to COCO metrics of the filtered detections, never above ours (a
+    lower threshold only appends detections at the end of the ranking)."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from marsbench.metrics.detection import ImageDetections, detection_metrics
+    from marsbench.models.detection import build_detector
+    from marsbench.training.detection import DetectionTask
+
+    spec = importlib.util.spec_from_file_location("profile_effects",
+                                                  BENCHMARKS / "profile_effects.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(6):
+        gt = rng.uniform(0, 40, (3, 2)).repeat(2, axis=1) + [0, 0, 10, 10]
+        found = np.concatenate([gt + rng.normal(0, 1.5, gt.shape), rng.uniform(0, 50, (4, 4))])
+        found[:, 2:] = np.maximum(found[:, 2:], found[:, :2] + 2)
+        scores = rng.choice([0.02, 0.03, 0.2, 0.6, 0.9], len(found))
+        images.append(ImageDetections(f"im{i}", 64, 64, gt, np.ones(3, np.int64), found, scores,
+                                      np.ones(len(found), np.int64)))
+    ours = detection_metrics(images, ["crater"])
+    monkeypatch.setattr(DetectionTask, "evaluate", lambda self, split: ours)
+    net = build_detector("fasterrcnn_efficientnet_lite0", 1, "feature_extraction").net
+    task = SimpleNamespace(model=SimpleNamespace(net=net), detections={"test": images},
+                           splits={"train": SimpleNamespace(class_names=["crater"])}, info={})
+    with module.rescored_at_torchvision_threshold():
+        assert DetectionTask.evaluate(task, "test") is ours
+    rescored = task.info["test_at_torchvision_threshold"]
+    kept = [ImageDetections(d.image_id, 64, 64, d.gt_boxes, d.gt_labels, d.boxes[d.scores >= .05],
+                            d.scores[d.scores >= .05], d.labels[d.scores >= .05]) for d in images]
+    assert rescored["threshold"] == 0.05
+    assert rescored["map_50_95"] == detection_metrics(kept, ["crater"])["map_50_95"]
+    assert rescored["map_50_95"] < ours["map_50_95"]
+    assert DetectionTask.evaluate(task, "test") is ours  # restored: no rescoring outside
