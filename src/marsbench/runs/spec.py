@@ -48,10 +48,10 @@ SPEC_SCHEMA = "marsbench.RunSpec/2"
 LEGACY_SCHEMAS = ("marsbench.RunSpec/1",)
 # Fields that say where data came from, or what an old record carried: not part of the key.
 NON_IDENTITY_FIELDS = ("data_root", "source", "legacy_extra")
-# Fields added after schema 2: left out of the key at their default, so adding them never
-# re-keyed a run (the default is the behaviour from before they existed).
 MAX_SEED = 2**32 - 1  # numpy's seed range: a run seeds numpy with its seed (`training.run`)
 MAX_BATCH_SIZE = 2**24  # beyond any memory; a larger number overflows the data loader's slicing
+# Fields added after schema 2: left out of the key at their default, so adding them never
+# re-keyed a run (the default is the behaviour from before they existed).
 DEFAULT_FREE_FIELDS = {"subset_seed": None, "precision": "auto", "compile": False,
                        "profile": "marsbench", "split": "official"}
 
