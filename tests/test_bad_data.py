@@ -788,7 +788,8 @@ def _tiff(array: np.ndarray) -> bytes:
     import tifffile
 
     buf = io.BytesIO()
-    tifffile.imwrite(buf, array)
+    rgb = array.ndim == 3 and array.shape[-1] == 3  # stated: tifffile's default will change
+    tifffile.imwrite(buf, array, **({"photometric": "rgb"} if rgb else {}))
     return buf.getvalue()
 
 
