@@ -35,10 +35,11 @@ For each dataset and seed, the same run is trained under several settings:
 Without ``--settings`` every setting that applies to the task, regime and loss runs; a setting
 named that does not apply is refused in one line.
 
-It prints, per dataset and setting, the test headline (mean and standard deviation over seeds)
-and the paired difference from ``marsbench`` (or ``--baseline``; mean over seeds, 95 % percentile bootstrap CI of
-that mean over the seeds, by `scipy.stats.bootstrap`). Seeds are paired: the same seed draws the
-same head initialisation and batch order in every setting where the setting allows it.
+It prints, per dataset and setting, the test headline (mean and standard deviation over seeds) and
+the paired difference from ``marsbench`` (or ``--baseline``; mean over seeds, 95 % percentile
+bootstrap CI of that mean over the seeds, by `scipy.stats.bootstrap`). Seeds are paired: the same
+seed draws the same head initialisation and batch order in every setting where the setting allows
+it.
 
     python benchmarks/profile_effects.py [--root ../shared/data] [--datasets mb-landmark_cls-mini]
         [--model efficientnet_lite0] [--seeds 0 1 10 42 123] [--epochs 30] [--json out.json]
