@@ -20,7 +20,7 @@ from .errors import DataError, VariantUnavailableError
 from .folder import read_folder
 from .images import is_image_file
 from .open import resolve
-from .validate import validate_boxes
+from .validate import first_repeat, validate_boxes
 
 
 @dataclass(frozen=True)
@@ -131,16 +131,13 @@ def _identity(ds, src: str) -> list[str]:
 
 def _repeated(keys: list[str], ids: list[str], src: str) -> str:
     """Which samples of a split are the same sample, and the fix."""
-    seen: dict[str, int] = {}
-    for i, key in enumerate(keys):
-        if key in seen:
-            j = seen[key]
-            same = (f"rows {j} and {i} hold identical image bytes" if src == "hf"
-                    else f"sample id {ids[i]!r} appears twice")
-            extra = len(keys) - len(set(keys))
-            return f"{same} ({extra} duplicate{'s' * (extra > 1)} in the split); remove one"
-        seen[key] = i
-    return "sample ids repeated within the split"
+    repeat = first_repeat(keys)
+    if repeat is None:
+        return "sample ids repeated within the split"
+    i, j, extra = repeat
+    same = (f"rows {i} and {j} hold identical image bytes" if src == "hf"
+            else f"sample id {ids[j]!r} appears twice")
+    return f"{same} ({extra} duplicate{'s' * (extra > 1)} in the split); remove one"
 
 
 def _entry_path(entry) -> str:

@@ -26,8 +26,8 @@ from .images import (MIN_IMAGE_SIDE, classification_image, decode_image, decode_
                      max_image_pixels)
 from .paths import Guard, contained, decode_text, display, read_text
 from .samples import ClassificationSample, DetectionSample, SegmentationSample
-from .validate import (box_numbers, class_label, multihot, parse_class_id, validate_boxes,
-                       validate_mask)
+from .validate import (box_numbers, class_label, first_repeat, multihot, parse_class_id,
+                       validate_boxes, validate_mask)
 
 SHARD = re.compile(r"(?:^|/)data/(?P<split>[^/]+?)-\d{5}-of-\d{5}(?:-[0-9a-f]+)?\.parquet$")
 PAIR_COLUMNS = (("image_before", "image_after"), ("before", "after"), ("image1", "image2"))
@@ -525,18 +525,15 @@ def _row_ids(ds, split: str, skip: tuple[str, ...] = (), *, dataset: str = "",
 
 
 def _refuse_repeated(values: list, column: str, dataset: str, split: str, where: str) -> None:
-    first: dict = {}
-    for i, value in enumerate(values):
-        if value in (None, ""):
-            continue
-        if value in first:
-            extra = len(values) - len(set(values))
-            raise DataError(f"{column} repeated within the split (rows {first[value]} and {i}"
-                            f"{f'; {extra - 1} more repeats' if extra > 1 else ''})",
-                            dataset=dataset or None, split=split, path=where or None,
-                            value=repr(value), fix="remove the repeated rows from the parquet "
-                            "shards (`marsbench check` lists the split's duplicates)")
-        first[value] = i
+    repeat = first_repeat(values)
+    if repeat is None:
+        return
+    i, j, extra = repeat
+    raise DataError(f"{column} repeated within the split (rows {i} and {j}"
+                    f"{f'; {extra - 1} more repeats' if extra > 1 else ''})",
+                    dataset=dataset or None, split=split, path=where or None,
+                    value=repr(values[i]), fix="remove the repeated rows from the parquet "
+                    "shards (`marsbench check` lists the split's duplicates)")
 
 
 def content_hashes(data: MarsDataset) -> list[str]:

@@ -22,6 +22,24 @@ from .errors import DataError
 _MISSING = ("", "nan", "none", "null", "na", "n/a")
 
 
+def first_repeat(values) -> tuple[int, int, int] | None:
+    """``(i, j, extra)`` for the first value seen again: its first row ``i``, the repeat's row
+    ``j``, and how many rows repeat an earlier one in all; None if no value repeats. Empty
+    cells (None, "") are not ids and never repeat."""
+    first: dict = {}
+    found = None
+    extra = 0
+    for j, value in enumerate(values):
+        if value is None or value == "":
+            continue
+        if value in first:
+            extra += 1
+            found = found or (first[value], j)
+        else:
+            first[value] = j
+    return None if found is None else (*found, extra)
+
+
 def parse_class_id(value: Any) -> int:
     """An integer class id from a cell; `ValueError` with the reason when it is not one."""
     if value is None:
