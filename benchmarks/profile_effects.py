@@ -121,20 +121,20 @@ def rescored_at_torchvision_threshold():
     """While a detection run trains: its test detections are also scored at torchvision's
     default threshold for the detector, into ``extra["test_at_torchvision_threshold"]``."""
     from marsbench.metrics.detection import detection_metrics
-    from marsbench.models.detection import TORCHVISION_SCORE_THRESH
+    from marsbench.models.detection import torchvision_score_threshold
     from marsbench.training.detection import DetectionTask
 
     original = DetectionTask.evaluate
 
     def evaluate(self, split: str) -> dict:
         metrics = original(self, split)
-        threshold = next((v for kind, v in TORCHVISION_SCORE_THRESH.items()
-                          if isinstance(self.model.net, kind)), None)
+        threshold = torchvision_score_threshold(self.model.net)
         if split == "test" and threshold is not None:
-            kept = [dataclasses.replace(d, boxes=d.boxes[d.scores >= threshold],
-                                        labels=d.labels[d.scores >= threshold],
-                                        scores=d.scores[d.scores >= threshold])
-                    for d in self.detections[split]]
+            kept = []
+            for d in self.detections[split]:
+                keep = d.scores >= threshold
+                kept.append(dataclasses.replace(d, boxes=d.boxes[keep], labels=d.labels[keep],
+                                                scores=d.scores[keep]))
             self.info["test_at_torchvision_threshold"] = {
                 "threshold": threshold,
                 **detection_metrics(kept, self.splits["train"].class_names)}

@@ -110,6 +110,12 @@ def _replace_class_head(net: nn.Module, outputs: int) -> None:
 TORCHVISION_SCORE_THRESH = {FasterRCNN: 0.05, RetinaNet: 0.05, SSD: 0.01}
 
 
+def torchvision_score_threshold(net: nn.Module) -> float | None:
+    """torchvision's default score threshold for ``net``'s kind (None: not torchvision's)."""
+    return next((v for kind, v in TORCHVISION_SCORE_THRESH.items() if isinstance(net, kind)),
+                None)
+
+
 def _threshold_holder(net: nn.Module) -> nn.Module | None:
     """The module whose ``score_thresh`` filters ``net``'s detections (None: not torchvision's)."""
     if isinstance(net, FasterRCNN):
@@ -309,8 +315,7 @@ def build_detector(spec_or_name: ModelSpec | str, num_classes: int, regime: Regi
     model = build_dense(spec_for_run(spec, profile, str(regime)), DET, num_classes, regime,
                         weights)
     if profile == "paper":  # docs/fidelity.md row 20: torchvision's default score thresholds
-        _set_score_threshold(model.net, next((v for kind, v in TORCHVISION_SCORE_THRESH.items()
-                                              if isinstance(model.net, kind)), None))
+        _set_score_threshold(model.net, torchvision_score_threshold(model.net))
     return model
 
 
