@@ -125,8 +125,6 @@ def compare_command(
     typer.echo(markdown(result))
 
 
-
-
 def _seeds(text: str | None) -> list[int] | None:
     """Distinct seeds in [0, MAX_SEED]; a negative, huge or repeated one is refused."""
     if text is None:

@@ -118,10 +118,11 @@ def pretrain_command(
     fingerprint, settings, losses, versions); checkpoints in OUT/checkpoint/ resume with
     --resume."""
     from ..errors import in_range
-    from ..training.pretrain import PretrainConfig, contamination, open_data, pretrain
+    from ..training.pretrain import (MAX_STEPS, PretrainConfig, contamination, open_data,
+                                     pretrain)
     from . import common
 
-    in_range(log_every, "--log-every", 1, 2**31 - 1, example="50")
+    in_range(log_every, "--log-every", 1, MAX_STEPS, example="50")
     arch = {k: v for k, v in dict(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim,
                                   depth=depth, num_heads=num_heads).items() if v is not None}
     cfg = PretrainConfig(

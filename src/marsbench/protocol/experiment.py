@@ -534,7 +534,6 @@ class _Parser:
             card = get_card(name)
         except UnknownDatasetError:
             if root is not None:  # a user's own dataset folder: its card is read off the folder
-                from ..errors import MarsbenchError
                 from ..runs.spec import dataset_card
 
                 try:

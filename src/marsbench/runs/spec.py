@@ -134,9 +134,9 @@ class RunSpec:
         set_("split", str(scheme))
         set_("scheduler", _choice("scheduler", self.scheduler, SCHEDULERS))
         set_("weights", str(self.weights).strip())
-        for name, low in (("seed", 0), ("batch_size", 1), ("max_epochs", 1), ("patience", 0)):
-            set_(name, _as_int(name, getattr(self, name), low,
-                               {"seed": MAX_SEED, "batch_size": MAX_BATCH_SIZE}.get(name)))
+        for name, low, high in (("seed", 0, MAX_SEED), ("batch_size", 1, MAX_BATCH_SIZE),
+                                ("max_epochs", 1, None), ("patience", 0, None)):
+            set_(name, _as_int(name, getattr(self, name), low, high))
         if self.subset_seed is not None:
             set_("subset_seed", _as_int("subset_seed", self.subset_seed, 0))
         for name in ("lr", "weight_decay"):
